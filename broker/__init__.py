@@ -1,0 +1,1 @@
+"""caterva2.broker."""

@@ -1,0 +1,1 @@
+"""Caterva2: on-demand access to Blosc2 and HDF5 datasets."""
