@@ -1,0 +1,210 @@
+"""REST resources for datasets: roots, list, info, fetch, chunk, download and the writes."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+
+import falcon
+
+from ..common.errors import BadRequest, NotFound, ValidationError
+from ..common.paths import split_logical_path
+from ..common.slices import parse_slice
+from . import datasets
+from .file_ops import FileOps
+from .local_roots import LocalRoots
+
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def json_body(req: falcon.Request, *keys: str) -> dict:
+    """The JSON object of a request, with `keys` required (422 otherwise)."""
+    try:
+        body = req.get_media()
+    except falcon.MediaNotFoundError:
+        body = None
+    except falcon.MediaMalformedError as exc:
+        raise ValidationError(
+            "body", "", f"Invalid JSON: {exc.description}", "json_invalid"
+        ) from None
+    if not isinstance(body, dict):
+        raise ValidationError("body", "", "A JSON object is required", "model_attributes_type")
+    for key in keys:
+        if key not in body:
+            raise ValidationError("body", key, "Field required")
+    return body
+
+
+class RootsResource:
+    def __init__(self, roots: LocalRoots) -> None:
+        self.roots = roots
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {
+            name: {"name": name, "http": "", "subscribed": True}
+            for name in self.roots.names(req.context.user)
+        }
+
+
+class ListResource:
+    def __init__(self, roots: LocalRoots) -> None:
+        self.roots = roots
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        resp.media = self.roots.listing(self.roots.locate(path, req.context.user))
+
+
+class InfoResource:
+    def __init__(self, roots: LocalRoots) -> None:
+        self.roots = roots
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        resp.media = datasets.info(self.roots.locate(path, req.context.user))
+
+
+def _send_file(req: falcon.Request, resp: falcon.Response, path, filename: str) -> None:
+    """Stream a stored file as an attachment, honouring a single byte Range."""
+    stat = path.stat()
+    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+    resp.content_type = "application/octet-stream"
+    resp.downloadable_as = filename
+    resp.etag = etag
+    resp.set_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))
+    resp.accept_ranges = "bytes"
+    if req.if_none_match and any(str(t) == etag.strip('"') for t in req.if_none_match):
+        resp.status = falcon.HTTP_304
+        return
+    start, length = 0, stat.st_size
+    header = req.get_header("Range")
+    if header:
+        match = RANGE_RE.match(header.strip())
+        if not match or match.groups() == ("", ""):
+            raise falcon.HTTPRangeNotSatisfiable(stat.st_size)
+        first, last = match.groups()
+        if first:
+            start, end = int(first), int(last) if last else stat.st_size - 1
+        else:
+            start, end = max(0, stat.st_size - int(last)), stat.st_size - 1
+        end = min(end, stat.st_size - 1)
+        if start > end:
+            raise falcon.HTTPRangeNotSatisfiable(stat.st_size)
+        length = end - start + 1
+        resp.status = falcon.HTTP_206
+        resp.content_range = (start, end, stat.st_size)
+    if start == 0 and length == stat.st_size:
+        resp.set_stream(open(path, "rb"), length)
+    else:
+        resp.stream = datasets.file_blocks(path, start, length)
+        resp.content_length = length
+
+
+class FetchResource:
+    def __init__(self, roots: LocalRoots) -> None:
+        self.roots = roots
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        loc = self.roots.locate(path, req.context.user)
+        key = parse_slice(req.get_param("slice_"))
+        result = datasets.fetch(loc, key, req.get_param("field"), req.get_param("filter"))
+        if isinstance(result, datasets.WholeFile):
+            _send_file(req, resp, result.path, result.path.name)
+        else:
+            resp.content_type = "application/octet-stream"
+            resp.data = result
+
+
+class ChunkResource:
+    def __init__(self, roots: LocalRoots) -> None:
+        self.roots = roots
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        loc = self.roots.locate(path, req.context.user)
+        raw = req.get_param("nchunk")
+        if raw is None:
+            raise ValidationError("query", "nchunk", "Field required")
+        try:
+            nchunk = int(raw)
+        except ValueError:
+            raise ValidationError(
+                "query", "nchunk", "Input should be a valid integer", "int_parsing", raw
+            ) from None
+        resp.data = datasets.chunk(loc, nchunk)
+        resp.content_type = "application/octet-stream"
+
+
+class DownloadResource:
+    def __init__(self, roots: LocalRoots) -> None:
+        self.roots = roots
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        content = datasets.download(self.roots.locate(path, req.context.user))
+        resp.downloadable_as = content.filename
+        resp.content_type = content.content_type or "application/octet-stream"
+        resp.stream = content.blocks
+        if content.length is not None:
+            resp.content_length = content.length
+
+
+class UploadResource:
+    def __init__(self, ops: FileOps) -> None:
+        self.ops = ops
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        # Check the path and the rights before reading a possibly large body.
+        self.ops.roots.locate(path, req.context.user, "Uploading")
+        if not (req.content_type or "").startswith("multipart/form-data"):
+            raise ValidationError("body", "file", "Field required (multipart/form-data)")
+        try:
+            for part in req.get_media():
+                if part.name == "file":
+                    resp.media = self.ops.upload(
+                        path,
+                        part.secure_filename if part.filename else "",
+                        part.stream,
+                        req.context.user,
+                    )
+                    return
+        except falcon.MediaMalformedError as exc:
+            raise BadRequest(f"Malformed multipart body: {exc.description}") from None
+        raise ValidationError("body", "file", "Field required")
+
+
+class RemoveResource:
+    def __init__(self, ops: FileOps) -> None:
+        self.ops = ops
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        resp.media = self.ops.remove(path, req.context.user)
+
+
+class TransferResource:
+    """`/api/move/` and `/api/copy/`."""
+
+    def __init__(self, ops: FileOps, move: bool) -> None:
+        self.ops = ops
+        self.move = move
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        action = "Moving files" if self.move else "Copying files"
+        self.ops.roots.rootdir("@public", req.context.user, action)  # 401 first, as the original
+        body = json_body(req, "src", "dst")
+        src, dst = str(body["src"]), str(body["dst"])
+        op = self.ops.move if self.move else self.ops.copy
+        resp.media = op(src, dst, req.context.user)
+
+
+class SubscribeResource:
+    """`/api/subscribe/<root>`: local roots are always followed."""
+
+    def __init__(self, roots: LocalRoots) -> None:
+        self.roots = roots
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        root, _ = split_logical_path(name)
+        if not self.roots.is_local(root):
+            raise NotFound(f"{root} not known by the broker")
+        if root != "@public" and req.context.user is None:
+            from ..common.errors import Unauthorized
+
+            raise Unauthorized(f"Subscribing to {root} requires authentication")
+        resp.media = "Ok"

@@ -1,0 +1,124 @@
+"""REST resources for accounts: login, logout, registration and user management."""
+
+from __future__ import annotations
+
+import shutil
+
+import falcon
+
+from ..common.errors import BadRequest, Conflict, NotFound, Unauthorized, ValidationError
+from . import passwords
+from .api_data import json_body
+from .auth import clear_login_cookie, require_user, set_login_cookie
+from .local_roots import LocalRoots
+from .store import EMAIL_RE, Store
+
+
+def _limit_users(store: Store, maxusers: int | None) -> None:
+    if maxusers and store.count_users() >= maxusers:
+        raise BadRequest(f"Only a maximum of {maxusers} users are allowed")
+
+
+class LoginResource:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not (req.content_type or "").startswith("application/x-www-form-urlencoded"):
+            raise ValidationError("body", "username", "Field required (a form is expected)")
+        form = req.get_media() or {}
+        for key in ("username", "password"):
+            if not form.get(key):
+                raise ValidationError("body", key, "Field required")
+        user = self.store.authenticate(str(form["username"]), str(form["password"]))
+        if user is None:
+            raise BadRequest("LOGIN_BAD_CREDENTIALS")
+        set_login_cookie(resp, self.store.create_token(user))
+        resp.status = falcon.HTTP_204
+
+
+class LogoutResource:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        require_user(req)
+        self.store.delete_token(req.context.token)
+        clear_login_cookie(resp)
+        resp.status = falcon.HTTP_204
+
+
+class RegisterResource:
+    def __init__(self, store: Store, maxusers: int | None) -> None:
+        self.store = store
+        self.maxusers = maxusers
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, "email", "password")
+        email, password = str(body["email"]), str(body["password"])
+        if not EMAIL_RE.match(email):
+            raise ValidationError(
+                "body", "email", "value is not a valid email address", "value_error", email
+            )
+        problem = passwords.password_problem(password)
+        if problem:
+            raise BadRequest({"code": "REGISTER_INVALID_PASSWORD", "reason": problem})
+        _limit_users(self.store, self.maxusers)
+        try:
+            user = self.store.add_user(email, password)
+        except Conflict:
+            raise BadRequest("REGISTER_USER_ALREADY_EXISTS") from None
+        data = user.public_dict()
+        del data["hashed_password"]
+        resp.media = data
+        resp.status = falcon.HTTP_201
+
+
+class AddUserResource:
+    def __init__(self, store: Store, maxusers: int | None) -> None:
+        self.store = store
+        self.maxusers = maxusers
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        caller = require_user(req)
+        if not caller.is_superuser:
+            raise Unauthorized("Only superusers can add users")
+        body = json_body(req, "username", "password", "superuser")
+        name, password = str(body["username"]), body["password"]
+        superuser = bool(body["superuser"])
+        if self.store.get_user_by_email(name) is None:
+            _limit_users(self.store, self.maxusers)
+            try:
+                self.store.add_user(name, password or passwords.random_password(), superuser)
+            except BadRequest as exc:
+                raise BadRequest(f"Error in adding {name}: {exc.detail}") from None
+            except Conflict:
+                pass  # added meanwhile by someone else: the same outcome
+        shown = "None" if password is None else repr(str(password))
+        resp.media = f"User added: username={name!r} password={shown} superuser={superuser}"
+
+
+class DelUserResource:
+    def __init__(self, store: Store, roots: LocalRoots) -> None:
+        self.store = store
+        self.roots = roots
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, username: str) -> None:
+        caller = require_user(req)
+        if not caller.is_superuser:
+            raise Unauthorized("Only superusers can delete users")
+        try:
+            user = self.store.delete_user(username)
+        except NotFound:
+            raise BadRequest(f"Error in deleting {username}: UserNotExists") from None
+        shutil.rmtree(self.roots.personal_dir(user), ignore_errors=True)
+        resp.media = f"User deleted: {username}"
+
+
+class ListUsersResource:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        require_user(req)
+        resp.media = [u.public_dict() for u in self.store.list_users(req.get_param("username"))]

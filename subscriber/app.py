@@ -1,0 +1,96 @@
+"""The subscriber's WSGI application: routes, error bodies and the shared state."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import falcon
+
+from ..common.errors import Caterva2Error
+from . import api_data, api_users
+from .auth import AuthMiddleware
+from .file_ops import FileOps
+from .local_roots import LocalRoots
+from .settings import SubscriberSettings
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def _reason(status: int) -> str:
+    return falcon.code_to_http_status(status).split(" ", 1)[1]
+
+
+def _caterva2_error(req, resp, ex: Caterva2Error, params) -> None:
+    resp.status = falcon.code_to_http_status(ex.status)
+    resp.media = {"detail": ex.detail}
+
+
+def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
+    resp.status = ex.status
+    resp.media = {"detail": ex.description or _reason(ex.status_code)}
+    for name, value in (ex.headers or {}).items():
+        resp.set_header(name, value)
+
+
+def _unexpected_error(req, resp, ex: Exception, params) -> None:
+    if isinstance(ex, falcon.HTTPError | falcon.HTTPStatus):
+        raise ex
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    resp.status = falcon.HTTP_500
+    resp.content_type = falcon.MEDIA_TEXT
+    resp.text = "Internal Server Error"
+
+
+@dataclass
+class Subscriber:
+    """The WSGI app with the state it serves."""
+
+    app: falcon.App
+    store: Store | None
+    roots: LocalRoots
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def create_subscriber(settings: SubscriberSettings) -> Subscriber:
+    """Build the Falcon app serving `settings.statedir`."""
+    store = Store(settings.statedir, settings.secret) if settings.login else None
+    roots = LocalRoots(settings.statedir, settings.login)
+    ops = FileOps(roots, settings.quota)
+    app = falcon.App(middleware=[AuthMiddleware(store)])
+    # Clients never follow redirects: `/api/list/x/` must answer like `/api/list/x`.
+    app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.keep_blank_qs_values = True
+    app.resp_options.secure_cookies_by_default = False
+    app.add_error_handler(Exception, _unexpected_error)
+    app.add_error_handler(falcon.HTTPError, _http_error)
+    app.add_error_handler(Caterva2Error, _caterva2_error)
+
+    app.add_route("/api/roots", api_data.RootsResource(roots))
+    for verb, resource in (
+        ("list", api_data.ListResource(roots)),
+        ("info", api_data.InfoResource(roots)),
+        ("fetch", api_data.FetchResource(roots)),
+        ("chunk", api_data.ChunkResource(roots)),
+        ("download", api_data.DownloadResource(roots)),
+        ("upload", api_data.UploadResource(ops)),
+        ("remove", api_data.RemoveResource(ops)),
+    ):
+        app.add_route(f"/api/{verb}/{{path:path}}", resource)
+    app.add_route("/api/move", api_data.TransferResource(ops, move=True))
+    app.add_route("/api/copy", api_data.TransferResource(ops, move=False))
+    app.add_route("/api/subscribe/{name:path}", api_data.SubscribeResource(roots))
+
+    if store is not None:
+        app.add_route("/auth/jwt/login", api_users.LoginResource(store))
+        app.add_route("/auth/jwt/logout", api_users.LogoutResource(store))
+        app.add_route("/api/adduser", api_users.AddUserResource(store, settings.maxusers))
+        app.add_route("/api/deluser/{username}", api_users.DelUserResource(store, roots))
+        app.add_route("/api/listusers", api_users.ListUsersResource(store))
+        if settings.register:
+            app.add_route("/auth/register", api_users.RegisterResource(store, settings.maxusers))
+    return Subscriber(app, store, roots)

@@ -1,0 +1,50 @@
+"""Who is calling: the `c2subauth` cookie turned into a user, for every request."""
+
+from __future__ import annotations
+
+import falcon
+
+from .store import Store, User
+
+COOKIE_NAME = "c2subauth"
+
+
+class AuthMiddleware:
+    """Sets `req.context.user` to the logged-in user, or None (anonymous)."""
+
+    def __init__(self, store: Store | None) -> None:
+        self.store = store
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.user = None
+        req.context.token = None
+        if self.store is None:
+            return
+        values = req.get_cookie_values(COOKIE_NAME)
+        for token in values or ():
+            user = self.store.user_for_token(token)
+            if user is not None:
+                req.context.user = user
+                req.context.token = token
+                return
+
+
+def set_login_cookie(resp: falcon.Response, token: str) -> None:
+    """The one cookie a login answers with (clients replay the first cookie verbatim)."""
+    resp.set_cookie(COOKIE_NAME, token, http_only=True, path="/", secure=False, same_site="Lax")
+
+
+def clear_login_cookie(resp: falcon.Response) -> None:
+    resp.set_cookie(
+        COOKIE_NAME, "", max_age=0, http_only=True, path="/", secure=False, same_site="Lax"
+    )
+
+
+def require_user(req: falcon.Request, message: str = "Unauthorized") -> User:
+    """The caller, or 401 when anonymous."""
+    from ..common.errors import Unauthorized
+
+    user = req.context.user
+    if user is None:
+        raise Unauthorized(message)
+    return user

@@ -1,0 +1,111 @@
+"""`cat2sub`: run the subscriber's REST API with waitress."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from ..common.config import ConfigError, load_config, parse_http, section
+from ..common.logs import setup_logging
+from .settings import SubscriberSettings, build_settings
+
+log = logging.getLogger("caterva2.subscriber")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cat2sub", description="Caterva2 subscriber")
+    parser.add_argument("--conf", help="configuration file (default: ./caterva2.toml)")
+    parser.add_argument("--id", help="use the [subscriber.ID] section of the configuration")
+    parser.add_argument("--http", help="HOST:PORT or a Unix socket path to listen on")
+    parser.add_argument("--statedir", help="state directory (default: _caterva2/sub)")
+    parser.add_argument("--urlbase", help="public base URL of this subscriber")
+    parser.add_argument("--quota", help="disk quota, e.g. 10G")
+    parser.add_argument("--maxusers", type=int, help="maximum number of users")
+    parser.add_argument("--login", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--register", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--threads", type=int, help="HTTP worker threads (default 8)")
+    parser.add_argument("--loglevel", help="debug, info, warning (default) or error")
+    return parser.parse_args(argv)
+
+
+def load_settings(args: argparse.Namespace) -> SubscriberSettings:
+    """Settings from the file, then the flags given on the command line."""
+    conf = load_config(args.conf)
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "http",
+            "statedir",
+            "urlbase",
+            "quota",
+            "maxusers",
+            "login",
+            "register",
+            "threads",
+            "loglevel",
+        )
+    }
+    settings = build_settings(section(conf, "subscriber", args.id), overrides)
+    settings.broker_url = conf.get("broker", {}).get("url")
+    settings.check()
+    return settings
+
+
+def serve(settings: SubscriberSettings) -> None:
+    """Serve until SIGTERM or SIGINT, then close cleanly."""
+    import waitress
+
+    from .app import create_subscriber
+
+    subscriber = create_subscriber(settings)
+    address = parse_http(settings.http)
+    listen = (
+        {"unix_socket": address}
+        if isinstance(address, str)
+        else {"host": address[0], "port": address[1]}
+    )
+    server = waitress.create_server(
+        subscriber.app,
+        threads=settings.threads,
+        url_prefix=settings.url_prefix,
+        ident="caterva2",
+        channel_timeout=300,
+        clear_untrusted_proxy_headers=True,
+        **listen,
+    )
+
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.warning("cat2sub serving %s on %s", settings.statedir, settings.http)
+    print(
+        f"cat2sub: serving {settings.statedir} at {settings.urlbase} ({settings.http})", flush=True
+    )
+    try:
+        server.run()
+    except SystemExit:
+        pass
+    finally:
+        server.close()
+        subscriber.close()
+        print("cat2sub: stopped", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args)
+        setup_logging(settings.loglevel)
+        serve(settings)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"cat2sub: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

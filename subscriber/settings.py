@@ -1,0 +1,78 @@
+"""The subscriber's settings: `[subscriber]` of `caterva2.toml`, overridden by flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..common.config import ConfigError, parse_size, secret_from_env
+
+DEFAULT_STATEDIR = "_caterva2/sub"
+DEFAULT_HTTP = "localhost:8000"
+DEFAULT_URLBASE = "http://localhost:8000"
+
+
+@dataclass
+class SubscriberSettings:
+    """Everything `cat2sub` needs to run."""
+
+    statedir: Path = Path(DEFAULT_STATEDIR)
+    http: str = DEFAULT_HTTP
+    urlbase: str = DEFAULT_URLBASE
+    quota: int | None = None
+    maxusers: int | None = None
+    login: bool = True
+    register: bool = False
+    loglevel: str = "warning"
+    secret: str | None = None
+    threads: int = 8
+    broker_url: str | None = None
+
+    @property
+    def url_prefix(self) -> str:
+        """The path part of `urlbase`, where the app is mounted ('' for none)."""
+        return urlsplit(self.urlbase).path.rstrip("/")
+
+    def check(self) -> None:
+        """Refuse a configuration that cannot run, saying why."""
+        if self.login and not self.secret:
+            raise ConfigError(
+                "CATERVA2_SECRET envvar is required when login is enabled "
+                "(set it in the environment or in .env, or set login = false)"
+            )
+        if self.register and not self.login:
+            raise ConfigError("register = true requires login = true")
+        if self.maxusers is not None and self.maxusers < 0:
+            raise ConfigError("maxusers must not be negative")
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(value).lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
+
+
+def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> SubscriberSettings:
+    """Merge the `[subscriber]` section with command-line overrides (None = not given)."""
+    values = {k: v for k, v in conf.items() if not isinstance(v, dict)}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = SubscriberSettings(
+        statedir=Path(values.get("statedir", DEFAULT_STATEDIR)),
+        http=str(values.get("http", DEFAULT_HTTP)),
+        urlbase=str(values.get("urlbase", DEFAULT_URLBASE)).rstrip("/"),
+        quota=parse_size(values.get("quota")),
+        maxusers=int(values["maxusers"]) if values.get("maxusers") else None,
+        login=_bool(values.get("login", True), "login"),
+        register=_bool(values.get("register", False), "register"),
+        loglevel=str(values.get("loglevel", "warning")),
+        secret=secret_from_env(),
+        threads=int(values.get("threads", 8)),
+        broker_url=values.get("broker_url"),
+    )
+    return settings

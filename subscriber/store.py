@@ -1,0 +1,266 @@
+"""The subscriber's SQLite store: users, login tokens, subscriptions and remote roots.
+
+One file (`<statedir>/db.sqlite`, WAL mode) through sqlite-utils. The schema
+version is SQLite's `user_version`; opening an older file runs the missing
+migrations in order, inside one transaction each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from ..common.errors import BadRequest, Conflict, NotFound
+from . import passwords
+
+DB_NAME = "db.sqlite"
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+DEFAULT_TOKEN_LIFETIME = 12 * 3600
+
+
+@dataclass(frozen=True)
+class User:
+    """A user account; `id` (a UUID) names the user's personal folder."""
+
+    id: str
+    email: str
+    hashed_password: str
+    is_active: bool
+    is_superuser: bool
+    is_verified: bool
+
+    def public_dict(self) -> dict:
+        """What `/api/listusers/` shows: never the password hash."""
+        return {
+            "id": self.id,
+            "email": self.email,
+            "hashed_password": "",
+            "is_active": self.is_active,
+            "is_superuser": self.is_superuser,
+            "is_verified": self.is_verified,
+        }
+
+
+def _migrate_1(db: sqlite_utils.Database) -> None:
+    db["users"].create(
+        {
+            "id": str,
+            "email": str,
+            "hashed_password": str,
+            "is_active": int,
+            "is_superuser": int,
+            "is_verified": int,
+            "created": float,
+        },
+        pk="id",
+    )
+    db["users"].create_index(["email"], unique=True)
+    db["tokens"].create(
+        {"token_hash": str, "user_id": str, "expires": float},
+        pk="token_hash",
+        foreign_keys=[("user_id", "users", "id")],
+    )
+    db["tokens"].create_index(["user_id"])
+
+
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    db["subscriptions"].create({"root": str, "mirror": int, "created": float}, pk="root")
+    db["roots"].create(
+        {"name": str, "url": str, "etag": str, "online": int, "seen": float}, pk="name"
+    )
+
+
+# Index i upgrades a file from version i to version i + 1.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in an open database."""
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
+    """Bring a database up to `target`, one committed step at a time."""
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"{DB_NAME} has schema version {version}, newer than this Caterva2 ({SCHEMA_VERSION})"
+        )
+    db = sqlite_utils.Database(conn)
+    for step in range(version, target):
+        with conn:
+            MIGRATIONS[step](db)
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+
+
+class Store:
+    """Thread-safe access to the SQLite file (one connection per thread)."""
+
+    def __init__(self, statedir: str | Path, secret: str | None = None) -> None:
+        self.path = Path(statedir) / DB_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Tokens are stored as HMACs keyed by the secret: a stolen file holds no usable token.
+        self._token_key = (secret or "").encode()
+        self._local = threading.local()
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode = WAL")
+        migrate(conn)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA busy_timeout = 30000")
+            self._local.conn = conn
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The sqlite-utils view of this thread's connection."""
+        return sqlite_utils.Database(self._conn())
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # Users
+
+    @staticmethod
+    def _user(row: dict | None) -> User | None:
+        if row is None:
+            return None
+        return User(
+            id=row["id"],
+            email=row["email"],
+            hashed_password=row["hashed_password"],
+            is_active=bool(row["is_active"]),
+            is_superuser=bool(row["is_superuser"]),
+            is_verified=bool(row["is_verified"]),
+        )
+
+    def add_user(self, email: str, password: str, superuser: bool = False) -> User:
+        """Create a user; `Conflict` if the email is taken, `BadRequest` if invalid."""
+        email = email.strip()
+        if not EMAIL_RE.match(email):
+            raise BadRequest(f"{email!r} is not a valid email address")
+        problem = passwords.password_problem(password)
+        if problem:
+            raise BadRequest(problem)
+        row = {
+            "id": str(uuid.uuid4()),
+            "email": email,
+            "hashed_password": passwords.hash_password(password),
+            "is_active": 1,
+            "is_superuser": int(superuser),
+            "is_verified": 0,
+            "created": time.time(),
+        }
+        try:
+            self.db["users"].insert(row)
+        except sqlite3.IntegrityError:
+            raise Conflict(f"User {email} already exists") from None
+        return self._user(row)
+
+    def get_user(self, user_id: str) -> User | None:
+        rows = list(self.db["users"].rows_where("id = ?", [user_id]))
+        return self._user(rows[0] if rows else None)
+
+    def get_user_by_email(self, email: str) -> User | None:
+        rows = list(self.db["users"].rows_where("email = ? COLLATE NOCASE", [email.strip()]))
+        return self._user(rows[0] if rows else None)
+
+    def list_users(self, email: str | None = None) -> list[User]:
+        if email:
+            user = self.get_user_by_email(email)
+            return [user] if user else []
+        return [self._user(r) for r in self.db["users"].rows_where(order_by="created")]
+
+    def count_users(self) -> int:
+        return self.db["users"].count
+
+    def delete_user(self, email: str) -> User:
+        """Delete a user and their tokens; `NotFound` if there is none."""
+        user = self.get_user_by_email(email)
+        if user is None:
+            raise NotFound(f"User {email} does not exist")
+        conn = self._conn()
+        with conn:
+            conn.execute("DELETE FROM tokens WHERE user_id = ?", [user.id])
+            conn.execute("DELETE FROM users WHERE id = ?", [user.id])
+        return user
+
+    def authenticate(self, email: str, password: str) -> User | None:
+        """The active user with these credentials, or None."""
+        user = self.get_user_by_email(email)
+        if user is None:
+            # Hash anyway so a missing account takes as long as a wrong password.
+            passwords.verify_password(password, passwords.hash_password("x" * 8))
+            return None
+        if not user.is_active or not passwords.verify_password(password, user.hashed_password):
+            return None
+        return user
+
+    # Tokens
+
+    def _token_hash(self, token: str) -> str:
+        return hmac.new(self._token_key, token.encode(), hashlib.sha256).hexdigest()
+
+    def create_token(self, user: User, lifetime: float = DEFAULT_TOKEN_LIFETIME) -> str:
+        """A new random login token for `user`, valid for `lifetime` seconds."""
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        conn = self._conn()
+        with conn:
+            conn.execute("DELETE FROM tokens WHERE expires < ?", [now])
+            conn.execute(
+                "INSERT INTO tokens (token_hash, user_id, expires) VALUES (?, ?, ?)",
+                [self._token_hash(token), user.id, now + lifetime],
+            )
+        return token
+
+    def user_for_token(self, token: str | None) -> User | None:
+        """The active user a valid, unexpired token belongs to, or None."""
+        if not token:
+            return None
+        row = self._conn().execute(
+            "SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id "
+            "WHERE t.token_hash = ? AND t.expires > ?",
+            [self._token_hash(token), time.time()],
+        )
+        cols = [c[0] for c in row.description]
+        found = row.fetchone()
+        user = self._user(dict(zip(cols, found, strict=True)) if found else None)
+        return user if user and user.is_active else None
+
+    def delete_token(self, token: str) -> None:
+        self._conn().execute("DELETE FROM tokens WHERE token_hash = ?", [self._token_hash(token)])
+
+    # Subscriptions (remote roots followed by this subscriber)
+
+    def add_subscription(self, root: str, mirror: bool = False) -> None:
+        self.db["subscriptions"].upsert(
+            {"root": root, "mirror": int(mirror), "created": time.time()}, pk="root"
+        )
+
+    def remove_subscription(self, root: str) -> None:
+        self._conn().execute("DELETE FROM subscriptions WHERE root = ?", [root])
+
+    def subscriptions(self) -> dict[str, bool]:
+        """Followed roots → whether they are mirrored."""
+        return {r["root"]: bool(r["mirror"]) for r in self.db["subscriptions"].rows}

@@ -1,0 +1,42 @@
+"""Session fixtures: real subscriber processes over real SQLite files and example data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .services import EXAMPLES, SubscriberProcess, populate_from_examples
+
+
+@pytest.fixture(scope="session")
+def examples_dir() -> Path:
+    return EXAMPLES
+
+
+def _start_subscriber(tmp_path_factory, name: str, **conf) -> SubscriberProcess:
+    statedir = tmp_path_factory.mktemp(name) / "state"
+    statedir.mkdir()
+    server = SubscriberProcess(statedir, conf=conf)
+    if conf.get("login", True):
+        server.add_user(*server.superuser, superuser=True)
+        server.add_user(*server.user)
+        server.add_user(*server.other)
+    populate_from_examples(statedir / "public")
+    return server.start()
+
+
+@pytest.fixture(scope="session")
+def sub(tmp_path_factory):
+    """A subscriber with logins; @public holds the example files."""
+    server = _start_subscriber(tmp_path_factory, "sub", login=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sub_nologin(tmp_path_factory):
+    """A subscriber without logins (every write is refused)."""
+    server = _start_subscriber(tmp_path_factory, "sub-nologin", login=False)
+    yield server
+    server.stop()

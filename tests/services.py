@@ -1,0 +1,137 @@
+"""Real server processes for the tests: start, wait until they answer, stop."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from caterva2.common import b2files
+from caterva2.common.paths import stored_name
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "root-example"
+SECRET = "test-secret-not-for-production"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
+    """Wait until `url` answers below 500; fail early if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode} before answering")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def populate_from_examples(rootdir: Path) -> None:
+    """Put the example files into a root folder as the subscriber stores them."""
+    for src in EXAMPLES.rglob("*"):
+        if not src.is_file() or src.suffix == ".py":
+            continue
+        rel = src.relative_to(EXAMPLES).as_posix()
+        dst = rootdir / stored_name(rel)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.name == src.name:
+            shutil.copyfile(src, dst)
+        else:
+            b2files.compress_file(src, dst)
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = True, **kw):
+    """Run one of our console programs as `python -m module`."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        check=check,
+        **kw,
+    )
+
+
+@dataclass
+class SubscriberProcess:
+    """A `cat2sub` running in its own process on 127.0.0.1."""
+
+    statedir: Path
+    conf: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen | None = None
+    superuser: tuple[str, str] = ("super@example.com", "superpass123")
+    user: tuple[str, str] = ("user@example.com", "userpass123")
+    other: tuple[str, str] = ("other@example.com", "otherpass123")
+
+    @property
+    def urlbase(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_conf(self) -> Path:
+        lines = ["[subscriber]"]
+        for key, value in self.conf.items():
+            lines.append(
+                f"{key} = {value!r}"
+                if isinstance(value, str)
+                else f"{key} = {str(value).lower() if isinstance(value, bool) else value}"
+            )
+        path = self.statedir.parent / f"{self.statedir.name}.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def start(self) -> SubscriberProcess:
+        self.port = self.port or free_port()
+        conf = self.write_conf()
+        log = open(self.statedir.parent / f"{self.statedir.name}.log", "ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "caterva2.subscriber.server",
+                "--conf",
+                str(conf),
+                "--statedir",
+                str(self.statedir),
+                "--http",
+                f"127.0.0.1:{self.port}",
+            ],
+            env={**os.environ, "CATERVA2_SECRET": SECRET, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_http(f"{self.urlbase}/api/roots", self.proc)
+        return self
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def add_user(self, email: str, password: str, superuser: bool = False) -> None:
+        args = ["caterva2.subscriber.adduser", email, password, "--statedir", str(self.statedir)]
+        run_cli(*args, *(["--superuser"] if superuser else []))
