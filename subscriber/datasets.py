@@ -130,7 +130,8 @@ def chunk(loc: Location, nchunk: int) -> bytes:
     path = require_file(loc)
     if is_hdf5(path.name):
         raise UnsupportedMediaType(f"{loc.logical} is a raw HDF5 file: it has no Blosc2 chunks")
-    schunk = schunk_of(open_container(path))
+    obj = open_container(path)  # keep the container alive: its SChunk does not own the data
+    schunk = schunk_of(obj)
     if not 0 <= nchunk < schunk.nchunks:
         raise BadRequest(f"Chunk {nchunk} out of range (the dataset has {schunk.nchunks} chunks)")
     return schunk.get_chunk(nchunk)
