@@ -35,9 +35,8 @@ def set_login_cookie(resp: falcon.Response, token: str) -> None:
 
 
 def clear_login_cookie(resp: falcon.Response) -> None:
-    resp.set_cookie(
-        COOKIE_NAME, "", max_age=0, http_only=True, path="/", secure=False, same_site="Lax"
-    )
+    # Written by hand: Falcon drops a zero Max-Age, and browsers need it to forget the cookie.
+    resp.append_header("Set-Cookie", f'{COOKIE_NAME}=""; HttpOnly; Max-Age=0; Path=/; SameSite=lax')
 
 
 def require_user(req: falcon.Request, message: str = "Unauthorized") -> User:
