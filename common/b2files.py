@@ -34,3 +34,21 @@ def decompressed_chunks(schunk: blosc2.SChunk) -> Iterator[bytes]:
     """The decompressed content of an SChunk, one chunk at a time."""
     for i in range(schunk.nchunks):
         yield schunk.decompress_chunk(i)
+
+
+def store_tree(src_dir: str | os.PathLike, rootdir: str | os.PathLike) -> None:
+    """Copy the files below `src_dir` into a root folder, regular files as `<name>.b2`."""
+    import shutil
+
+    from .paths import stored_name
+
+    src_dir, rootdir = Path(src_dir), Path(rootdir)
+    for src in sorted(src_dir.rglob("*")):
+        if not src.is_file() or src.suffix == ".py":
+            continue
+        dst = rootdir / stored_name(src.relative_to(src_dir).as_posix())
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.name == src.name:
+            shutil.copyfile(src, dst)
+        else:
+            compress_file(src, dst)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -13,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
 from caterva2.common import b2files
-from caterva2.common.paths import stored_name
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "root-example"
@@ -45,16 +44,7 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 3
 
 def populate_from_examples(rootdir: Path) -> None:
     """Put the example files into a root folder as the subscriber stores them."""
-    for src in EXAMPLES.rglob("*"):
-        if not src.is_file() or src.suffix == ".py":
-            continue
-        rel = src.relative_to(EXAMPLES).as_posix()
-        dst = rootdir / stored_name(rel)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.name == src.name:
-            shutil.copyfile(src, dst)
-        else:
-            b2files.compress_file(src, dst)
+    b2files.store_tree(EXAMPLES, rootdir)
 
 
 def run_cli(*args: str, env: dict | None = None, check: bool = True, **kw):

@@ -1,0 +1,43 @@
+# Two commands for a fresh machine: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STATEDIR ?= _caterva2/sub
+HTTP ?= localhost:8000
+
+.PHONY: run test lint install demo-data clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Installs the package with every extra; re-run when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[all]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# A secret for login tokens, kept in .env (never committed).
+.env:
+	@echo "CATERVA2_SECRET=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))')" > .env
+
+# The example datasets served in @public (copied once; your own files are left alone).
+demo-data: install
+	@mkdir -p $(STATEDIR)/public
+	@test -n "$$(ls -A $(STATEDIR)/public)" || $(BIN)/python -c \
+	  "from caterva2.common.b2files import store_tree; store_tree('root-example', '$(STATEDIR)/public')"
+
+# A standalone subscriber serving root-example/ in @public, with logins.
+run: install .env demo-data
+	$(BIN)/cat2sub --statedir $(STATEDIR) --http $(HTTP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf _caterva2 .pytest_cache build *.egg-info
