@@ -13,6 +13,7 @@ from ..common.slices import parse_slice
 from . import datasets
 from .file_ops import FileOps
 from .local_roots import LocalRoots
+from .remote_roots import RemoteFile, RemoteRoots
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -35,30 +36,45 @@ def json_body(req: falcon.Request, *keys: str) -> dict:
     return body
 
 
-class RootsResource:
-    def __init__(self, roots: LocalRoots) -> None:
-        self.roots = roots
+class ReadResource:
+    """Base of the read resources: local roots on disk, remote roots through the cache."""
 
+    def __init__(self, roots: LocalRoots, remote: RemoteRoots | None = None) -> None:
+        self.roots = roots
+        self.remote = remote
+
+    def remote_path(self, path: str) -> tuple[str, str] | None:
+        """(root, relpath) when `path` is in a remote root, else None."""
+        root, relpath = split_logical_path(path)
+        if self.remote is None or self.roots.is_local(root):
+            return None
+        return root, relpath
+
+
+class RootsResource(ReadResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {
+        roots = {
             name: {"name": name, "http": "", "subscribed": True}
             for name in self.roots.names(req.context.user)
         }
+        if self.remote is not None:
+            roots.update(self.remote.names())
+        resp.media = roots
 
 
-class ListResource:
-    def __init__(self, roots: LocalRoots) -> None:
-        self.roots = roots
-
+class ListResource(ReadResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        if remote := self.remote_path(path):
+            resp.media = self.remote.listing(*remote)
+            return
         resp.media = self.roots.listing(self.roots.locate(path, req.context.user))
 
 
-class InfoResource:
-    def __init__(self, roots: LocalRoots) -> None:
-        self.roots = roots
-
+class InfoResource(ReadResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        if remote := self.remote_path(path):
+            resp.media = self.remote.info(*remote)
+            return
         resp.media = datasets.info(self.roots.locate(path, req.context.user))
 
 
@@ -98,27 +114,31 @@ def _send_file(req: falcon.Request, resp: falcon.Response, path, filename: str) 
         resp.content_length = length
 
 
-class FetchResource:
-    def __init__(self, roots: LocalRoots) -> None:
-        self.roots = roots
-
+class FetchResource(ReadResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
-        loc = self.roots.locate(path, req.context.user)
         key = parse_slice(req.get_param("slice_"))
-        result = datasets.fetch(loc, key, req.get_param("field"), req.get_param("filter"))
+        field, filter_ = req.get_param("field"), req.get_param("filter")
+        if remote := self.remote_path(path):
+            result = self.remote.fetch(*remote, key, field, filter_)
+        else:
+            loc = self.roots.locate(path, req.context.user)
+            result = datasets.fetch(loc, key, field, filter_)
+        resp.content_type = "application/octet-stream"
         if isinstance(result, datasets.WholeFile):
             _send_file(req, resp, result.path, result.path.name)
+        elif isinstance(result, RemoteFile):
+            resp.downloadable_as = result.filename
+            resp.stream = result.blocks
+            if result.length is not None:
+                resp.content_length = result.length
         else:
-            resp.content_type = "application/octet-stream"
             resp.data = result
 
 
-class ChunkResource:
-    def __init__(self, roots: LocalRoots) -> None:
-        self.roots = roots
-
+class ChunkResource(ReadResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
-        loc = self.roots.locate(path, req.context.user)
+        remote = self.remote_path(path)
+        loc = None if remote else self.roots.locate(path, req.context.user)
         raw = req.get_param("nchunk")
         if raw is None:
             raise ValidationError("query", "nchunk", "Field required")
@@ -128,16 +148,16 @@ class ChunkResource:
             raise ValidationError(
                 "query", "nchunk", "Input should be a valid integer", "int_parsing", raw
             ) from None
-        resp.data = datasets.chunk(loc, nchunk)
+        resp.data = self.remote.chunk(*remote, nchunk) if remote else datasets.chunk(loc, nchunk)
         resp.content_type = "application/octet-stream"
 
 
-class DownloadResource:
-    def __init__(self, roots: LocalRoots) -> None:
-        self.roots = roots
-
+class DownloadResource(ReadResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
-        content = datasets.download(self.roots.locate(path, req.context.user))
+        if remote := self.remote_path(path):
+            content = self.remote.download(*remote)
+        else:
+            content = datasets.download(self.roots.locate(path, req.context.user))
         resp.downloadable_as = content.filename
         resp.content_type = content.content_type or "application/octet-stream"
         resp.stream = content.blocks
@@ -193,18 +213,30 @@ class TransferResource:
         resp.media = op(src, dst, req.context.user)
 
 
-class SubscribeResource:
-    """`/api/subscribe/<root>`: local roots are always followed."""
-
-    def __init__(self, roots: LocalRoots) -> None:
-        self.roots = roots
+class SubscribeResource(ReadResource):
+    """`/api/subscribe/<root>` (`?mirror=true` to replicate it): follow a remote root."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         root, _ = split_logical_path(name)
         if not self.roots.is_local(root):
-            raise NotFound(f"{root} not known by the broker")
+            if self.remote is None:
+                raise NotFound(f"{root} not known by the broker")
+            self.remote.follow(root, mirror=req.get_param_as_bool("mirror", default=False))
+            resp.media = "Ok"
+            return
         if root != "@public" and req.context.user is None:
             from ..common.errors import Unauthorized
 
             raise Unauthorized(f"Subscribing to {root} requires authentication")
+        resp.media = "Ok"
+
+
+class UnsubscribeResource(ReadResource):
+    """`/api/unsubscribe/<root>`: stop following a remote root and drop its cache."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        root, _ = split_logical_path(name)
+        if self.remote is None or not self.remote.is_known(root):
+            raise NotFound(f"{root} not known by the broker")
+        self.remote.unfollow(root)
         resp.media = "Ok"

@@ -11,7 +11,9 @@ from ..common.errors import Caterva2Error
 from . import api_data, api_users
 from .auth import AuthMiddleware
 from .file_ops import FileOps
+from .follower import Follower
 from .local_roots import LocalRoots
+from .remote_roots import RemoteRoots
 from .settings import SubscriberSettings
 from .store import Store
 
@@ -50,18 +52,29 @@ class Subscriber:
     app: falcon.App
     store: Store | None
     roots: LocalRoots
+    remote: RemoteRoots | None = None
+    follower: Follower | None = None
 
     def close(self) -> None:
+        if self.follower is not None:
+            self.follower.close()
+        if self.remote is not None:
+            self.remote.close()
         if self.store is not None:
             self.store.close()
 
 
 def create_subscriber(settings: SubscriberSettings) -> Subscriber:
     """Build the Falcon app serving `settings.statedir`."""
-    store = Store(settings.statedir, settings.secret) if settings.login else None
+    # The store always exists (it also holds remote roots); users only matter with logins.
+    store = Store(settings.statedir, settings.secret)
     roots = LocalRoots(settings.statedir, settings.login)
+    remote = follower = None
+    if settings.broker_url:
+        remote = RemoteRoots(store, settings.statedir)
+        follower = Follower(remote, settings.broker_url, settings.subscriber_id)
     ops = FileOps(roots, settings.quota)
-    app = falcon.App(middleware=[AuthMiddleware(store)])
+    app = falcon.App(middleware=[AuthMiddleware(store if settings.login else None)])
     # Clients never follow redirects: `/api/list/x/` must answer like `/api/list/x`.
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.keep_blank_qs_values = True
@@ -70,22 +83,23 @@ def create_subscriber(settings: SubscriberSettings) -> Subscriber:
     app.add_error_handler(falcon.HTTPError, _http_error)
     app.add_error_handler(Caterva2Error, _caterva2_error)
 
-    app.add_route("/api/roots", api_data.RootsResource(roots))
+    app.add_route("/api/roots", api_data.RootsResource(roots, remote))
     for verb, resource in (
-        ("list", api_data.ListResource(roots)),
-        ("info", api_data.InfoResource(roots)),
-        ("fetch", api_data.FetchResource(roots)),
-        ("chunk", api_data.ChunkResource(roots)),
-        ("download", api_data.DownloadResource(roots)),
+        ("list", api_data.ListResource(roots, remote)),
+        ("info", api_data.InfoResource(roots, remote)),
+        ("fetch", api_data.FetchResource(roots, remote)),
+        ("chunk", api_data.ChunkResource(roots, remote)),
+        ("download", api_data.DownloadResource(roots, remote)),
         ("upload", api_data.UploadResource(ops)),
         ("remove", api_data.RemoveResource(ops)),
     ):
         app.add_route(f"/api/{verb}/{{path:path}}", resource)
     app.add_route("/api/move", api_data.TransferResource(ops, move=True))
     app.add_route("/api/copy", api_data.TransferResource(ops, move=False))
-    app.add_route("/api/subscribe/{name:path}", api_data.SubscribeResource(roots))
+    app.add_route("/api/subscribe/{name:path}", api_data.SubscribeResource(roots, remote))
+    app.add_route("/api/unsubscribe/{name:path}", api_data.UnsubscribeResource(roots, remote))
 
-    if store is not None:
+    if settings.login:
         app.add_route("/auth/jwt/login", api_users.LoginResource(store))
         app.add_route("/auth/jwt/logout", api_users.LogoutResource(store))
         app.add_route("/api/adduser", api_users.AddUserResource(store, settings.maxusers))
@@ -93,4 +107,4 @@ def create_subscriber(settings: SubscriberSettings) -> Subscriber:
         app.add_route("/api/listusers", api_users.ListUsersResource(store))
         if settings.register:
             app.add_route("/auth/register", api_users.RegisterResource(store, settings.maxusers))
-    return Subscriber(app, store, roots)
+    return Subscriber(app, store, roots, remote, follower)

@@ -16,6 +16,7 @@ from ..common import b2files, b2meta
 from ..common.errors import BadRequest, NotFound, UnsupportedMediaType
 from ..common.paths import is_hdf5
 from ..common.slices import Key, is_whole, normalise_key
+from . import field_filters
 from .local_roots import Location
 
 # Results are built to be sent at once: fast compression beats a better ratio here.
@@ -75,8 +76,10 @@ def _array_selection(array: blosc2.NDArray, key: Key, field: str | None) -> np.n
     return np.asarray(array[items] if items else array[()])
 
 
-def _schunk_selection(schunk: blosc2.SChunk, key: Key) -> bytes:
-    nitems = schunk.nbytes // schunk.typesize
+def item_range(key: Key, nitems: int) -> tuple[int, int]:
+    """The [start, stop) item range a key selects in a byte stream."""
+    if key is None:
+        return 0, nitems
     if isinstance(key, tuple):
         if len(key) != 1:
             raise BadRequest("Invalid slice: a byte stream has one dimension")
@@ -90,9 +93,14 @@ def _schunk_selection(schunk: blosc2.SChunk, key: Key) -> bytes:
         start, stop, step = key.indices(nitems)
     if step != 1:
         raise BadRequest("Invalid slice: byte streams support only step 1")
-    data = schunk.get_slice(start, max(start, stop)) if stop > start else b""
-    out = blosc2.SChunk(chunksize=max(len(data), schunk.typesize), cparams=RESULT_CPARAMS)
-    out.cparams = blosc2.CParams(typesize=schunk.typesize, codec=blosc2.Codec.LZ4, clevel=1)
+    return start, max(start, stop)
+
+
+def _schunk_selection(schunk: blosc2.SChunk, key: Key) -> bytes:
+    start, stop = item_range(key, schunk.nbytes // schunk.typesize)
+    data = schunk.get_slice(start, stop) if stop > start else b""
+    cparams = blosc2.CParams(typesize=schunk.typesize, codec=blosc2.Codec.LZ4, clevel=1, nthreads=1)
+    out = blosc2.SChunk(chunksize=max(len(data), schunk.typesize), cparams=cparams)
     if data:
         out.append_data(data)
     return out.to_cframe()
@@ -109,15 +117,39 @@ def fetch(loc: Location, key: Key, field: str | None, filter_: str | None) -> Wh
         )
     obj = open_container(path)
     if filter_:
-        raise BadRequest("Filters are not supported by this server yet")
+        return filtered_frame(obj, key, filter_)
+    if is_whole_read(obj_shape(obj), key, field):
+        return WholeFile(path)
+    return selection_frame(obj, key, field)
+
+
+def obj_shape(obj: Any) -> tuple[int, ...]:
+    """The shape of a container; a byte stream counts its items."""
     if isinstance(obj, blosc2.NDArray):
-        if field is None and is_whole(key, obj.shape):
-            return WholeFile(path)
+        return obj.shape
+    return (obj.nbytes // obj.typesize,)
+
+
+def is_whole_read(shape: tuple[int, ...], key: Key, field: str | None) -> bool:
+    """Whether a read is answered with the stored file as it is."""
+    return field is None and is_whole(key, shape)
+
+
+def filtered_frame(obj: Any, key: Key, filter_: str) -> bytes:
+    """A frame with the rows matching `filter_`, then sliced by `key`."""
+    if not isinstance(obj, blosc2.NDArray):
+        raise BadRequest("Filters work only on structured arrays (with fields)")
+    rows = field_filters.filter_rows(obj, filter_)
+    items = normalise_key(key, rows.shape)
+    return frame_of_array(rows[items] if items else rows)
+
+
+def selection_frame(obj: Any, key: Key, field: str | None) -> bytes:
+    """A new frame with the part of a container that `key` (and `field`) select."""
+    if isinstance(obj, blosc2.NDArray):
         return frame_of_array(_array_selection(obj, key, field))
     if field:
         raise BadRequest("A byte stream has no fields")
-    if key is None or is_whole(key, (obj.nbytes // obj.typesize,)):
-        return WholeFile(path)
     return _schunk_selection(obj, key)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -27,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--register", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--threads", type=int, help="HTTP worker threads (default 8)")
     parser.add_argument("--loglevel", help="debug, info, warning (default) or error")
+    parser.add_argument("--broker", help="RabbitMQ URL: follow remote roots (default: standalone)")
     return parser.parse_args(argv)
 
 
@@ -48,7 +50,11 @@ def load_settings(args: argparse.Namespace) -> SubscriberSettings:
         )
     }
     settings = build_settings(section(conf, "subscriber", args.id), overrides)
-    settings.broker_url = conf.get("broker", {}).get("url")
+    settings.broker_url = (
+        args.broker or os.environ.get("CATERVA2_BROKER_URL") or conf.get("broker", {}).get("url")
+    )
+    if args.id and not settings.subscriber_id:
+        settings.subscriber_id = args.id
     settings.check()
     return settings
 

@@ -29,6 +29,7 @@ class SubscriberSettings:
     secret: str | None = None
     threads: int = 8
     broker_url: str | None = None
+    subscriber_id: str | None = None
 
     @property
     def url_prefix(self) -> str:
@@ -73,6 +74,6 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         loglevel=str(values.get("loglevel", "warning")),
         secret=secret_from_env(),
         threads=int(values.get("threads", 8)),
-        broker_url=values.get("broker_url"),
+        subscriber_id=values.get("id"),
     )
     return settings

@@ -8,6 +8,7 @@ migrations in order, inside one transaction each.
 from __future__ import annotations
 
 import hashlib
+import json
 import hmac
 import re
 import secrets
@@ -81,8 +82,16 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    db["datasets"].create(
+        {"root": str, "path": str, "etag": str, "meta": str, "updated": float},
+        pk=("root", "path"),
+    )
+    db["settings"].create({"key": str, "value": str}, pk="key")
+
+
 # Index i upgrades a file from version i to version i + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -264,3 +273,65 @@ class Store:
     def subscriptions(self) -> dict[str, bool]:
         """Followed roots → whether they are mirrored."""
         return {r["root"]: bool(r["mirror"]) for r in self.db["subscriptions"].rows}
+
+    # Remote roots announced by publishers, and the datasets of the followed ones
+
+    def upsert_root(self, name: str, url: str, etag: str | None, online: bool) -> dict | None:
+        """Record an announcement; returns the previous record of that root, if any."""
+        rows = list(self.db["roots"].rows_where("name = ?", [name]))
+        self.db["roots"].upsert(
+            {
+                "name": name,
+                "url": url,
+                "etag": etag or "",
+                "online": int(online),
+                "seen": time.time(),
+            },
+            pk="name",
+        )
+        return rows[0] if rows else None
+
+    def remote_roots(self) -> dict[str, dict]:
+        return {r["name"]: r for r in self.db["roots"].rows_where(order_by="name")}
+
+    def remote_root(self, name: str) -> dict | None:
+        rows = list(self.db["roots"].rows_where("name = ?", [name]))
+        return rows[0] if rows else None
+
+    def put_dataset(self, root: str, path: str, etag: str, meta: dict) -> None:
+        self.db["datasets"].upsert(
+            {
+                "root": root,
+                "path": path,
+                "etag": etag,
+                "meta": json.dumps(meta),
+                "updated": time.time(),
+            },
+            pk=("root", "path"),
+        )
+
+    def delete_dataset(self, root: str, path: str) -> None:
+        self._conn().execute("DELETE FROM datasets WHERE root = ? AND path = ?", [root, path])
+
+    def delete_root_datasets(self, root: str) -> None:
+        self._conn().execute("DELETE FROM datasets WHERE root = ?", [root])
+
+    def dataset(self, root: str, path: str) -> tuple[str, dict] | None:
+        """(etag, metadata) of a remote dataset, or None."""
+        row = (
+            self._conn()
+            .execute("SELECT etag, meta FROM datasets WHERE root = ? AND path = ?", [root, path])
+            .fetchone()
+        )
+        return (row[0], json.loads(row[1])) if row else None
+
+    def dataset_etags(self, root: str) -> dict[str, str]:
+        rows = self._conn().execute("SELECT path, etag FROM datasets WHERE root = ?", [root])
+        return dict(rows.fetchall())
+
+    def get_setting(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        self.db["settings"].upsert({"key": key, "value": value}, pk="key")

@@ -325,3 +325,40 @@ def test_file_dropped_into_public_appears_at_once(sub):
 def test_unknown_route_is_404_with_detail(sub):
     resp = anonymous(sub.urlbase).get("/api/nothing")
     assert resp.status_code == 404 and resp.json() == {"detail": "Not Found"}
+
+
+def test_filter_returns_matching_rows_in_order(sub, examples_dir):
+    resp = anonymous(sub.urlbase).get(
+        "/api/fetch/@public/ds-1d-fields.b2nd", params={"filter": "(a < 500) & (b >= .1)"}
+    )
+    assert resp.status_code == 200, resp.text
+    data = blosc2.open(str(examples_dir / "ds-1d-fields.b2nd"))[:]
+    expected = data[(data["a"] < 500) & (data["b"] >= 0.1)]
+    np.testing.assert_array_equal(decode(resp.content), expected)
+
+
+def test_filter_on_bare_boolean_field(sub, examples_dir):
+    resp = anonymous(sub.urlbase).get("/api/fetch/@public/ds-1d-fields.b2nd?filter=d")
+    data = blosc2.open(str(examples_dir / "ds-1d-fields.b2nd"))[:]
+    np.testing.assert_array_equal(decode(resp.content), data[data["d"]])
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["a", "__import__('os')", "a.real > 1", "open('x')", "zz > 1", "(a <", "a[0] > 1"],
+)
+def test_unsafe_or_invalid_filter_is_400(sub, expr):
+    resp = anonymous(sub.urlbase).get(
+        "/api/fetch/@public/ds-1d-fields.b2nd", params={"filter": expr}
+    )
+    assert resp.status_code == 400 and "filter" in resp.json()["detail"].lower()
+
+
+def test_filter_on_plain_array_is_400(sub):
+    resp = anonymous(sub.urlbase).get("/api/fetch/@public/ds-1d.b2nd?filter=a>1")
+    assert resp.status_code == 400
+
+
+def test_filter_with_field_is_400(sub):
+    resp = anonymous(sub.urlbase).get("/api/fetch/@public/ds-1d-fields.b2nd?filter=d&field=a")
+    assert resp.status_code == 400

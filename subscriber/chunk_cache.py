@@ -1,0 +1,157 @@
+"""The chunk cache: local Blosc2 containers of remote datasets, filled chunk by chunk on demand.
+
+Each cached dataset is a `blosc2.Proxy` container under `<statedir>/cache/<root>/`
+with the publisher's shape, chunks, blocks, dtype and cparams. A read asks the
+proxy for the chunks its slice touches; the missing ones are fetched from the
+publisher as stored (compressed bytes, never recompressed), several at once,
+and written into the container. A per-dataset lock makes concurrent readers of
+the same missing chunk wait for one transfer instead of starting their own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import blosc2
+import numpy as np
+
+from ..common.b2meta import str_to_dtype
+from ..common.paths import stored_name
+from .publisher_client import PublisherClient
+
+FETCH_CONCURRENCY = 8
+
+
+def cparams_from_meta(cparams: dict[str, Any]) -> blosc2.CParams:
+    """Compression parameters from the `cparams` object of an info JSON."""
+    return blosc2.CParams(
+        codec=blosc2.Codec(cparams["codec"]) if cparams["codec"] < 32 else cparams["codec"],
+        codec_meta=cparams.get("codec_meta", 0),
+        clevel=cparams["clevel"],
+        typesize=cparams["typesize"],
+        blocksize=cparams.get("blocksize", 0),
+        splitmode=blosc2.SplitMode(cparams.get("splitmode", 3)),
+        filters=[blosc2.Filter(f) for f in cparams["filters"]],
+        filters_meta=cparams["filters_meta"],
+        use_dict=cparams.get("use_dict", False),
+    )
+
+
+class RemoteArraySource(blosc2.ProxyNDSource):
+    """An NDArray on a publisher, described by its info JSON."""
+
+    def __init__(self, meta: dict, client: PublisherClient, path: str) -> None:
+        self.meta, self.client, self.path = meta, client, path
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.meta["shape"])
+
+    @property
+    def chunks(self) -> tuple:
+        return tuple(self.meta["chunks"])
+
+    @property
+    def blocks(self) -> tuple:
+        return tuple(self.meta["blocks"])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return str_to_dtype(self.meta["dtype"])
+
+    @property
+    def cparams(self) -> blosc2.CParams:
+        return cparams_from_meta(self.meta["schunk"]["cparams"])
+
+    def get_chunk(self, nchunk: int) -> bytes:
+        return self.client.chunk(self.path, nchunk)
+
+
+class RemoteFrameSource(blosc2.ProxySource):
+    """An SChunk (frame or regular file) on a publisher."""
+
+    def __init__(self, meta: dict, client: PublisherClient, path: str) -> None:
+        self.meta, self.client, self.path = meta, client, path
+
+    @property
+    def nbytes(self) -> int:
+        return self.meta["nbytes"]
+
+    @property
+    def chunksize(self) -> int:
+        return self.meta["chunksize"]
+
+    @property
+    def typesize(self) -> int:
+        return self.meta["cparams"]["typesize"]
+
+    @property
+    def cparams(self) -> blosc2.CParams:
+        return cparams_from_meta(self.meta["cparams"])
+
+    def get_chunk(self, nchunk: int) -> bytes:
+        return self.client.chunk(self.path, nchunk)
+
+
+def source_for(meta: dict, client: PublisherClient, path: str):
+    """The proxy source matching a dataset's metadata."""
+    if "shape" in meta:
+        return RemoteArraySource(meta, client, path)
+    return RemoteFrameSource(meta, client, path)
+
+
+class ChunkCache:
+    """Cached containers of remote datasets, by root and path."""
+
+    def __init__(self, statedir: Path) -> None:
+        self.dir = Path(statedir).resolve() / "cache"
+        self.tmpdir = Path(statedir).resolve() / "tmp"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def path(self, root: str, path: str) -> Path:
+        return self.dir / root / stored_name(path)
+
+    def lock(self, root: str, path: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault((root, path), threading.Lock())
+
+    def replace(self, root: str, path: str, meta: dict, client: PublisherClient) -> None:
+        """Build an empty container for new metadata aside, then swap it in atomically."""
+        tmp = self.tmpdir / f"{uuid.uuid4().hex}-{Path(path).name}"
+        tmp = tmp.with_name(tmp.name if tmp.suffix in (".b2nd", ".b2frame") else tmp.name + ".b2")
+        proxy = blosc2.Proxy(source_for(meta, client, path), urlpath=str(tmp), mode="w")
+        del proxy
+        target = self.path(root, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock(root, path):
+            os.replace(tmp, target)
+
+    def remove(self, root: str, path: str) -> None:
+        with self.lock(root, path):
+            self.path(root, path).unlink(missing_ok=True)
+
+    def remove_root(self, root: str) -> None:
+        shutil.rmtree(self.dir / root, ignore_errors=True)
+
+    def read(self, root: str, path: str, meta: dict, client: PublisherClient, key, use):
+        """Call `use(container)` once every chunk `key` touches is in the cache.
+
+        The read happens under the dataset's lock too: another thread may be
+        writing fetched chunks into the same file, which a reader must not see
+        half done.
+        """
+        target = self.path(root, path)
+        with self.lock(root, path):
+            if not target.exists():
+                raise FileNotFoundError(target)
+            proxy = blosc2.Proxy(source_for(meta, client, path), urlpath=str(target), mode="a")
+            container = proxy.fetch(key, max_concurrency=FETCH_CONCURRENCY)
+            return use(container)

@@ -1,0 +1,86 @@
+"""The subscriber's link to RabbitMQ: follows roots, applies changes, mirrors on request."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+from ..broker.consumer import Consumer
+from ..broker.messages import ChangeMessage, RootAnnouncement
+from .remote_roots import RemoteRoots
+
+log = logging.getLogger(__name__)
+
+BIND_TIMEOUT = 10.0
+MIRROR_INTERVAL = 5.0
+
+
+def subscriber_id(remote: RemoteRoots, configured: str | None) -> str:
+    """This subscriber's durable identity (its queue is `cat2.sub.<id>`)."""
+    if configured:
+        return configured
+    known = remote.store.get_setting("subscriber_id")
+    if known is None:
+        known = uuid.uuid4().hex[:12]
+        remote.store.set_setting("subscriber_id", known)
+    return known
+
+
+class Follower:
+    """Consumes this subscriber's queue and keeps the followed roots current."""
+
+    def __init__(
+        self,
+        remote: RemoteRoots,
+        broker_url: str,
+        sub_id: str | None = None,
+        mirror_rate: float = 200.0,
+    ) -> None:
+        self.remote = remote
+        self.id = subscriber_id(remote, sub_id)
+        self.mirror_rate = mirror_rate
+        self._stop = threading.Event()
+        self.consumer = Consumer(
+            broker_url, self.id, self.handle, roots=remote.store.subscriptions()
+        )
+        remote.on_follow = self._bind
+        threading.Thread(target=self._resume, name="cat2sub-resume", daemon=True).start()
+        self._mirror = threading.Thread(
+            target=self._mirror_loop, name="cat2sub-mirror", daemon=True
+        )
+        self._mirror.start()
+
+    def _bind(self, root: str) -> None:
+        try:
+            self.consumer.follow(root).result(timeout=BIND_TIMEOUT)
+        except Exception as exc:  # the binding is redone on every reconnection anyway
+            log.warning("could not bind %s now (%s); will bind on reconnection", root, exc)
+
+    def handle(self, message: ChangeMessage | RootAnnouncement) -> None:
+        """Apply one message; raising makes the consumer requeue it."""
+        if isinstance(message, ChangeMessage):
+            self.remote.apply_change(
+                message.root, message.path, message.kind, message.etag, message.meta
+            )
+        elif isinstance(message, RootAnnouncement):
+            self.remote.announce(message.root, message.url, message.etag, message.online)
+
+    def _resume(self) -> None:
+        """After a restart: revalidate every followed root (catch-up comes from the queue)."""
+        for root in self.remote.store.subscriptions():
+            if self.remote.is_known(root):
+                self.remote._quiet_sync(root)
+
+    def _mirror_loop(self) -> None:
+        while not self._stop.wait(MIRROR_INTERVAL):
+            for root, mirror in self.remote.store.subscriptions().items():
+                if mirror and not self._stop.is_set():
+                    try:
+                        self.remote.mirror(root, self._stop, self.mirror_rate)
+                    except Exception:
+                        log.exception("mirroring %s failed; will retry", root)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.consumer.close(timeout=5)

@@ -1,0 +1,92 @@
+"""HTTP access from a subscriber to the publishers of the roots it follows."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
+
+import httpx
+
+from ..common.errors import BadRequest, NotFound, ServiceUnavailable
+
+TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+
+
+class PublisherClient:
+    """One root's publisher API: list, info with etags, chunks and whole files."""
+
+    def __init__(self, root: str, url: str, http: httpx.Client) -> None:
+        self.root = root
+        self.url = url.rstrip("/")
+        self.http = http
+
+    def _unreachable(self, exc: Exception) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"The publisher of root {self.root} at {self.url} is unreachable ({exc.__class__.__name__})"
+        )
+
+    def _get(self, route: str, **kwargs) -> httpx.Response:
+        try:
+            resp = self.http.get(f"{self.url}{route}", timeout=TIMEOUT, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        if resp.status_code == 404:
+            raise NotFound(f"{self.root}/{route.split('/', 3)[-1]} not found on its publisher")
+        if resp.status_code == 400:
+            raise BadRequest(resp.json().get("detail", resp.text))
+        if resp.status_code >= 500:
+            raise ServiceUnavailable(
+                f"The publisher of root {self.root} at {self.url} failed: {resp.status_code}"
+            )
+        return resp
+
+    def list(self) -> list[str]:
+        """Every dataset path of the root."""
+        return self._get("/api/list").json()
+
+    def info(self, path: str, etag: str | None = None) -> tuple[dict, str] | None:
+        """(metadata, etag) of a dataset, or None when `etag` is still current."""
+        headers = {"If-None-Match": f'"{etag}"'} if etag else {}
+        resp = self._get(f"/api/info/{quote(path)}", headers=headers)
+        if resp.status_code == 304:
+            return None
+        return resp.json(), resp.headers.get("etag", "").strip('"')
+
+    def chunk(self, path: str, nchunk: int) -> bytes:
+        """The compressed chunk `nchunk` of a dataset, as the publisher stores it."""
+        return self._get(f"/api/chunk/{quote(path)}", params={"nchunk": nchunk}).content
+
+    @contextmanager
+    def file(self, path: str) -> Iterator[httpx.Response]:
+        """The whole stored file, as a streaming response."""
+        try:
+            with self.http.stream(
+                "GET", f"{self.url}/api/file/{quote(path)}", timeout=TIMEOUT
+            ) as resp:
+                if resp.status_code == 404:
+                    raise NotFound(f"{self.root}/{path} not found on its publisher")
+                if resp.status_code >= 400:
+                    raise ServiceUnavailable(
+                        f"The publisher of root {self.root} at {self.url} failed: {resp.status_code}"
+                    )
+                yield resp
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+
+
+class PublisherPool:
+    """Keeps one pooled HTTP client for all publishers (kept-alive connections)."""
+
+    def __init__(self) -> None:
+        self._http = httpx.Client(
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        )
+        self._lock = threading.Lock()
+
+    def client(self, root: str, url: str) -> PublisherClient:
+        return PublisherClient(root, url, self._http)
+
+    def close(self) -> None:
+        self._http.close()

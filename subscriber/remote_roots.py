@@ -1,0 +1,309 @@
+"""Remote roots: what publishers announce, the roots this subscriber follows, and reads of them.
+
+A followed root's listing and metadata live in the store (table `datasets`);
+its data lives in the chunk cache. Every update is idempotent and keyed by
+etag, so replayed or duplicated change messages are harmless, and a resync
+(on follow, on restart, or when a heartbeat shows a new root etag) repairs
+whatever a lost message left stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import blosc2
+import httpx
+
+from ..common.errors import BadRequest, NotFound, ServiceUnavailable
+from ..common.paths import logical_name, stored_name
+from ..common.slices import Key, normalise_key
+from . import datasets
+from .chunk_cache import ChunkCache
+from .publisher_client import PublisherClient, PublisherPool
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RemoteFile:
+    """A whole stored file streamed from its publisher."""
+
+    filename: str
+    length: int | None
+    blocks: Iterator[bytes]
+
+
+class RemoteRoots:
+    """Remote roots known from announcements, and the datasets of followed ones."""
+
+    def __init__(self, store: Store, statedir, on_follow: Callable[[str], None] | None = None):
+        self.store = store
+        self.cache = ChunkCache(statedir)
+        self.pool = PublisherPool()
+        self.on_follow = on_follow  # binds the broker queue; set by the follower
+        self._sync_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # Registry
+
+    def names(self) -> dict[str, dict]:
+        """Known remote roots → their `/api/roots` entries."""
+        subs = self.store.subscriptions()
+        return {
+            name: {
+                "name": name,
+                "http": row["url"],
+                "subscribed": name in subs,
+                "online": bool(row["online"]),
+            }
+            for name, row in self.store.remote_roots().items()
+        }
+
+    def is_known(self, root: str) -> bool:
+        return self.store.remote_root(root) is not None
+
+    def client(self, root: str) -> PublisherClient:
+        row = self.store.remote_root(root)
+        if row is None:
+            raise NotFound(f"{root} not known by the broker")
+        return self.pool.client(root, row["url"])
+
+    def announce(self, root: str, url: str, etag: str | None, online: bool) -> None:
+        """Record a root announcement; a followed root whose etag moved is resynced."""
+        previous = self.store.upsert_root(root, url, etag, online)
+        followed = root in self.store.subscriptions()
+        if followed and online and (previous is None or (previous["etag"] or "") != (etag or "")):
+            threading.Thread(target=self._quiet_sync, args=(root,), daemon=True).start()
+
+    # Following
+
+    def follow(self, root: str, mirror: bool = False) -> None:
+        """Follow a root: record it, bind its changes, fetch its listing and metadata."""
+        if not self.is_known(root):
+            raise NotFound(f"{root} not known by the broker")
+        self.store.add_subscription(root, mirror)
+        if self.on_follow is not None:
+            self.on_follow(root)
+        self._quiet_sync(root)
+
+    def unfollow(self, root: str) -> None:
+        self.store.remove_subscription(root)
+        self.store.delete_root_datasets(root)
+        self.cache.remove_root(root)
+
+    def ensure_followed(self, root: str) -> None:
+        """Follow a known root on first access (v2025.8.7 clients never subscribe)."""
+        if root not in self.store.subscriptions():
+            self.follow(root)
+
+    def _sync_lock(self, root: str) -> threading.Lock:
+        with self._guard:
+            return self._sync_locks.setdefault(root, threading.Lock())
+
+    def _quiet_sync(self, root: str) -> None:
+        try:
+            self.sync(root)
+        except ServiceUnavailable as exc:
+            log.warning("cannot sync %s now: %s", root, exc.detail)
+
+    def sync(self, root: str) -> None:
+        """Revalidate every dataset of a root against its publisher (If-None-Match)."""
+        client = self.client(root)
+        with self._sync_lock(root):
+            listed = set(client.list())
+            known = self.store.dataset_etags(root)
+            for path in sorted(listed):
+                self._refresh(root, path, client, known.get(path))
+            for path in set(known) - listed:
+                self._drop(root, path)
+
+    def _refresh(self, root: str, path: str, client: PublisherClient, etag: str | None) -> None:
+        try:
+            answer = client.info(path, etag)
+        except NotFound:
+            self._drop(root, path)
+            return
+        if answer is not None:
+            meta, new_etag = answer
+            self._install(root, path, new_etag, meta, client)
+
+    def _install(self, root: str, path: str, etag: str, meta: dict, client) -> None:
+        if "shape" not in meta and "nbytes" not in meta:
+            log.warning("%s/%s has no Blosc2 metadata; not cached", root, path)
+            self.store.put_dataset(root, path, etag, meta)
+            return
+        self.cache.replace(root, path, meta, client)
+        self.store.put_dataset(root, path, etag, meta)
+
+    def _drop(self, root: str, path: str) -> None:
+        self.cache.remove(root, path)
+        self.store.delete_dataset(root, path)
+
+    def apply_change(self, root: str, path: str, kind: str, etag: str | None, meta: dict) -> None:
+        """Apply one change message (idempotent: a repeat or a stale one changes nothing)."""
+        if root not in self.store.subscriptions():
+            return
+        if kind == "deleted":
+            self._drop(root, path)
+            return
+        current = self.store.dataset(root, path)
+        if current is not None and etag and current[0] == etag:
+            return
+        client = self.client(root)
+        if meta and etag:
+            self._install(root, path, etag, meta, client)
+        else:
+            self._refresh(root, path, client, None)
+
+    # Reads
+
+    def _dataset(self, root: str, relpath: str) -> tuple[str, dict]:
+        self.ensure_followed(root)
+        found = self.store.dataset(root, relpath)
+        if found is None:
+            raise NotFound("Not Found")
+        return found
+
+    def listing(self, root: str, relpath: str) -> list[str]:
+        self.ensure_followed(root)
+        paths = sorted(self.store.dataset_etags(root))
+        if not relpath:
+            return paths
+        if relpath in paths:
+            return [relpath.rsplit("/", 1)[-1]]
+        prefix = relpath + "/"
+        return [p[len(prefix) :] for p in paths if p.startswith(prefix)]
+
+    def info(self, root: str, relpath: str) -> dict:
+        meta = dict(self._dataset(root, relpath)[1])
+        if "schunk" in meta:
+            meta["schunk"] = {**meta["schunk"], "urlpath": f"{root}/{stored_name(relpath)}"}
+        elif "urlpath" in meta:
+            meta["urlpath"] = f"{root}/{stored_name(relpath)}"
+        return meta
+
+    def _read(self, root: str, relpath: str, key, use):
+        _etag, meta = self._dataset(root, relpath)
+        try:
+            return self.cache.read(root, relpath, meta, self.client(root), key, use)
+        except FileNotFoundError:
+            raise NotFound("Not Found") from None
+
+    def fetch(self, root: str, relpath: str, key: Key, field: str | None, filter_: str | None):
+        """A frame with the selection, or the whole stored file from the publisher."""
+        _etag, meta = self._dataset(root, relpath)
+        if field and filter_:
+            raise BadRequest("Cannot use 'field' and 'filter' together")
+        if filter_:
+            return self._read(root, relpath, (), lambda c: datasets.filtered_frame(c, key, filter_))
+        if "shape" in meta:
+            shape = tuple(meta["shape"])
+            items = normalise_key(key, shape)
+            if datasets.is_whole_read(shape, key, field):
+                return self.whole_file(root, relpath)
+            proxy_key = items if items else ()
+            return self._read(
+                root, relpath, proxy_key, lambda c: datasets.selection_frame(c, key, field)
+            )
+        if field:
+            raise BadRequest("A byte stream has no fields")
+        nitems = meta["nbytes"] // meta["cparams"]["typesize"]
+        start, stop = datasets.item_range(key, nitems)
+        if (start, stop) == (0, nitems):
+            return self.whole_file(root, relpath)
+        return self._read(
+            root, relpath, slice(start, stop), lambda c: datasets.selection_frame(c, key, None)
+        )
+
+    def chunk(self, root: str, relpath: str, nchunk: int) -> bytes:
+        """A compressed chunk, through the cache."""
+        _etag, meta = self._dataset(root, relpath)
+        schunk_meta = meta.get("schunk", meta)
+        nchunks = schunk_meta["nchunks"]
+        if not 0 <= nchunk < nchunks:
+            raise BadRequest(f"Chunk {nchunk} out of range (the dataset has {nchunks} chunks)")
+        return self._read(
+            root, relpath, chunk_key(meta, nchunk), lambda c: schunk_of(c).get_chunk(nchunk)
+        )
+
+    def whole_file(self, root: str, relpath: str) -> RemoteFile:
+        """Stream the stored file from the publisher (checked before any byte is sent)."""
+        client = self.client(root)
+        request = client.http.build_request("GET", f"{client.url}/api/file/{relpath}")
+        try:
+            resp = client.http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise client._unreachable(exc) from None
+        if resp.status_code != 200:
+            resp.close()
+            if resp.status_code == 404:
+                raise NotFound("Not Found")
+            raise ServiceUnavailable(f"The publisher of root {root} failed: {resp.status_code}")
+        length = resp.headers.get("content-length")
+
+        def blocks() -> Iterator[bytes]:
+            try:
+                yield from resp.iter_bytes(1024 * 1024)
+            finally:
+                resp.close()
+
+        return RemoteFile(
+            stored_name(relpath).rsplit("/", 1)[-1], int(length) if length else None, blocks()
+        )
+
+    def download(self, root: str, relpath: str) -> datasets.Download:
+        """The content: frames as stored, regular files decompressed (through the cache)."""
+        _etag, meta = self._dataset(root, relpath)
+        filename = logical_name(relpath).rsplit("/", 1)[-1]
+        import mimetypes
+
+        ctype = mimetypes.guess_type(filename)[0]
+        if stored_name(relpath).endswith(".b2") and "shape" not in meta:
+            content = self._read(root, relpath, slice(None), lambda c: bytes(c[:]))
+            return datasets.Download(filename, ctype, iter([content]), len(content))
+        remote = self.whole_file(root, relpath)
+        return datasets.Download(filename, ctype, remote.blocks, remote.length)
+
+    def mirror(self, root: str, stop: threading.Event, chunks_per_second: float) -> None:
+        """Fetch every chunk of a root into the cache, at a bounded rate."""
+        for path in sorted(self.store.dataset_etags(root)):
+            found = self.store.dataset(root, path)
+            if found is None or stop.is_set():
+                continue
+            meta = found[1]
+            nchunks = meta.get("schunk", meta).get("nchunks", 0)
+            for n in range(nchunks):
+                if stop.wait(1.0 / chunks_per_second if chunks_per_second else 0):
+                    return
+                try:
+                    self._read(root, path, chunk_key(meta, n), lambda c: None)
+                except (NotFound, ServiceUnavailable):
+                    break
+
+
+def schunk_of(container):
+    return container.schunk if isinstance(container, blosc2.NDArray) else container
+
+
+def chunk_key(meta: dict, nchunk: int):
+    """The slice covering chunk `nchunk` of a dataset (row-major chunk order)."""
+    if "shape" not in meta:
+        chunksize = meta["chunksize"] // meta["cparams"]["typesize"]
+        return slice(nchunk * chunksize, (nchunk + 1) * chunksize)
+    shape, chunks = meta["shape"], meta["chunks"]
+    if not shape:
+        return ()
+    grid = [-(-s // c) for s, c in zip(shape, chunks, strict=True)]
+    key = []
+    for axis in reversed(range(len(shape))):
+        nchunk, index = divmod(nchunk, grid[axis])
+        start = index * chunks[axis]
+        key.append(slice(start, min(start + chunks[axis], shape[axis])))
+    return tuple(reversed(key))
