@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from urllib.parse import quote
 
 import httpx
@@ -23,8 +21,9 @@ class PublisherClient:
         self.http = http
 
     def _unreachable(self, exc: Exception) -> ServiceUnavailable:
+        reason = exc.__class__.__name__
         return ServiceUnavailable(
-            f"The publisher of root {self.root} at {self.url} is unreachable ({exc.__class__.__name__})"
+            f"The publisher of root {self.root} at {self.url} is unreachable ({reason})"
         )
 
     def _get(self, route: str, **kwargs) -> httpx.Response:
@@ -58,22 +57,29 @@ class PublisherClient:
         """The compressed chunk `nchunk` of a dataset, as the publisher stores it."""
         return self._get(f"/api/chunk/{quote(path)}", params={"nchunk": nchunk}).content
 
-    @contextmanager
-    def file(self, path: str) -> Iterator[httpx.Response]:
-        """The whole stored file, as a streaming response."""
+    def open_file(self, path: str) -> tuple[int | None, Iterator[bytes]]:
+        """(length, blocks) of the whole stored file, checked before any byte is read."""
+        request = self.http.build_request("GET", f"{self.url}/api/file/{quote(path)}")
         try:
-            with self.http.stream(
-                "GET", f"{self.url}/api/file/{quote(path)}", timeout=TIMEOUT
-            ) as resp:
-                if resp.status_code == 404:
-                    raise NotFound(f"{self.root}/{path} not found on its publisher")
-                if resp.status_code >= 400:
-                    raise ServiceUnavailable(
-                        f"The publisher of root {self.root} at {self.url} failed: {resp.status_code}"
-                    )
-                yield resp
+            resp = self.http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
+        if resp.status_code != 200:
+            resp.close()
+            if resp.status_code == 404:
+                raise NotFound(f"{self.root}/{path} not found on its publisher")
+            raise ServiceUnavailable(f"The publisher of {self.root} failed: {resp.status_code}")
+        length = resp.headers.get("content-length")
+
+        def blocks() -> Iterator[bytes]:
+            try:
+                yield from resp.iter_bytes(1024 * 1024)
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from None
+            finally:
+                resp.close()
+
+        return (int(length) if length else None), blocks()
 
 
 class PublisherPool:
@@ -83,7 +89,6 @@ class PublisherPool:
         self._http = httpx.Client(
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32)
         )
-        self._lock = threading.Lock()
 
     def client(self, root: str, url: str) -> PublisherClient:
         return PublisherClient(root, url, self._http)

@@ -10,12 +10,12 @@ whatever a lost message left stale.
 from __future__ import annotations
 
 import logging
+import mimetypes
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import blosc2
-import httpx
 
 from ..common.errors import BadRequest, NotFound, ServiceUnavailable
 from ..common.paths import logical_name, stored_name
@@ -234,36 +234,14 @@ class RemoteRoots:
         )
 
     def whole_file(self, root: str, relpath: str) -> RemoteFile:
-        """Stream the stored file from the publisher (checked before any byte is sent)."""
-        client = self.client(root)
-        request = client.http.build_request("GET", f"{client.url}/api/file/{relpath}")
-        try:
-            resp = client.http.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise client._unreachable(exc) from None
-        if resp.status_code != 200:
-            resp.close()
-            if resp.status_code == 404:
-                raise NotFound("Not Found")
-            raise ServiceUnavailable(f"The publisher of root {root} failed: {resp.status_code}")
-        length = resp.headers.get("content-length")
-
-        def blocks() -> Iterator[bytes]:
-            try:
-                yield from resp.iter_bytes(1024 * 1024)
-            finally:
-                resp.close()
-
-        return RemoteFile(
-            stored_name(relpath).rsplit("/", 1)[-1], int(length) if length else None, blocks()
-        )
+        """Stream the stored file from the publisher."""
+        length, blocks = self.client(root).open_file(relpath)
+        return RemoteFile(stored_name(relpath).rsplit("/", 1)[-1], length, blocks)
 
     def download(self, root: str, relpath: str) -> datasets.Download:
         """The content: frames as stored, regular files decompressed (through the cache)."""
         _etag, meta = self._dataset(root, relpath)
         filename = logical_name(relpath).rsplit("/", 1)[-1]
-        import mimetypes
-
         ctype = mimetypes.guess_type(filename)[0]
         if stored_name(relpath).endswith(".b2") and "shape" not in meta:
             content = self._read(root, relpath, slice(None), lambda c: bytes(c[:]))

@@ -8,8 +8,8 @@ migrations in order, inside one transaction each.
 from __future__ import annotations
 
 import hashlib
-import json
 import hmac
+import json
 import re
 import secrets
 import sqlite3
