@@ -1,1 +1,1 @@
-"""caterva2.broker."""
+"""caterva2.broker: all the AMQP code (messages, topology, publisher, consumer, cat2bro)."""

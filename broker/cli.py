@@ -1,0 +1,244 @@
+"""cat2bro: declare Caterva2's RabbitMQ topology and show roots and queue depths."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import pika
+import pika.exceptions
+
+from . import topology
+from .connection import (
+    BrokerConfigError,
+    describe,
+    parameters,
+    quiet_pika_logs,
+    redact,
+    resolve_url,
+)
+from .messages import DiscoverRequest, MessageError, RootAnnouncement, decode, encode
+
+MANAGEMENT_PORT = 15672
+
+
+class CliError(Exception):
+    """An error worth one line on stderr and a non-zero exit."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run cat2bro with argv (default sys.argv[1:]) and return the exit status."""
+    args = _parser().parse_args(argv)
+    url = ""
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+    if not args.verbose:
+        quiet_pika_logs()  # we report failures ourselves
+    try:
+        url = resolve_url(args.broker, args.config)
+        params = parameters(url, "cat2bro")
+        if args.command == "setup":
+            return _setup(url, params)
+        return _status(url, params, args.wait, args.subscriber, args.management)
+    except (CliError, BrokerConfigError) as exc:
+        print(f"cat2bro: {exc}", file=sys.stderr)
+        return 1
+    except (pika.exceptions.AMQPConnectionError, OSError) as exc:
+        print(f"cat2bro: cannot connect to broker {redact(url)}: {describe(exc)}", file=sys.stderr)
+        return 1
+    except pika.exceptions.AMQPError as exc:
+        print(f"cat2bro: broker error: {describe(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cat2bro", description=__doc__)
+    parser.add_argument(
+        "--broker",
+        metavar="URL",
+        help="AMQP URL (default: $CATERVA2_BROKER_URL, then [broker] url in caterva2.toml, "
+        "then amqp://guest:guest@127.0.0.1:5672/)",
+    )
+    parser.add_argument("--config", metavar="PATH", help="config file (default: ./caterva2.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("setup", help="declare exchanges and the dead-letter queue (idempotent)")
+    status = sub.add_parser("status", help="show announced roots and queue depths")
+    status.add_argument(
+        "--wait",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how long to collect root announcements after asking (default: 2)",
+    )
+    status.add_argument(
+        "-s",
+        "--subscriber",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="also show queue cat2.sub.ID (repeatable; needed without the management plugin)",
+    )
+    status.add_argument(
+        "--management",
+        metavar="URL",
+        help=f"management API base URL (default: http://<broker host>:{MANAGEMENT_PORT}; "
+        "optional, used to list every cat2.* queue)",
+    )
+    return parser
+
+
+def _setup(url: str, params: pika.URLParameters) -> int:
+    with _connect(params) as conn:
+        channel = conn.channel()
+        topology.declare_topology(channel)
+    print(f"broker {redact(url)}: topology declared")
+    for name, kind in topology.EXCHANGES:
+        print(f"  exchange {name} ({kind}, durable)")
+    print(f"  queue    {topology.DEAD_LETTERS_QUEUE} (quorum, bound to {topology.DEAD_EXCHANGE})")
+    return 0
+
+
+def _status(
+    url: str,
+    params: pika.URLParameters,
+    wait: float,
+    subscribers: list[str],
+    management: str | None,
+) -> int:
+    names = [topology.DEAD_LETTERS_QUEUE]
+    for sid in subscribers:
+        try:
+            names.append(topology.subscriber_queue(sid))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    with _connect(params) as conn:
+        missing = _missing_exchanges(conn)
+        if missing:
+            raise CliError(
+                f"broker {redact(url)} lacks exchange(s) {', '.join(missing)}: run `cat2bro setup`"
+            )
+        roots = _collect_roots(conn, wait)
+        queues, source = _management_queues(params, management)
+        listed = {q["name"] for q in queues or ()}
+        # Known names the management API did not list (or all of them, without it).
+        queues = (queues or []) + [_passive_queue(conn, n) for n in names if n not in listed]
+    print(f"broker {redact(url)}")
+    print(f"roots announced within {wait:g} s: {len(roots)}")
+    if roots:
+        rows = [
+            (a.root, "online" if a.online else "offline", a.etag or "-", a.url)
+            for a in sorted(roots.values(), key=lambda a: a.root)
+        ]
+        _table(("ROOT", "STATE", "ETAG", "URL"), rows)
+    print(f"queues ({source}): {len(queues)}")
+    if queues:
+        rows = [(q["name"], str(q["messages"]), str(q["consumers"])) for q in queues]
+        _table(("QUEUE", "MESSAGES", "CONSUMERS"), sorted(rows))
+    return 0
+
+
+def _connect(params: pika.URLParameters) -> pika.BlockingConnection:
+    return pika.BlockingConnection(params)
+
+
+def _missing_exchanges(conn: pika.BlockingConnection) -> list[str]:
+    missing = []
+    channel = conn.channel()
+    for name, kind in topology.EXCHANGES:
+        try:
+            channel.exchange_declare(name, exchange_type=kind, passive=True)
+        except pika.exceptions.ChannelClosedByBroker:
+            missing.append(name)
+            channel = conn.channel()  # a failed passive declare closes the channel
+    channel.close()
+    return missing
+
+
+def _collect_roots(conn: pika.BlockingConnection, wait: float) -> dict[str, RootAnnouncement]:
+    channel = conn.channel()
+    queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+    channel.queue_bind(queue, topology.ROOTS_EXCHANGE)
+    request = DiscoverRequest(reply_to=f"cat2bro-{os.getpid()}")
+    exchange, key = topology.route(request)
+    channel.basic_publish(exchange, key, encode(request))
+    roots: dict[str, RootAnnouncement] = {}
+
+    def on_message(_channel: Any, _method: Any, _props: Any, body: bytes) -> None:
+        try:
+            message = decode(body)
+        except MessageError:
+            return
+        if isinstance(message, RootAnnouncement):
+            roots[message.root] = message  # the latest announcement wins
+
+    channel.basic_consume(queue, on_message, auto_ack=True)
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        conn.process_data_events(time_limit=left)
+    channel.close()
+    return roots
+
+
+def _passive_queue(conn: pika.BlockingConnection, name: str) -> dict[str, Any]:
+    channel = conn.channel()
+    try:
+        method = channel.queue_declare(name, passive=True).method
+    except pika.exceptions.ChannelClosedByBroker:
+        return {"name": name, "messages": "-", "consumers": "no such queue"}
+    channel.close()
+    return {"name": name, "messages": method.message_count, "consumers": method.consumer_count}
+
+
+def _management_queues(
+    params: pika.URLParameters, base: str | None
+) -> tuple[list[dict[str, Any]] | None, str]:
+    """Return every cat2.* queue from the management API, or None if it does not answer."""
+    explicit = base is not None
+    if base is None:
+        base = f"http://{params.host}:{MANAGEMENT_PORT}"
+    vhost = urllib.parse.quote(params.virtual_host, safe="")
+    request = urllib.request.Request(
+        f"{base.rstrip('/')}/api/queues/{vhost}?columns=name,messages,consumers"
+    )
+    creds = params.credentials
+    token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            data = json.load(response)
+    except (OSError, ValueError) as exc:
+        if explicit:
+            raise CliError(f"management API at {base} did not answer: {exc}") from exc
+        return None, "management plugin not reachable; known names only, add -s ID for more"
+    queues = [
+        {
+            "name": q["name"],
+            "messages": q.get("messages", 0),
+            "consumers": q.get("consumers", 0),
+        }
+        for q in data
+        if q.get("name", "").startswith("cat2.")
+    ]
+    return queues, "from the management API"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

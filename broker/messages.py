@@ -1,0 +1,147 @@
+"""Message types exchanged over RabbitMQ, and their msgpack codec."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import msgpack
+
+VERSION = 1
+"""Current message format version; decode() rejects any other."""
+
+CHANGE_KINDS = frozenset({"created", "modified", "deleted"})
+
+
+class MessageError(ValueError):
+    """Raised when bytes cannot be decoded into a valid message."""
+
+
+@dataclass(frozen=True)
+class ChangeMessage:
+    """One dataset change in a root: created, modified or deleted."""
+
+    root: str
+    path: str
+    kind: str
+    etag: str | None = None
+    mtime: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    v: int = VERSION
+
+    type: ClassVar[str] = "change"
+
+    def __post_init__(self) -> None:
+        _check_name("root", self.root)
+        _check_name("path", self.path)
+        if self.kind not in CHANGE_KINDS:
+            raise MessageError(f"kind must be one of {sorted(CHANGE_KINDS)}, not {self.kind!r}")
+        _check_optional_str("etag", self.etag)
+        if self.mtime is not None:
+            # bool is an int subclass; reject it so a bug upstream is not silently a timestamp
+            if isinstance(self.mtime, bool) or not isinstance(self.mtime, int | float):
+                raise MessageError(f"mtime must be a number or None, not {self.mtime!r}")
+            if not math.isfinite(self.mtime):
+                raise MessageError(f"mtime must be finite, not {self.mtime!r}")
+        if not isinstance(self.meta, dict):
+            raise MessageError(f"meta must be a map, not {type(self.meta).__name__}")
+        _check_version(self.v)
+
+
+@dataclass(frozen=True)
+class RootAnnouncement:
+    """A publisher saying that its root exists, where to fetch it, and whether it is up."""
+
+    root: str
+    url: str
+    etag: str | None = None
+    online: bool = True
+    v: int = VERSION
+
+    type: ClassVar[str] = "root"
+
+    def __post_init__(self) -> None:
+        _check_name("root", self.root)
+        _check_name("url", self.url)
+        _check_optional_str("etag", self.etag)
+        if not isinstance(self.online, bool):
+            raise MessageError(f"online must be a boolean, not {self.online!r}")
+        _check_version(self.v)
+
+
+@dataclass(frozen=True)
+class DiscoverRequest:
+    """A subscriber (or cat2bro) asking every publisher to announce its root now."""
+
+    reply_to: str
+    v: int = VERSION
+
+    type: ClassVar[str] = "discover"
+
+    def __post_init__(self) -> None:
+        _check_name("reply_to", self.reply_to)
+        _check_version(self.v)
+
+
+Message = ChangeMessage | RootAnnouncement | DiscoverRequest
+
+_TYPES: dict[str, type[Message]] = {
+    cls.type: cls for cls in (ChangeMessage, RootAnnouncement, DiscoverRequest)
+}
+
+
+def encode(message: Message) -> bytes:
+    """Encode a message as a msgpack map carrying its `type` and `v`."""
+    if type(message) not in _TYPES.values():
+        raise TypeError(f"not a caterva2 message: {message!r}")
+    return msgpack.packb({"type": message.type, **asdict(message)}, use_bin_type=True)
+
+
+def decode(data: bytes) -> Message:
+    """Decode bytes made by encode(); raise MessageError if they are not a valid message."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise MessageError(f"not msgpack: {exc!r}") from exc
+    if not isinstance(obj, dict):
+        raise MessageError(f"expected a msgpack map, got {type(obj).__name__}")
+    # Check the version first: a future format may change everything else.
+    if "v" not in obj:
+        raise MessageError("missing field 'v' (message version)")
+    _check_version(obj["v"])
+    kind = obj.get("type")
+    cls = _TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise MessageError(f"unknown message type {kind!r}")
+    known = {f.name: f for f in fields(cls)}
+    required = [
+        n for n, f in known.items() if f.default is MISSING and f.default_factory is MISSING
+    ]
+    missing = [n for n in required if n not in obj]
+    if missing:
+        raise MessageError(f"{kind} message is missing field(s): {', '.join(missing)}")
+    # Unknown keys are ignored so a same-version sender may add optional fields.
+    try:
+        return cls(**{k: obj[k] for k in known if k in obj})
+    except MessageError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise MessageError(f"invalid {kind} message: {exc}") from exc
+
+
+def _check_version(v: Any) -> None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise MessageError(f"version 'v' must be an integer, not {v!r}")
+    if v != VERSION:
+        raise MessageError(f"unknown message version {v} (this code speaks {VERSION})")
+
+
+def _check_name(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise MessageError(f"{name} must be a non-empty string, not {value!r}")
+
+
+def _check_optional_str(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise MessageError(f"{name} must be a string or None, not {value!r}")

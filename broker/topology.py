@@ -1,0 +1,142 @@
+"""Names of Caterva2's exchanges and queues, and their idempotent declaration.
+
+Every durable name is fixed and every queue argument is constant, so re-declaring
+from any process (or any node of a cluster, or through federation) never clashes.
+Functions here take a pika BlockingChannel; the async publisher declares the
+same names with the same arguments (see `EXCHANGES`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .messages import ChangeMessage, DiscoverRequest, Message, RootAnnouncement
+
+CHANGES_EXCHANGE = "cat2.changes"
+"""Durable direct exchange; routing key = root name; one message per dataset change."""
+ROOTS_EXCHANGE = "cat2.roots"
+"""Durable fanout exchange for root announcements."""
+DISCOVER_EXCHANGE = "cat2.discover"
+"""Durable fanout exchange on which publishers hear discover requests."""
+DEAD_EXCHANGE = "cat2.dead"
+"""Durable fanout exchange receiving rejected and poison messages."""
+DEAD_LETTERS_QUEUE = "cat2.dead.letters"
+"""Durable quorum queue collecting dead letters for inspection."""
+SUBSCRIBER_QUEUE_PREFIX = "cat2.sub."
+
+DELIVERY_LIMIT = 5
+"""A change redelivered more often than this (handler keeps failing) is dead-lettered."""
+DEAD_LETTERS_MAX = 100_000
+"""Oldest dead letters are dropped beyond this many, so nobody has to babysit the queue."""
+
+# (name, type) of every exchange, all durable and never auto-deleted.
+EXCHANGES: tuple[tuple[str, str], ...] = (
+    (CHANGES_EXCHANGE, "direct"),
+    (ROOTS_EXCHANGE, "fanout"),
+    (DISCOVER_EXCHANGE, "fanout"),
+    (DEAD_EXCHANGE, "fanout"),
+)
+
+# Quorum queues: replicated in a cluster, and the only kind with a delivery limit.
+# Single active consumer: a second process started with the same subscriber id (or
+# a reconnect racing the broker's detection of a dead connection) waits as a
+# standby instead of applying changes concurrently and out of order.
+SUBSCRIBER_QUEUE_ARGS: dict[str, Any] = {
+    "x-queue-type": "quorum",
+    "x-dead-letter-exchange": DEAD_EXCHANGE,
+    "x-delivery-limit": DELIVERY_LIMIT,
+    "x-single-active-consumer": True,
+}
+DEAD_LETTERS_QUEUE_ARGS: dict[str, Any] = {
+    "x-queue-type": "quorum",
+    "x-max-length": DEAD_LETTERS_MAX,
+}
+# Announcement queues are per connection (exclusive, server-named); dead-letter
+# malformed announcements like malformed changes so they show up in one place.
+ANNOUNCEMENT_QUEUE_ARGS: dict[str, Any] = {"x-dead-letter-exchange": DEAD_EXCHANGE}
+
+# Conservative so the name is valid everywhere (queue names are at most 255 bytes).
+_SUBSCRIBER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def subscriber_queue(subscriber_id: str) -> str:
+    """Return the durable queue name `cat2.sub.<id>` of a subscriber, validating the id."""
+    if not isinstance(subscriber_id, str) or not _SUBSCRIBER_ID.match(subscriber_id):
+        raise ValueError(
+            f"invalid subscriber id {subscriber_id!r}: use 1-200 of A-Z a-z 0-9 . _ -, "
+            "starting with a letter or digit"
+        )
+    return SUBSCRIBER_QUEUE_PREFIX + subscriber_id
+
+
+def check_root(root: str) -> str:
+    """Return root if it can be a routing key (non-empty, at most 255 UTF-8 bytes)."""
+    if not isinstance(root, str) or not root or len(root.encode()) > 255:
+        raise ValueError(f"invalid root name {root!r}: need 1-255 bytes of UTF-8")
+    return root
+
+
+def route(message: Message) -> tuple[str, str]:
+    """Return the (exchange, routing key) a message is published to."""
+    if isinstance(message, ChangeMessage):
+        return CHANGES_EXCHANGE, check_root(message.root)
+    if isinstance(message, RootAnnouncement):
+        return ROOTS_EXCHANGE, ""
+    if isinstance(message, DiscoverRequest):
+        return DISCOVER_EXCHANGE, ""
+    raise TypeError(f"not a caterva2 message: {message!r}")
+
+
+def declare_exchanges(channel: Any) -> None:
+    """Declare every exchange (idempotent)."""
+    for name, kind in EXCHANGES:
+        channel.exchange_declare(name, exchange_type=kind, durable=True)
+
+
+def declare_dead_letters(channel: Any) -> None:
+    """Declare the dead-letter queue and bind it to the dead-letter exchange (idempotent)."""
+    channel.queue_declare(DEAD_LETTERS_QUEUE, durable=True, arguments=DEAD_LETTERS_QUEUE_ARGS)
+    channel.queue_bind(DEAD_LETTERS_QUEUE, DEAD_EXCHANGE)
+
+
+def declare_topology(channel: Any) -> None:
+    """Declare all shared exchanges and queues: what `cat2bro setup` does (idempotent)."""
+    declare_exchanges(channel)
+    declare_dead_letters(channel)
+
+
+def declare_subscriber_queue(channel: Any, subscriber_id: str) -> str:
+    """Declare the durable quorum queue of a subscriber and return its name (idempotent)."""
+    name = subscriber_queue(subscriber_id)
+    channel.queue_declare(name, durable=True, arguments=SUBSCRIBER_QUEUE_ARGS)
+    return name
+
+
+def declare_announcement_queue(channel: Any) -> str:
+    """Declare an exclusive server-named queue bound to cat2.roots and return its name."""
+    result = channel.queue_declare(
+        "", exclusive=True, auto_delete=True, arguments=ANNOUNCEMENT_QUEUE_ARGS
+    )
+    name = result.method.queue
+    channel.queue_bind(name, ROOTS_EXCHANGE)
+    return name
+
+
+def follow(channel: Any, subscriber_id: str, root: str) -> None:
+    """Bind the subscriber's queue to root's changes (idempotent)."""
+    channel.queue_bind(
+        subscriber_queue(subscriber_id), CHANGES_EXCHANGE, routing_key=check_root(root)
+    )
+
+
+def unfollow(channel: Any, subscriber_id: str, root: str) -> None:
+    """Unbind the subscriber's queue from root's changes (idempotent)."""
+    channel.queue_unbind(
+        subscriber_queue(subscriber_id), CHANGES_EXCHANGE, routing_key=check_root(root)
+    )
+
+
+def delete_subscriber_queue(channel: Any, subscriber_id: str) -> None:
+    """Delete a subscriber's queue with its bindings and pending messages."""
+    channel.queue_delete(subscriber_queue(subscriber_id))
