@@ -46,56 +46,56 @@ class RemoteArraySource(blosc2.ProxyNDSource):
     """An NDArray on a publisher, described by its info JSON."""
 
     def __init__(self, meta: dict, client: PublisherClient, path: str) -> None:
-        self.meta, self.client, self.path = meta, client, path
+        self._meta, self._client, self._path = meta, client, path
 
     @property
     def shape(self) -> tuple:
-        return tuple(self.meta["shape"])
+        return tuple(self._meta["shape"])
 
     @property
     def chunks(self) -> tuple:
-        return tuple(self.meta["chunks"])
+        return tuple(self._meta["chunks"])
 
     @property
     def blocks(self) -> tuple:
-        return tuple(self.meta["blocks"])
+        return tuple(self._meta["blocks"])
 
     @property
     def dtype(self) -> np.dtype:
-        return str_to_dtype(self.meta["dtype"])
+        return str_to_dtype(self._meta["dtype"])
 
     @property
     def cparams(self) -> blosc2.CParams:
-        return cparams_from_meta(self.meta["schunk"]["cparams"])
+        return cparams_from_meta(self._meta["schunk"]["cparams"])
 
     def get_chunk(self, nchunk: int) -> bytes:
-        return self.client.chunk(self.path, nchunk)
+        return self._client.chunk(self._path, nchunk)
 
 
 class RemoteFrameSource(blosc2.ProxySource):
     """An SChunk (frame or regular file) on a publisher."""
 
     def __init__(self, meta: dict, client: PublisherClient, path: str) -> None:
-        self.meta, self.client, self.path = meta, client, path
+        self._meta, self._client, self._path = meta, client, path
 
     @property
     def nbytes(self) -> int:
-        return self.meta["nbytes"]
+        return self._meta["nbytes"]
 
     @property
     def chunksize(self) -> int:
-        return self.meta["chunksize"]
+        return self._meta["chunksize"]
 
     @property
     def typesize(self) -> int:
-        return self.meta["cparams"]["typesize"]
+        return self._meta["cparams"]["typesize"]
 
     @property
     def cparams(self) -> blosc2.CParams:
-        return cparams_from_meta(self.meta["cparams"])
+        return cparams_from_meta(self._meta["cparams"])
 
     def get_chunk(self, nchunk: int) -> bytes:
-        return self.client.chunk(self.path, nchunk)
+        return self._client.chunk(self._path, nchunk)
 
 
 def source_for(meta: dict, client: PublisherClient, path: str):

@@ -40,3 +40,7 @@ def sub_nologin(tmp_path_factory):
     server = _start_subscriber(tmp_path_factory, "sub-nologin", login=False)
     yield server
     server.stop()
+
+
+# RabbitMQ: found as DEVELOPERS' guide says; the broker tests fail (never skip) without one.
+from .broker_support import broker_url, channel, new_id  # noqa: E402, F401
