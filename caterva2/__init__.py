@@ -1,1 +1,18 @@
 """Caterva2: on-demand access to Blosc2 and HDF5 datasets."""
+
+from caterva2.client import BasicAuth, Client, Dataset, File, Root
+
+__version__ = "2025.8.7"
+
+# Where a subscriber listens by default.
+sub_urlbase_default = "http://localhost:8000"
+
+__all__ = [
+    "BasicAuth",
+    "Client",
+    "Dataset",
+    "File",
+    "Root",
+    "__version__",
+    "sub_urlbase_default",
+]

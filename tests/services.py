@@ -69,6 +69,7 @@ class SubscriberProcess:
     env: dict = field(default_factory=dict)
     port: int = 0
     proc: subprocess.Popen | None = None
+    broker_url: str | None = None
     superuser: tuple[str, str] = ("super@example.com", "superpass123")
     user: tuple[str, str] = ("user@example.com", "userpass123")
     other: tuple[str, str] = ("other@example.com", "otherpass123")
@@ -104,6 +105,7 @@ class SubscriberProcess:
                 str(self.statedir),
                 "--http",
                 f"127.0.0.1:{self.port}",
+                *(["--broker", self.broker_url] if self.broker_url else []),
             ],
             env={**os.environ, "CATERVA2_SECRET": SECRET, **self.env},
             stdout=log,
@@ -125,3 +127,61 @@ class SubscriberProcess:
     def add_user(self, email: str, password: str, superuser: bool = False) -> None:
         args = ["caterva2.subscriber.adduser", email, password, "--statedir", str(self.statedir)]
         run_cli(*args, *(["--superuser"] if superuser else []))
+
+
+@dataclass
+class PublisherProcess:
+    """A `cat2pub` publishing one directory as a root, on 127.0.0.1."""
+
+    name: str
+    rootdir: Path
+    statedir: Path
+    broker_url: str
+    port: int = 0
+    heartbeat: float = 1.0
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> PublisherProcess:
+        self.port = self.port or free_port()
+        log = open(self.statedir.parent / f"{self.statedir.name}.log", "ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "caterva2.publisher.server",
+                self.name,
+                str(self.rootdir),
+                "--http",
+                f"127.0.0.1:{self.port}",
+                "--statedir",
+                str(self.statedir),
+                "--broker",
+                self.broker_url,
+                "--heartbeat",
+                str(self.heartbeat),
+                "--loglevel",
+                "info",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_http(f"{self.url}/api/list", self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def chunk_transfers(self, path: str) -> dict[int, int]:
+        """How many times each chunk of `path` was served, from the publisher's own count."""
+        stats = httpx.get(f"{self.url}/api/stats").json()
+        return {int(n): count for n, count in stats["chunks"].get(path, {}).items()}

@@ -1,0 +1,407 @@
+"""Low-level helpers of the client: slices, login, requests, transfers.
+
+Every request helper takes an optional ``client`` (an ``httpx.Client``); the
+`Client` class passes its persistent one so all calls share one keep-alive
+connection, while standalone use gets a one-off client per call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import re
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import blosc2
+import httpx
+import numpy as np
+
+# A progress callback receives (bytes done so far, total bytes or None).
+Progress = Callable[[int, int | None], None]
+
+# Bytes per read when streaming transfers: big enough to keep the wire busy,
+# small enough to keep memory flat.
+CHUNK_SIZE = 1 << 20
+
+# Characters kept literal in URL paths: everything a logical path may carry
+# (`@`, `!`, ...) except what would end or corrupt the path (`?`, `#`, `%`).
+_PATH_SAFE = "/@!$&'()*+,;=:-._~"
+
+_SLICE_ITEM = re.compile(r"^\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?)?$")
+
+
+def quote_path(path: str | os.PathLike) -> str:
+    """Percent-encode a logical path for use in a URL."""
+    return urllib.parse.quote(str(path), safe=_PATH_SAFE)
+
+
+def api_url(urlbase: str, verb: str, path: str | os.PathLike | None = None) -> str:
+    """Build ``<urlbase>/api/<verb>/<path>``."""
+    url = f"{urlbase.rstrip('/')}/api/{verb}"
+    return f"{url}/{quote_path(path)}" if path is not None else url
+
+
+# --- slices ---------------------------------------------------------------
+
+
+def _slice_item(item: Any) -> str:
+    # bool is an int subclass but never a sensible index.
+    if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+        return str(int(item))
+    if isinstance(item, slice):
+        if item.step not in (None, 1):
+            raise IndexError("Only step=1 is supported")
+        start = "" if item.start is None else str(int(item.start))
+        stop = "" if item.stop is None else str(int(item.stop))
+        return f"{start}:{stop}"
+    raise IndexError(f"Unsupported index item: {item!r}")
+
+
+def _is_full_slice(key: Any) -> bool:
+    return isinstance(key, slice) and key.start is None and key.stop is None and key.step is None
+
+
+def slice_to_string(key: Any, ndim: int | None = None) -> str:
+    """Encode an index (int, slice or tuple of them) as the ``slice_`` parameter.
+
+    ``None``, ``()`` and ``slice(None)`` mean the whole dataset (empty string).
+    An Ellipsis is expanded when ``ndim`` is known, and dropped at the end.
+    """
+    # Type checks first: comparing a NumPy scalar with () would broadcast.
+    if key is None or (isinstance(key, tuple) and not key) or _is_full_slice(key):
+        return ""
+    items = list(key) if isinstance(key, tuple) else [key]
+    nell = sum(1 for it in items if it is Ellipsis)
+    if nell > 1:
+        raise IndexError("An index can only have a single ellipsis ('...')")
+    if nell:
+        pos = items.index(Ellipsis)
+        if ndim is not None:
+            fill = max(ndim - (len(items) - 1), 0)
+            items[pos : pos + 1] = [slice(None)] * fill
+        elif pos == len(items) - 1:
+            items.pop()
+        else:
+            raise IndexError("An ellipsis needs the number of dimensions")
+    return ", ".join(_slice_item(it) for it in items)
+
+
+def parse_slice(string: str | None) -> int | slice | tuple | None:
+    """Parse slice text such as ``"1, 2:4"`` into an index; ``None`` if empty."""
+    if string is None or not string.strip():
+        return None
+    items = []
+    for text in string.split(","):
+        match = _SLICE_ITEM.match(text)
+        if not match or not text.strip():
+            raise ValueError(f"Invalid slice item: {text.strip()!r}")
+        if ":" not in text:
+            items.append(int(match.group(1)))
+            continue
+        start, stop, step = (int(g) if g is not None else None for g in match.groups())
+        items.append(slice(start, stop, step))
+    return items[0] if len(items) == 1 else tuple(items)
+
+
+# --- requests -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _use_client(client: httpx.Client | None) -> Iterator[httpx.Client]:
+    """Yield the given client, or a one-off client closed afterwards."""
+    if client is not None:
+        yield client
+        return
+    with httpx.Client(follow_redirects=False) as one_off:
+        yield one_off
+
+
+def _headers(auth_cookie: str | None) -> dict[str, str]:
+    return {"Cookie": auth_cookie} if auth_cookie else {}
+
+
+def _timeout_error(exc: httpx.TimeoutException, timeout: Any, url: Any) -> TimeoutError:
+    return TimeoutError(f"Timeout after {timeout} seconds while trying to access {url}")
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    auth_cookie: str | None = None,
+    timeout: float | httpx.Timeout = 5,
+    client: httpx.Client | None = None,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send a request; raise ``HTTPStatusError`` on 4xx/5xx, ``TimeoutError`` on timeouts."""
+    headers = {**_headers(auth_cookie), **kwargs.pop("headers", {})}
+    with _use_client(client) as http:
+        try:
+            response = http.request(method, url, headers=headers, timeout=timeout, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise _timeout_error(exc, timeout, url) from exc
+    response.raise_for_status()
+    return response
+
+
+def get(
+    url: str,
+    params: dict | None = None,
+    headers: dict | None = None,
+    timeout: float = 5,
+    auth_cookie: str | None = None,
+    return_response: bool = False,
+    client: httpx.Client | None = None,
+) -> Any:
+    """GET ``url`` and return the decoded JSON (or the response itself)."""
+    response = request(
+        "GET",
+        url,
+        params=params,
+        headers=headers or {},
+        timeout=timeout,
+        auth_cookie=auth_cookie,
+        client=client,
+    )
+    return response if return_response else response.json()
+
+
+def post(
+    url: str,
+    json: Any = None,
+    auth_cookie: str | None = None,
+    timeout: float = 5,
+    client: httpx.Client | None = None,
+    **kwargs: Any,
+) -> Any:
+    """POST ``json`` (or other httpx content) to ``url`` and return the decoded JSON."""
+    response = request(
+        "POST", url, json=json, timeout=timeout, auth_cookie=auth_cookie, client=client, **kwargs
+    )
+    return response.json()
+
+
+def get_auth_cookie(
+    urlbase: str, user_auth: Any, timeout: float = 5, client: httpx.Client | None = None
+) -> str:
+    """Log in and return the auth cookie as ``name=value``.
+
+    ``user_auth`` is a ``(username, password)`` pair, a `BasicAuth`, or a dict
+    with ``username`` and ``password`` keys.
+    """
+    if isinstance(user_auth, dict):
+        username, password = user_auth["username"], user_auth["password"]
+    elif hasattr(user_auth, "username") and hasattr(user_auth, "password"):
+        username, password = user_auth.username, user_auth.password
+    else:
+        username, password = user_auth
+    url = f"{urlbase.rstrip('/')}/auth/jwt/login"
+    response = request(
+        "POST",
+        url,
+        data={"username": username, "password": password},
+        timeout=timeout,
+        client=client,
+    )
+    # Read the header itself: the cookie jar would drop cookies for some hosts.
+    set_cookies = response.headers.get_list("set-cookie")
+    if not set_cookies:
+        raise httpx.HTTPError(f"Login at {url} returned no cookie")
+    return set_cookies[0].split(";", 1)[0].strip()
+
+
+# --- data -----------------------------------------------------------------
+
+
+def decode_frame(data: bytes) -> blosc2.NDArray | blosc2.SChunk:
+    """Turn a Blosc2 cframe into an NDArray, or into an SChunk if it is not one."""
+    try:
+        return blosc2.ndarray_from_cframe(data, True)
+    except RuntimeError:
+        return blosc2.schunk_from_cframe(data, True)
+
+
+def to_plain(obj: blosc2.NDArray | blosc2.SChunk) -> np.ndarray | bytes:
+    """Turn a decoded frame into NumPy (arrays) or ``bytes`` (byte streams)."""
+    if isinstance(obj, blosc2.SChunk):
+        return obj[:]
+    return obj[()] if obj.ndim == 0 else obj[:]
+
+
+def fetch_data(
+    path: str,
+    urlbase: str,
+    params: dict | None = None,
+    auth_cookie: str | None = None,
+    as_blosc2: bool = False,
+    timeout: float = 5,
+    client: httpx.Client | None = None,
+) -> Any:
+    """GET ``/api/fetch/<path>`` and decode the Blosc2 frame it returns."""
+    params = {k: v for k, v in (params or {}).items() if v is not None}
+    response = get(
+        api_url(urlbase, "fetch", path),
+        params=params,
+        timeout=timeout,
+        auth_cookie=auth_cookie,
+        return_response=True,
+        client=client,
+    )
+    obj = decode_frame(response.content)
+    return obj if as_blosc2 else to_plain(obj)
+
+
+# --- transfers ------------------------------------------------------------
+
+
+class _ProgressReader:
+    """File wrapper that reports how much has been read (httpx streams it)."""
+
+    def __init__(self, fileobj: Any, total: int, progress: Progress | None) -> None:
+        self._file = fileobj
+        self._total = total
+        self._progress = progress
+        self._done = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        if self._progress is not None and data:
+            self._done += len(data)
+            self._progress(self._done, self._total)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        # httpx seeks back to 0 before sending (and on retries): restart counting.
+        pos = self._file.seek(offset, whence)
+        self._done = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+
+def upload_file(
+    localpath: str | os.PathLike,
+    remotepath: str | os.PathLike,
+    urlbase: str,
+    auth_cookie: str | None = None,
+    timeout: float | httpx.Timeout = 5,
+    client: httpx.Client | None = None,
+    progress: Progress | None = None,
+) -> Any:
+    """Stream ``localpath`` to ``/api/upload/<remotepath>``; return the JSON answer."""
+    localpath = pathlib.Path(localpath)
+    total = localpath.stat().st_size
+    with open(localpath, "rb") as fileobj:
+        reader = _ProgressReader(fileobj, total, progress)
+        files = {"file": (localpath.name, reader, "application/octet-stream")}
+        response = request(
+            "POST",
+            api_url(urlbase, "upload", remotepath),
+            files=files,
+            timeout=timeout,
+            auth_cookie=auth_cookie,
+            client=client,
+        )
+    return response.json()
+
+
+def _attachment_name(response: httpx.Response) -> str | None:
+    disposition = response.headers.get("content-disposition", "")
+    match = re.search(r'filename="([^"]*)"', disposition) or re.search(
+        r"filename=([^;\s]+)", disposition
+    )
+    return match.group(1) if match else None
+
+
+def _decompress_b2(src: pathlib.Path, dst: pathlib.Path) -> None:
+    """Decompress an SChunk frame file into raw bytes, one chunk at a time."""
+    schunk = blosc2.open(str(src), mode="r")
+    with open(dst, "wb") as out:
+        for nchunk in range(schunk.nchunks):
+            out.write(schunk.decompress_chunk(nchunk))
+
+
+def download_url(
+    url: str,
+    localpath: str | os.PathLike,
+    auth_cookie: str | None = None,
+    params: dict | None = None,
+    timeout: float | httpx.Timeout = 5,
+    client: httpx.Client | None = None,
+    progress: Progress | None = None,
+) -> pathlib.Path:
+    """Stream ``url`` into ``localpath``; ``.b2`` attachments are decompressed.
+
+    Returns the path written. A failed transfer leaves no partial file behind.
+    """
+    localpath = pathlib.Path(localpath)
+    localpath.parent.mkdir(parents=True, exist_ok=True)
+    with _use_client(client) as http:
+        try:
+            with http.stream(
+                "GET", url, params=params, headers=_headers(auth_cookie), timeout=timeout
+            ) as response:
+                if response.is_error:
+                    response.read()  # so the error detail can be shown
+                response.raise_for_status()
+                compressed = (_attachment_name(response) or "").endswith(".b2")
+                target = localpath.with_name(localpath.name + ".b2") if compressed else localpath
+                total = response.headers.get("content-length")
+                _stream_to_file(response, target, int(total) if total else None, progress)
+        except httpx.TimeoutException as exc:
+            raise _timeout_error(exc, timeout, url) from exc
+    if compressed:
+        try:
+            _decompress_b2(target, localpath)
+        except BaseException:
+            localpath.unlink(missing_ok=True)
+            raise
+        finally:
+            target.unlink(missing_ok=True)
+    return localpath
+
+
+def _stream_to_file(
+    response: httpx.Response, target: pathlib.Path, total: int | None, progress: Progress | None
+) -> None:
+    done = 0
+    try:
+        with open(target, "wb") as out:
+            for data in response.iter_bytes(CHUNK_SIZE):
+                out.write(data)
+                done += len(data)
+                if progress is not None:
+                    progress(done, total)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def get_download_url(path: str | os.PathLike, urlbase: str) -> str:
+    """Return the URL that fetches the whole dataset at ``path``."""
+    return api_url(urlbase, "fetch", path)
+
+
+def error_detail(exc: httpx.HTTPStatusError) -> str:
+    """Extract the server's ``detail`` (or text) from an HTTP error."""
+    response = exc.response
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        body = None
+    if isinstance(body, dict):
+        detail = body.get("detail", body.get("title", body.get("description")))
+        if detail is not None:
+            return detail if isinstance(detail, str) else json.dumps(detail)
+    text = ""
+    with contextlib.suppress(httpx.ResponseNotRead, UnicodeDecodeError):
+        text = response.text.strip()
+    return text or f"{response.status_code} {response.reason_phrase}"

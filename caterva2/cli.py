@@ -1,0 +1,407 @@
+"""`cat2cli`: command-line client of a Caterva2 subscriber."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pathlib
+import re
+import secrets
+import string
+import sys
+import tomllib
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import blosc2
+import httpx
+
+import caterva2
+from caterva2 import api_utils
+
+DEFAULT_CONF = "caterva2.toml"
+
+# Transfers smaller than this finish before a bar would be worth drawing.
+PROGRESS_THRESHOLD = 4 * 1024 * 1024
+
+_SHOW_ARG = re.compile(r"^(?P<path>[^\[]+)\[(?P<key>.*)\]$", re.DOTALL)
+
+
+class CLIError(Exception):
+    """An error worth one line on stderr (no traceback)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument parser that reports errors as ``Error: ...`` with status 1."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(1, f"Error: {message}\n")
+
+
+# --- configuration and client ---------------------------------------------
+
+
+def load_config(path: str | None) -> dict:
+    """Read the TOML configuration (``caterva2.toml`` in cwd if not given)."""
+    conf = pathlib.Path(path or DEFAULT_CONF)
+    if not conf.is_file():
+        if path is not None:
+            raise CLIError(f"Configuration file not found: {conf}")
+        return {}
+    try:
+        with open(conf, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise CLIError(f"Bad configuration file {conf}: {exc}") from exc
+
+
+def _setting(args: argparse.Namespace, conf: dict, name: str, section: str, key: str) -> Any:
+    value = getattr(args, name)
+    return value if value is not None else conf.get(section, {}).get(key)
+
+
+class _Session:
+    """Settings of one invocation; the client logs in only when first needed."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        conf = load_config(args.conf)
+        url = _setting(args, conf, "subscriber", "subscriber", "url")
+        self.urlbase: str = (url or caterva2.sub_urlbase_default).rstrip("/")
+        if not self.urlbase.startswith(("http://", "https://")):
+            raise CLIError(f"Subscriber URL must start with http:// or https://: {self.urlbase}")
+        self.username = _setting(args, conf, "username", "client", "username")
+        self.password = _setting(args, conf, "password", "client", "password")
+        self._client: caterva2.Client | None = None
+
+    @property
+    def client(self) -> caterva2.Client:
+        if self._client is None:
+            auth = (self.username, self.password) if self.username and self.password else None
+            self._client = caterva2.Client(self.urlbase, auth)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+# --- progress bars --------------------------------------------------------
+
+
+class _ProgressBar:
+    """Progress callback drawing a bar (tqdm or rich) for big transfers only."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
+        self._bar: Any = None
+        self._started = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self._started:
+            self._started = True
+            if total is not None and total >= PROGRESS_THRESHOLD and sys.stderr.isatty():
+                self._bar = _make_bar(self.desc, total)
+        if self._bar is not None:
+            self._bar(done)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _make_bar(desc: str, total: int) -> Any:
+    # Both libraries are optional: without them, transfers are just silent.
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is not None:
+        return _TqdmBar(tqdm(total=total, desc=desc, unit="B", unit_scale=True, file=sys.stderr))
+    try:
+        from rich.console import Console
+        from rich.progress import Progress
+    except ImportError:
+        return None
+    return _RichBar(Progress(console=Console(stderr=True)), desc, total)
+
+
+class _TqdmBar:
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def __call__(self, done: int) -> None:
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class _RichBar:
+    def __init__(self, progress: Any, desc: str, total: int) -> None:
+        self.progress = progress
+        self.progress.start()
+        self.task = progress.add_task(desc, total=total)
+
+    def __call__(self, done: int) -> None:
+        self.progress.update(self.task, completed=done)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+# --- output helpers -------------------------------------------------------
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data))
+
+
+def _pretty(data: Any) -> None:
+    try:
+        from rich.pretty import pprint
+    except ImportError:
+        from pprint import pprint
+    pprint(data)
+
+
+def _print_data(data: Any) -> None:
+    """Print an array, or the text of a byte stream (``Binary data`` if not text)."""
+    if isinstance(data, blosc2.NDArray):
+        data = data[()] if data.ndim == 0 else data[:]
+    elif isinstance(data, blosc2.SChunk):
+        data = data[:]
+    if isinstance(data, bytes):
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            print("Binary data")
+            return
+        print(text, end="" if text.endswith("\n") else "\n")
+        return
+    print(data)
+
+
+# --- commands -------------------------------------------------------------
+
+
+def cmd_roots(session: _Session, args: argparse.Namespace) -> None:
+    """List the roots of the server."""
+    roots = session.client.get_roots()
+    if args.json:
+        _print_json(roots)
+        return
+    for name, root in roots.items():
+        # The special `@` roots are always followed: marking them says nothing.
+        followed = isinstance(root, dict) and root.get("subscribed") and not name.startswith("@")
+        print(f"{name} (subscribed)" if followed else name)
+
+
+def cmd_subscribe(session: _Session, args: argparse.Namespace) -> None:
+    """Ask the server to follow a root."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        answer = session.client.subscribe(args.root)
+    for warning in caught:
+        print(f"Warning: {warning.message}", file=sys.stderr)
+    print(answer if isinstance(answer, str) else json.dumps(answer))
+
+
+def cmd_list(session: _Session, args: argparse.Namespace) -> None:
+    """List the datasets below a root or directory."""
+    paths = session.client.get_list(args.root)
+    if args.json:
+        _print_json(paths)
+        return
+    for path in paths:
+        print(path)
+
+
+def cmd_url(session: _Session, args: argparse.Namespace) -> None:
+    """Print the URL that fetches a dataset."""
+    url = api_utils.get_download_url(args.dataset, session.urlbase)
+    print(json.dumps(url) if args.json else url)
+
+
+def cmd_info(session: _Session, args: argparse.Namespace) -> None:
+    """Print the metadata of a dataset."""
+    if args.json:
+        _print_json(session.client.get_info(args.dataset))
+        return
+    print(f"Getting info for {args.dataset}")
+    _pretty(session.client.get_info(args.dataset))
+
+
+def cmd_show(session: _Session, args: argparse.Namespace) -> None:
+    """Print the data of a dataset, a slice (``ds[0:5]``) or a filter (``ds[a < 5]``)."""
+    match = _SHOW_ARG.match(args.dataset)
+    if match is None:
+        _print_data(session.client.fetch(args.dataset))
+        return
+    path, text = match.group("path"), match.group("key")
+    try:
+        key = api_utils.parse_slice(text)
+    except ValueError:
+        key = None
+    else:
+        _print_data(session.client.fetch(path, slice_=key))
+        return
+    # Not a slice: a field name or a filter over a structured array.
+    dataset = session.client.get(path)
+    if not hasattr(dataset, "dtype"):
+        raise CLIError(f"{path} is not an array: fields and filters need a structured array")
+    _print_data(dataset[text.strip()])
+
+
+def cmd_copy(session: _Session, args: argparse.Namespace) -> None:
+    """Copy a dataset or directory."""
+    result = session.client.copy(args.dataset, args.dest)
+    print(f"Dataset {args.dataset} copied to {result}")
+
+
+def cmd_move(session: _Session, args: argparse.Namespace) -> None:
+    """Move a dataset or directory."""
+    result = session.client.move(args.dataset, args.dest)
+    print(f"Dataset {args.dataset} moved to {result}")
+
+
+def cmd_remove(session: _Session, args: argparse.Namespace) -> None:
+    """Remove a dataset or directory."""
+    result = session.client.remove(args.dataset)
+    print(f"Dataset (or directory contents) removed: {result}")
+
+
+def cmd_download(session: _Session, args: argparse.Namespace) -> None:
+    """Download a dataset to a local file."""
+    bar = _ProgressBar(f"Downloading {args.dataset}")
+    try:
+        path = session.client.download(args.dataset, args.localpath, progress=bar)
+    finally:
+        bar.close()
+    print(f"Dataset saved to {path}")
+
+
+def cmd_upload(session: _Session, args: argparse.Namespace) -> None:
+    """Upload a local file as a dataset."""
+    local = pathlib.Path(args.localpath)
+    if not local.is_file():
+        raise CLIError(f"No such file: {local}")
+    bar = _ProgressBar(f"Uploading {local.name}")
+    try:
+        path = session.client.upload(local, args.dataset, progress=bar)
+    finally:
+        bar.close()
+    print(f"Dataset stored in {path}")
+
+
+def cmd_adduser(session: _Session, args: argparse.Namespace) -> None:
+    """Add a user (needs a superuser login)."""
+    password = args.newpass or "".join(secrets.choice(string.ascii_letters) for _ in range(8))
+    print(session.client.adduser(args.newuser, password, args.superuser))
+
+
+def cmd_deluser(session: _Session, args: argparse.Namespace) -> None:
+    """Delete a user (needs a superuser login)."""
+    print(session.client.deluser(args.user))
+
+
+def cmd_listusers(session: _Session, args: argparse.Namespace) -> None:
+    """List users (or one user)."""
+    users = session.client.listusers(args.user)
+    if args.json:
+        _print_json(users)
+        return
+    for user in users:
+        print(user)
+
+
+# --- parser ---------------------------------------------------------------
+
+
+def _add(
+    subparsers: Any,
+    name: str,
+    func: Callable[[_Session, argparse.Namespace], None],
+    aliases: Sequence[str] = (),
+    json_flag: bool = False,
+) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, aliases=list(aliases), help=func.__doc__)
+    parser.set_defaults(func=func)
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="output JSON")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of `cat2cli`."""
+    parser = _Parser(prog="cat2cli", description=__doc__)
+    parser.add_argument("--version", action="version", version=caterva2.__version__)
+    parser.add_argument("--conf", help=f"configuration file (default: ./{DEFAULT_CONF})")
+    parser.add_argument("--loglevel", default="warning", help="logging level")
+    parser.add_argument(
+        "--subscriber", help=f"subscriber URL (default: {caterva2.sub_urlbase_default})"
+    )
+    parser.add_argument("--username", help="user name to log in with")
+    parser.add_argument("--password", help="password to log in with")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _add(sub, "roots", cmd_roots, json_flag=True)
+    _add(sub, "subscribe", cmd_subscribe).add_argument("root")
+    _add(sub, "list", cmd_list, ["ls"], json_flag=True).add_argument("root")
+    _add(sub, "url", cmd_url, json_flag=True).add_argument("dataset")
+    _add(sub, "info", cmd_info, json_flag=True).add_argument("dataset")
+    _add(sub, "show", cmd_show).add_argument("dataset", help="DATASET or DATASET[SLICE|FILTER]")
+    for name, func, aliases in (("copy", cmd_copy, ["cp"]), ("move", cmd_move, ["mv"])):
+        p = _add(sub, name, func, aliases)
+        p.add_argument("dataset")
+        p.add_argument("dest")
+    _add(sub, "remove", cmd_remove, ["rm"]).add_argument("dataset")
+    p = _add(sub, "download", cmd_download, json_flag=True)
+    p.add_argument("dataset")
+    p.add_argument("localpath", nargs="?")
+    p = _add(sub, "upload", cmd_upload)
+    p.add_argument("localpath")
+    p.add_argument("dataset")
+    p = _add(sub, "adduser", cmd_adduser)
+    p.add_argument("--superuser", "-S", action="store_true", help="make a superuser")
+    p.add_argument("newuser")
+    p.add_argument("newpass", nargs="?", help="password (default: 8 random letters)")
+    _add(sub, "deluser", cmd_deluser).add_argument("user")
+    _add(sub, "listusers", cmd_listusers, ["lsu"], json_flag=True).add_argument("user", nargs="?")
+    return parser
+
+
+def _describe(exc: BaseException, session: _Session | None) -> str:
+    """One line saying what went wrong, for ``Error: ...``."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return api_utils.error_detail(exc)
+    if isinstance(exc, httpx.TransportError):
+        where = session.urlbase if session is not None else "the subscriber"
+        return f"cannot reach {where}: {exc}"
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return str(exc) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of `cat2cli`; exits with status 1 on any error."""
+    args = build_parser().parse_args(argv)
+    session = None
+    try:
+        logging.basicConfig(level=str(args.loglevel).upper(), force=True)
+        session = _Session(args)
+        args.func(session, args)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (CLIError, httpx.HTTPError, TimeoutError, OSError, ValueError, IndexError) as exc:
+        print(f"Error: {_describe(exc, session)}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        if session is not None:
+            session.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""Publishers and subscribers over a real RabbitMQ, as real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import blosc2
+import httpx
+import msgpack
+import numpy as np
+import pika
+import pytest
+
+import caterva2 as cat2
+from caterva2.broker import topology
+from caterva2.broker.connection import parameters
+
+from .broker_support import RUN, TcpProxy
+from .services import PublisherProcess, SubscriberProcess, run_cli
+
+WAIT = 20.0  # seconds a change may take to show up (the contract says "within seconds")
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Poll until `predicate()` holds; fail saying what did not happen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def write_array(path: Path, values, chunks=None) -> None:
+    """Write a dataset the way another program would: aside, then renamed into place."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
+    blosc2.asarray(np.asarray(values), urlpath=str(tmp), mode="w", chunks=chunks)
+    tmp.rename(path)
+
+
+def listing(sub: SubscriberProcess, root: str) -> list[str]:
+    return httpx.get(f"{sub.urlbase}/api/list/{root}", timeout=10).json()
+
+
+def remote_shape(sub: SubscriberProcess, path: str):
+    resp = httpx.get(f"{sub.urlbase}/api/info/{path}", timeout=10)
+    return tuple(resp.json()["shape"]) if resp.status_code == 200 else None
+
+
+def fetch(sub: SubscriberProcess, path: str, slice_: str | None = None):
+    params = {"slice_": slice_} if slice_ else {}
+    resp = httpx.get(f"{sub.urlbase}/api/fetch/{path}", params=params, timeout=30)
+    resp.raise_for_status()
+    return blosc2.ndarray_from_cframe(resp.content)[()]
+
+
+def publisher_view(root: Path) -> dict[str, tuple]:
+    """Every dataset of a root directory with its shape, as the publisher has it."""
+    return {
+        p.relative_to(root).as_posix(): tuple(blosc2.open(str(p)).shape)
+        for p in root.rglob("*.b2nd")
+        if not p.name.startswith(".")
+    }
+
+
+def subscriber_view(sub: SubscriberProcess, root: str) -> dict[str, tuple]:
+    return {path: remote_shape(sub, f"{root}/{path}") for path in listing(sub, root)}
+
+
+def delete_queue(broker_url: str, sub_id: str) -> None:
+    conn = pika.BlockingConnection(parameters(broker_url, "caterva2-tests-cleanup"))
+    conn.channel().queue_delete(topology.subscriber_queue(sub_id))
+    conn.close()
+
+
+class Lab:
+    """Publishers and subscribers started for a test module, stopped at its end."""
+
+    def __init__(self, base: Path, broker_url: str) -> None:
+        self.base = base
+        self.broker_url = broker_url
+        self.processes: list = []
+        self.sub_ids: list[str] = []
+
+    def publisher(self, label: str) -> PublisherProcess:
+        name = f"{label}-{RUN}-{uuid.uuid4().hex[:4]}"
+        rootdir = self.base / name
+        rootdir.mkdir()
+        pub = PublisherProcess(name, rootdir, self.base / f"pub-{name}", self.broker_url)
+        self.processes.append(pub)
+        return pub.start()
+
+    def subscriber(self, broker_url: str | None = None, start: bool = True) -> SubscriberProcess:
+        sub_id = f"test-{RUN}-{uuid.uuid4().hex[:6]}"
+        self.sub_ids.append(sub_id)
+        statedir = self.base / f"sub-{sub_id}"
+        statedir.mkdir()
+        sub = SubscriberProcess(
+            statedir,
+            conf={"login": False, "id": sub_id, "loglevel": "info"},
+            broker_url=broker_url or self.broker_url,
+        )
+        self.processes.append(sub)
+        return sub.start() if start else sub
+
+    def close(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        for sub_id in self.sub_ids:
+            delete_queue(self.broker_url, sub_id)
+
+
+@pytest.fixture
+def lab(tmp_path, broker_url):
+    lab = Lab(tmp_path, broker_url)
+    yield lab
+    lab.close()
+
+
+def follow(sub: SubscriberProcess, root: str, mirror: bool = False) -> None:
+    wait_for(lambda: root in httpx.get(f"{sub.urlbase}/api/roots").json(), f"{root} announced")
+    resp = httpx.post(f"{sub.urlbase}/api/subscribe/{root}", params={"mirror": mirror})
+    assert resp.status_code == 200 and resp.json() == "Ok", resp.text
+
+
+def test_created_modified_deleted_files_reach_every_following_subscriber(lab):
+    pub = lab.publisher("events")
+    subs = [lab.subscriber(), lab.subscriber()]
+    for sub in subs:
+        follow(sub, pub.name)
+    path = pub.rootdir / "ds.b2nd"
+    write_array(path, np.arange(10))
+    for sub in subs:
+        wait_for(lambda s=sub: remote_shape(s, f"{pub.name}/ds.b2nd") == (10,), "the creation")
+    write_array(path, np.arange(25) * 2)
+    for sub in subs:
+        wait_for(lambda s=sub: remote_shape(s, f"{pub.name}/ds.b2nd") == (25,), "the change")
+        np.testing.assert_array_equal(
+            fetch(sub, f"{pub.name}/ds.b2nd", "20:25"), [40, 42, 44, 46, 48]
+        )
+        client = cat2.Client(sub.urlbase)
+        np.testing.assert_array_equal(client.get(f"{pub.name}/ds.b2nd")[3:5], [6, 8])
+    path.unlink()
+    for sub in subs:
+        wait_for(lambda s=sub: listing(s, pub.name) == [], "the deletion")
+        assert httpx.get(f"{sub.urlbase}/api/info/{pub.name}/ds.b2nd").status_code == 404
+
+
+def test_subscriber_following_only_root_a_gets_nothing_of_root_b(lab):
+    pub_a, pub_b = lab.publisher("only-a"), lab.publisher("only-b")
+    sub = lab.subscriber()
+    follow(sub, pub_a.name)
+    wait_for(lambda: pub_b.name in httpx.get(f"{sub.urlbase}/api/roots").json(), "root B seen")
+    write_array(pub_b.rootdir / "b.b2nd", np.arange(3))
+    write_array(pub_a.rootdir / "a.b2nd", np.arange(4))
+    wait_for(lambda: listing(sub, pub_a.name) == ["a.b2nd"], "root A's change")
+    time.sleep(1)  # B's change, published before A's, had every chance to arrive
+    roots = httpx.get(f"{sub.urlbase}/api/roots").json()
+    assert roots[pub_a.name]["subscribed"] is True and roots[pub_b.name]["subscribed"] is False
+    with sqlite3.connect(sub.statedir / "db.sqlite") as db:
+        assert db.execute(
+            "SELECT count(*) FROM datasets WHERE root = ?", [pub_b.name]
+        ).fetchone() == (0,)
+    assert not (sub.statedir / "cache" / pub_b.name).exists()
+
+
+def test_slice_of_uncached_chunks_fetches_only_those_chunks(lab):
+    pub = lab.publisher("chunks")
+    values = np.arange(1000, dtype=np.int32)
+    write_array(pub.rootdir / "hundred.b2nd", values, chunks=(10,))
+    sub = lab.subscriber()
+    follow(sub, pub.name)
+    path = f"{pub.name}/hundred.b2nd"
+    wait_for(lambda: remote_shape(sub, path) == (1000,), "the dataset")
+    np.testing.assert_array_equal(fetch(sub, path, "95:205"), values[95:205])
+    assert pub.chunk_transfers("hundred.b2nd") == {n: 1 for n in range(9, 21)}
+    np.testing.assert_array_equal(fetch(sub, path, "100:200"), values[100:200])
+    assert pub.chunk_transfers("hundred.b2nd") == {n: 1 for n in range(9, 21)}
+
+
+def test_eight_concurrent_readers_of_one_uncached_chunk_cause_one_transfer(lab):
+    pub = lab.publisher("concurrent")
+    write_array(pub.rootdir / "c.b2nd", np.arange(10_000), chunks=(1000,))
+    sub = lab.subscriber()
+    follow(sub, pub.name)
+    path = f"{pub.name}/c.b2nd"
+    wait_for(lambda: remote_shape(sub, path) == (10_000,), "the dataset")
+    results, barrier = [], threading.Barrier(8)
+
+    def read() -> None:
+        barrier.wait()
+        results.append(fetch(sub, path, "5500:5510"))
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8 and all((r == np.arange(5500, 5510)).all() for r in results)
+    assert pub.chunk_transfers("c.b2nd") == {5: 1}
+
+
+def test_stopped_subscriber_catches_up_from_its_durable_queue(lab):
+    pub = lab.publisher("catchup")
+    write_array(pub.rootdir / "keep.b2nd", np.arange(5))
+    write_array(pub.rootdir / "gone.b2nd", np.arange(6))
+    sub = lab.subscriber()
+    follow(sub, pub.name)
+    wait_for(lambda: listing(sub, pub.name) == ["gone.b2nd", "keep.b2nd"], "the first listing")
+    sub.stop()
+    write_array(pub.rootdir / "keep.b2nd", np.arange(50))
+    (pub.rootdir / "gone.b2nd").unlink()
+    write_array(pub.rootdir / "new.b2nd", np.arange(7))
+    time.sleep(1.5)  # the publisher has announced them all while the subscriber was down
+    sub.start()
+    wait_for(
+        lambda: subscriber_view(sub, pub.name) == {"keep.b2nd": (50,), "new.b2nd": (7,)},
+        "the catch-up",
+    )
+
+
+def test_connection_cut_during_200_changes_loses_nothing(lab, broker_url):
+    host, port = "127.0.0.1", pika.URLParameters(broker_url).port
+    proxy = TcpProxy(host, port)
+    proxied = broker_url.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}")
+    try:
+        pub = lab.publisher("storm")
+        sub = lab.subscriber(broker_url=proxied)
+        follow(sub, pub.name)
+        for i in range(200):
+            name = pub.rootdir / f"f{i % 80:03d}.b2nd"
+            if i % 7 == 6 and name.exists():
+                name.unlink()
+            else:
+                write_array(name, np.arange(i + 1))
+            if i in (60, 140):
+                proxy.cut(refuse_for=1.0)
+            time.sleep(0.01)
+        expected = publisher_view(pub.rootdir)
+        wait_for(lambda: subscriber_view(sub, pub.name) == expected, "the same view", timeout=60)
+    finally:
+        proxy.close()
+
+
+def test_publisher_stopped_cached_data_served_uncached_read_is_503(lab):
+    pub = lab.publisher("offline")
+    write_array(pub.rootdir / "d.b2nd", np.arange(100), chunks=(10,))
+    sub = lab.subscriber()
+    follow(sub, pub.name)
+    path = f"{pub.name}/d.b2nd"
+    wait_for(lambda: remote_shape(sub, path) == (100,), "the dataset")
+    np.testing.assert_array_equal(fetch(sub, path, "0:10"), np.arange(10))
+    pub.stop()
+    np.testing.assert_array_equal(fetch(sub, path, "2:8"), np.arange(2, 8))
+    assert remote_shape(sub, path) == (100,)
+    resp = httpx.get(f"{sub.urlbase}/api/fetch/{path}", params={"slice_": "50:60"})
+    assert resp.status_code == 503 and resp.reason_phrase == "Service Unavailable"
+    assert pub.name in resp.json()["detail"] and "unreachable" in resp.json()["detail"]
+
+
+def test_malformed_or_unknown_version_message_is_dead_lettered_and_queue_keeps_flowing(
+    lab, broker_url
+):
+    pub = lab.publisher("poison")
+    sub = lab.subscriber()
+    follow(sub, pub.name)
+    conn = pika.BlockingConnection(parameters(broker_url, "caterva2-tests-poison"))
+    channel = conn.channel()
+    spy = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(spy, topology.DEAD_EXCHANGE)
+    bad_version = msgpack.packb({"type": "change", "v": 99, "root": pub.name, "path": "x"})
+    for body in (b"\x00 not msgpack at all", bad_version):
+        channel.basic_publish(topology.CHANGES_EXCHANGE, pub.name, body)
+    write_array(pub.rootdir / "after.b2nd", np.arange(3))
+    wait_for(lambda: listing(sub, pub.name) == ["after.b2nd"], "a change after the poison")
+    dead = []
+    deadline = time.monotonic() + WAIT
+    while len(dead) < 2 and time.monotonic() < deadline:
+        method, _props, body = channel.basic_get(spy, auto_ack=True)
+        if method is None:
+            time.sleep(0.1)
+        else:
+            dead.append(body)
+    conn.close()
+    assert set(dead) == {b"\x00 not msgpack at all", bad_version}
+    assert sub.proc.poll() is None
+
+
+def test_mirror_subscription_replicates_every_chunk(lab):
+    pub = lab.publisher("mirror")
+    write_array(pub.rootdir / "m.b2nd", np.arange(200), chunks=(20,))
+    sub = lab.subscriber()
+    follow(sub, pub.name, mirror=True)
+    wait_for(lambda: len(pub.chunk_transfers("m.b2nd")) == 10, "every chunk mirrored", timeout=30)
+    pub.stop()
+    np.testing.assert_array_equal(fetch(sub, f"{pub.name}/m.b2nd", "0:200"), np.arange(200))
+
+
+def test_client_and_cli_work_on_remote_roots(lab, tmp_path):
+    pub = lab.publisher("tools")
+    write_array(pub.rootdir / "t.b2nd", np.arange(12))
+    (pub.rootdir / "notes.txt").write_text("remote notes\n")
+    sub = lab.subscriber()
+    wait_for(lambda: pub.name in httpx.get(f"{sub.urlbase}/api/roots").json(), "root announced")
+    client = cat2.Client(sub.urlbase)
+    assert client.subscribe(pub.name) == "Ok"
+    wait_for(lambda: client.get_list(pub.name) == ["notes.txt", "t.b2nd"], "the listing")
+    ds = client.get(f"{pub.name}/t.b2nd")
+    assert ds.shape == (12,)
+    np.testing.assert_array_equal(ds[2:5], [2, 3, 4])
+    local = client.download(f"{pub.name}/notes.txt", tmp_path / "notes.txt")
+    assert Path(local).read_text() == "remote notes\n"
+    cli = ["caterva2.cli", "--subscriber", sub.urlbase]
+    assert pub.name in run_cli(*cli, "roots").stdout
+    assert run_cli(*cli, "list", pub.name).stdout.split() == ["notes.txt", "t.b2nd"]
+    assert "shape" in run_cli(*cli, "info", f"{pub.name}/t.b2nd").stdout
+    assert "[0 1 2]" in run_cli(*cli, "show", f"{pub.name}/t.b2nd[0:3]").stdout
+    assert (
+        run_cli(*cli, "url", f"{pub.name}/t.b2nd")
+        .stdout.strip()
+        .endswith(f"/api/fetch/{pub.name}/t.b2nd")
+    )
