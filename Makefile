@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STATEDIR ?= _caterva2/sub
 HTTP ?= localhost:8000
 
-.PHONY: run test lint install demo-data clean
+.PHONY: run test lint install demo-data clean lab lab-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ demo-data: install
 # A standalone subscriber serving root-example/ in @public, with logins.
 run: install .env demo-data
 	$(BIN)/cat2sub --statedir $(STATEDIR) --http $(HTTP)
+
+# The multi-site lab: RabbitMQ, two publishers, two subscribers on 127.0.0.x.
+lab: install .env
+	set -a; . ./.env; set +a; $(BIN)/python lab/lab.py start
+
+lab-stop:
+	$(BIN)/python lab/lab.py stop
 
 test: install
 	$(BIN)/python -m pytest -q

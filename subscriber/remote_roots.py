@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -26,6 +27,9 @@ from .publisher_client import PublisherClient, PublisherPool
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+# Seconds without an announcement after which a root counts as offline.
+STALE_AFTER = 60.0
 
 
 @dataclass
@@ -56,12 +60,14 @@ class RemoteRoots:
     def names(self) -> dict[str, dict]:
         """Known remote roots → their `/api/roots` entries."""
         subs = self.store.subscriptions()
+        now = time.time()
         return {
             name: {
                 "name": name,
                 "http": row["url"],
                 "subscribed": name in subs,
-                "online": bool(row["online"]),
+                # A publisher that died without saying so stops sending heartbeats.
+                "online": bool(row["online"]) and now - row["seen"] < STALE_AFTER,
             }
             for name, row in self.store.remote_roots().items()
         }

@@ -1,0 +1,260 @@
+"""What the pages read, through the same modules (and so the same rights) as the REST API."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import blosc2
+import numpy as np
+
+from ...common.errors import NotFound
+from ...common.paths import join_logical, split_logical_path, stored_name
+from ...common.slices import Key
+from .. import datasets
+from ..file_ops import FileOps
+from ..local_roots import LocalRoots
+from ..remote_roots import RemoteFile, RemoteRoots
+from ..store import User
+
+ROOT_NOTES = {
+    "@public": "Everybody reads; logged-in users write.",
+    "@personal": "Your own datasets: nobody else sees them.",
+    "@shared": "Read and written by every logged-in user.",
+}
+# Local roots bigger than this are watched through their folders' times only.
+MAX_STAMPED_FILES = 20000
+
+
+@dataclass
+class RootEntry:
+    """One root as the roots page shows it."""
+
+    name: str
+    local: bool
+    note: str = ""
+    url: str = ""
+    subscribed: bool = True
+    online: bool = True
+    writable: bool = False
+
+
+@dataclass
+class Entry:
+    """One dataset of a listing: its path relative to the folder shown, and its size."""
+
+    relpath: str
+    size: int | None = None
+    kind: str = "file"
+
+    @property
+    def name(self) -> str:
+        return self.relpath.rsplit("/", 1)[-1]
+
+    @property
+    def folder(self) -> str:
+        return self.relpath.rpartition("/")[0]
+
+
+@dataclass
+class Node:
+    """What a logical path is: a root, a folder, a dataset, or nothing."""
+
+    path: str
+    root: str
+    relpath: str
+    kind: str  # root | dir | file | missing | unsubscribed
+    local: bool
+    entries: list[Entry] = field(default_factory=list)
+
+
+def kind_of(name: str) -> str:
+    """A short label for a logical file name."""
+    lower = name.lower()
+    if lower.endswith(".b2nd"):
+        return "array"
+    if lower.endswith(".b2frame"):
+        return "frame"
+    if lower.endswith((".h5", ".hdf5")):
+        return "hdf5"
+    return "file"
+
+
+class Access:
+    """Reads for the pages: local roots on disk, remote roots through the cache."""
+
+    def __init__(self, roots: LocalRoots, ops: FileOps, remote: RemoteRoots | None) -> None:
+        self.roots = roots
+        self.ops = ops
+        self.remote = remote
+
+    # Roots
+
+    def is_remote(self, root: str) -> bool:
+        return self.remote is not None and not self.roots.is_local(root)
+
+    def root_entries(self, user: User | None) -> list[RootEntry]:
+        """Local roots `user` sees, then every remote root publishers announced."""
+        entries = [
+            RootEntry(name, True, ROOT_NOTES.get(name, ""), writable=user is not None)
+            for name in self.roots.names(user)
+        ]
+        if self.remote is not None:
+            for name, row in sorted(self.remote.names().items()):
+                entries.append(
+                    RootEntry(
+                        name,
+                        False,
+                        "Published by a remote site.",
+                        url=row.get("http", ""),
+                        subscribed=bool(row.get("subscribed")),
+                        online=bool(row.get("online")),
+                    )
+                )
+        return entries
+
+    def writable(self, root: str, user: User | None) -> bool:
+        """Whether `user` may upload, move or delete in `root`."""
+        return user is not None and self.roots.is_local(root)
+
+    def follow(self, root: str) -> None:
+        if not self.is_remote(root) or not self.remote.is_known(root):
+            raise NotFound(f"{root} not known by the broker")
+        self.remote.follow(root)
+
+    def unfollow(self, root: str) -> None:
+        if not self.is_remote(root) or not self.remote.is_known(root):
+            raise NotFound(f"{root} not known by the broker")
+        self.remote.unfollow(root)
+
+    # Paths
+
+    def node(self, path: str, user: User | None, list_entries: bool = True) -> Node:
+        """Resolve a logical path (rights checked), with the datasets below it if a folder."""
+        root, relpath = split_logical_path(path)
+        path = join_logical(root, relpath)
+        if self.is_remote(root):
+            return self._remote_node(path, root, relpath, list_entries)
+        loc = self.roots.locate(path, user)
+        if loc.path.is_file():
+            return Node(path, root, relpath, "file", True)
+        if not loc.path.is_dir():
+            return Node(path, root, relpath, "missing", True)
+        node = Node(path, root, relpath, "dir" if relpath else "root", True)
+        if list_entries:
+            for name in self.roots.listing(loc):
+                try:
+                    size = (loc.path / stored_name(name)).stat().st_size
+                except OSError:
+                    size = None
+                node.entries.append(Entry(name, size, kind_of(name)))
+        return node
+
+    def _remote_node(self, path: str, root: str, relpath: str, list_entries: bool) -> Node:
+        if not self.remote.is_known(root):
+            raise NotFound(f"Root {root} does not exist")
+        if root not in self.remote.store.subscriptions():
+            return Node(path, root, relpath, "unsubscribed", False)
+        etags = self.remote.store.dataset_etags(root)
+        if relpath in etags:
+            return Node(path, root, relpath, "file", False)
+        prefix = relpath + "/" if relpath else ""
+        below = sorted(p for p in etags if p.startswith(prefix))
+        if relpath and not below:
+            return Node(path, root, relpath, "missing", False)
+        node = Node(path, root, relpath, "dir" if relpath else "root", False)
+        if list_entries:
+            for p in below:
+                found = self.remote.store.dataset(root, p)
+                meta = found[1] if found else {}
+                size = meta.get("schunk", meta).get("cbytes") if isinstance(meta, dict) else None
+                node.entries.append(Entry(p[len(prefix) :], size, kind_of(p)))
+        return node
+
+    def info(self, path: str, user: User | None) -> dict:
+        """The `/api/info` object of a dataset."""
+        root, relpath = split_logical_path(path)
+        if self.is_remote(root):
+            return self.remote.info(root, relpath)
+        return datasets.info(self.roots.locate(path, user))
+
+    # Data
+
+    def read(
+        self,
+        path: str,
+        user: User | None,
+        key: Key,
+        field_: str | None = None,
+        filter_: str | None = None,
+    ) -> Any:
+        """A selection as NumPy values (arrays) or bytes (byte streams), as `/api/fetch` reads it."""
+        root, relpath = split_logical_path(path)
+        if self.is_remote(root):
+            result = self.remote.fetch(root, relpath, key, field_, filter_)
+        else:
+            result = datasets.fetch(self.roots.locate(path, user), key, field_, filter_)
+        if isinstance(result, datasets.WholeFile):
+            obj = datasets.open_container(result.path)
+            if isinstance(obj, blosc2.NDArray):
+                return np.asarray(obj[()])
+            return bytes(obj[:])
+        if isinstance(result, RemoteFile):
+            result = b"".join(result.blocks)
+        return decode_frame(result)
+
+    # Changes
+
+    def stamp(self, path: str, user: User | None) -> str:
+        """A short token that changes whenever anything below `path` changes."""
+        root, relpath = split_logical_path(path)
+        digest = hashlib.blake2b(digest_size=8)
+        if self.is_remote(root):
+            row = self.remote.store.remote_root(root) or {}
+            subscribed = root in self.remote.store.subscriptions()
+            digest.update(f"{row.get('online')}|{subscribed}".encode())
+            prefix = relpath + "/" if relpath else ""
+            for p, etag in sorted(self.remote.store.dataset_etags(root).items()):
+                if not relpath or p == relpath or p.startswith(prefix):
+                    digest.update(f"{p}\0{etag}\n".encode())
+            return digest.hexdigest()
+        loc = self.roots.locate(join_logical(root, relpath), user)
+        if loc.path.is_file():
+            st = loc.path.stat()
+            digest.update(f"{st.st_mtime_ns}|{st.st_size}".encode())
+            return digest.hexdigest()
+        if not loc.path.is_dir():
+            return "missing"
+        count = 0
+        for dirpath, dirnames, filenames in os.walk(loc.path):
+            dirnames.sort()
+            digest.update(dirpath.encode())
+            count += len(filenames)
+            if count > MAX_STAMPED_FILES:
+                digest.update(str(os.stat(dirpath).st_mtime_ns).encode())
+                continue
+            for name in sorted(filenames):
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except OSError:
+                    continue
+                digest.update(f"{name}\0{st.st_mtime_ns}|{st.st_size}\n".encode())
+        return digest.hexdigest()
+
+    def roots_stamp(self, user: User | None) -> str:
+        """A token that changes when a remote root appears, goes offline or gets followed."""
+        digest = hashlib.blake2b(digest_size=8)
+        for entry in self.root_entries(user):
+            digest.update(f"{entry.name}|{entry.subscribed}|{entry.online}\n".encode())
+        return digest.hexdigest()
+
+
+def decode_frame(frame: bytes) -> Any:
+    """An NDArray frame as NumPy values, or an SChunk frame as bytes."""
+    try:
+        array = blosc2.ndarray_from_cframe(frame)
+    except Exception:
+        return bytes(blosc2.schunk_from_cframe(frame)[:])
+    return np.asarray(array[()])
