@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STATEDIR ?= _caterva2/sub
 HTTP ?= localhost:8000
 
-.PHONY: run test lint install demo-data clean lab lab-stop
+.PHONY: run test lint install demo-data clean lab lab-stop system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,18 @@ lab: install .env
 lab-stop:
 	$(BIN)/python lab/lab.py stop
 
-test: install
+# Programs the tests drive that pip cannot install: docker-compose (validates
+# docker-compose.yml) and Chromium (GUI tests). Installed with apt when we can.
+SYSTEM_PROGRAMS := docker-compose chromium
+system-deps:
+	@missing=""; for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q $$missing || { apt-get update -q && apt-get install -y -q $$missing; } || true; \
+	  else echo "make: install$$missing yourself: the tests that need them will fail"; fi; \
+	fi
+
+test: install system-deps
 	$(BIN)/python -m pytest -q
 
 lint: install
