@@ -159,7 +159,7 @@ class TcpProxy:
             except OSError:
                 pass
 
-    def cut(self, refuse_for: float = 0.0) -> None:
+    def cut(self, refuse_for: float = float("inf")) -> None:
         """Drop every live connection, and hang up on new ones for refuse_for seconds."""
         self._refuse_until = time.monotonic() + refuse_for
         with self._lock:
@@ -170,6 +170,10 @@ class TcpProxy:
             except OSError:
                 pass
             s.close()
+
+    def restore(self) -> None:
+        """Accept connections again after a `cut()`."""
+        self._refuse_until = 0.0
 
     def close(self) -> None:
         self._closed = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -131,14 +132,15 @@ class SubscriberProcess:
 
 @dataclass
 class PublisherProcess:
-    """A `cat2pub` publishing one directory as a root, on 127.0.0.1."""
+    """A `cat2pub` process publishing `rootdir` as `name` on 127.0.0.1."""
 
     name: str
     rootdir: Path
     statedir: Path
     broker_url: str
+    heartbeat: float = 10.0
     port: int = 0
-    heartbeat: float = 1.0
+    extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
 
     @property
@@ -165,6 +167,7 @@ class PublisherProcess:
                 str(self.heartbeat),
                 "--loglevel",
                 "info",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -172,14 +175,22 @@ class PublisherProcess:
         wait_http(f"{self.url}/api/list", self.proc)
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", timeout=10, **kw)
+
+    def outbox_size(self) -> int:
+        with sqlite3.connect(self.statedir / "state.sqlite") as conn:
+            return conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
     def chunk_transfers(self, path: str) -> dict[int, int]:
         """How many times each chunk of `path` was served, from the publisher's own count."""

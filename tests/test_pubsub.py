@@ -94,7 +94,9 @@ class Lab:
         name = f"{label}-{RUN}-{uuid.uuid4().hex[:4]}"
         rootdir = self.base / name
         rootdir.mkdir()
-        pub = PublisherProcess(name, rootdir, self.base / f"pub-{name}", self.broker_url)
+        pub = PublisherProcess(
+            name, rootdir, self.base / f"pub-{name}", self.broker_url, heartbeat=1.0
+        )
         self.processes.append(pub)
         return pub.start()
 

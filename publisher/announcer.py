@@ -1,0 +1,230 @@
+"""Tell the broker what changed in the root, and that the root is there.
+
+Every change goes through the outbox: the new etag and the message are stored
+in one transaction, then published; the row is dropped when the broker
+confirms.  Whatever is left in the outbox at start (the broker was down, or
+we crashed) is published again, and a scan of the root against the recorded
+etags finds what changed while we were not running.  Root announcements are
+live state, not history: they are not kept in the outbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from ..broker.messages import (
+    ChangeMessage,
+    DiscoverRequest,
+    Message,
+    MessageError,
+    RootAnnouncement,
+    decode,
+    encode,
+)
+from ..broker.publisher import ConfirmedPublisher, PublisherClosed
+from ..common.errors import NotFound
+from .root_adapters import RootAdapter
+from .state import State
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HEARTBEAT = 10.0
+_RESCAN = object()  # queue item: compare the whole root with the recorded etags
+
+
+def root_etag(etags: dict[str, str]) -> str:
+    """One etag for a whole root: a digest of every dataset's path and etag."""
+    digest = hashlib.sha256()
+    for relpath, etag in sorted(etags.items()):
+        digest.update(f"{relpath}\0{etag}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+class Announcer:
+    """Publish the root's changes and announcements through a `ConfirmedPublisher`."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        adapter: RootAdapter,
+        state: State,
+        broker_url: str,
+        *,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+    ) -> None:
+        """Prepare to announce root `name`, served at `url`, to the broker at `broker_url`."""
+        self.name = name
+        self.url = url
+        self.adapter = adapter
+        self.state = state
+        self.broker_url = broker_url
+        self.heartbeat = heartbeat
+        self.publisher: ConfirmedPublisher | None = None
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._stopping = threading.Event()
+        self._scanned = threading.Event()
+        self._etag_lock = threading.Lock()
+        self._root_etag: str | None = None
+        self._last_heartbeat: Future | None = None
+        self._worker = threading.Thread(target=self._work, name="cat2pub-changes", daemon=True)
+        self._beater = threading.Thread(target=self._beat, name="cat2pub-heartbeat", daemon=True)
+
+    # -- life cycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect (in the background), replay the outbox, announce, then scan the root."""
+        self.publisher = ConfirmedPublisher(
+            self.broker_url, on_discover=self._on_discover, name=f"cat2pub-{self.name}"
+        )
+        self._replay_outbox()
+        self.announce()
+        self._queue.put(_RESCAN)
+        self._worker.start()
+        self._beater.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop handling changes, announce that the root is offline and flush to the broker."""
+        self._stopping.set()
+        self._queue.put(None)
+        if self._worker.is_alive():
+            self._worker.join(timeout)
+        if self._beater.is_alive():
+            self._beater.join(timeout)
+        if self.publisher is not None:
+            try:
+                self.announce(online=False)
+            except PublisherClosed:
+                pass
+            # Unconfirmed changes stay in the outbox and go out at the next start, so
+            # with the broker away there is little point waiting long for it.
+            self.publisher.close(timeout if self.publisher.connected else min(timeout, 1.0))
+
+    def wait_scanned(self, timeout: float | None = None) -> bool:
+        """Wait until the start-up scan of the root is done."""
+        return self._scanned.wait(timeout)
+
+    # -- input ---------------------------------------------------------------
+
+    def notify(self, fs_relpath: str) -> None:
+        """A settled change of a path in the watched directory (from the watcher)."""
+        self._queue.put(fs_relpath)
+
+    def rescan(self) -> None:
+        """Compare the whole root with the recorded etags (e.g. after lost events)."""
+        self._queue.put(_RESCAN)
+
+    # -- root announcements ----------------------------------------------------
+
+    @property
+    def root_etag(self) -> str:
+        """The etag of the root as announced so far."""
+        with self._etag_lock:
+            if self._root_etag is None:
+                self._root_etag = root_etag(self.state.etags())
+            return self._root_etag
+
+    def announce(self, online: bool = True) -> Future[None]:
+        """Publish a fresh announcement of the root."""
+        message = RootAnnouncement(root=self.name, url=self.url, etag=self.root_etag, online=online)
+        return self.publisher.publish(message)
+
+    def _on_discover(self, request: DiscoverRequest) -> None:
+        # Runs in the broker I/O thread: only queue a message, never wait.
+        log.debug("discover request from %s", request.reply_to)
+        if not self._stopping.is_set():
+            self.announce()
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(self.heartbeat):
+            last = self._last_heartbeat
+            # While the broker is away one unconfirmed heartbeat is enough: it is
+            # re-sent on reconnect, and piling up more would only flood it then.
+            if last is not None and not last.done():
+                continue
+            try:
+                self._last_heartbeat = self.announce()
+            except PublisherClosed:
+                return
+
+    # -- changes ----------------------------------------------------------------
+
+    def _replay_outbox(self) -> None:
+        rows = self.state.outbox()
+        if rows:
+            log.info("re-sending %d unconfirmed message(s) from the outbox", len(rows))
+        for row_id, body in rows:
+            try:
+                message = decode(body)
+            except MessageError as exc:
+                log.error("dropping undecodable outbox row %d: %s", row_id, exc)
+                self.state.confirmed(row_id)
+                continue
+            self._publish(row_id, message)
+
+    def _publish(self, row_id: int, message: Message) -> None:
+        self.publisher.publish(message, on_confirmed=lambda: self.state.confirmed(row_id))
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                if item is _RESCAN:
+                    self._rescan()
+                else:
+                    for relpath in sorted(self.adapter.affected(item, self.state.etags())):
+                        if self._stopping.is_set():
+                            return
+                        self._reconcile(relpath)
+            except Exception:
+                log.exception("handling change %r failed", item)
+
+    def _rescan(self) -> None:
+        recorded = self.state.etags()
+        before = self.root_etag
+        for relpath in sorted(set(recorded) | set(self.adapter.datasets())):
+            if self._stopping.is_set():
+                return
+            try:
+                self._reconcile(relpath)
+            except Exception:
+                log.exception("announcing %s failed", relpath)
+        self._scanned.set()
+        if self.root_etag != before and not self._stopping.is_set():
+            self.announce()
+
+    def _reconcile(self, relpath: str) -> None:
+        """Announce a dataset if its current version differs from the recorded one."""
+        recorded = self.state.etag(relpath)
+        current = self.adapter.stat(relpath)
+        if current is not None and current.etag != recorded:
+            try:
+                stat, meta = self.adapter.info(relpath)
+            except NotFound:
+                current = None  # vanished meanwhile
+            else:
+                if stat.etag != recorded:
+                    kind = "created" if recorded is None else "modified"
+                    self._commit(
+                        relpath,
+                        ChangeMessage(self.name, relpath, kind, stat.etag, stat.mtime, meta),
+                        meta,
+                    )
+                return
+        if current is None and recorded is not None:
+            self._commit(relpath, ChangeMessage(self.name, relpath, "deleted"), None)
+            self.adapter.forget(relpath)
+
+    def _commit(self, relpath: str, message: ChangeMessage, meta: dict | None) -> None:
+        row_id = self.state.record(relpath, message.etag, message.mtime, meta, encode(message))
+        with self._etag_lock:
+            self._root_etag = None
+        log.info("%s %s/%s (etag %s)", message.kind, self.name, relpath, message.etag)
+        self._publish(row_id, message)

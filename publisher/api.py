@@ -1,0 +1,271 @@
+"""The publisher's HTTP API (Falcon): list, info, chunks as stored, whole files, stats.
+
+Routes (paths relative to the root, e.g. `dir1/ds-2d.b2nd`):
+
+- `GET /api/list` → JSON list of dataset paths, sorted.
+- `GET /api/info/{path}` → metadata JSON (compat 3.3) with `ETag`;
+  `If-None-Match` with the current etag → 304.
+- `GET /api/chunk/{path}?nchunk=N` (also the original's
+  `GET /api/download/{path}?nchunk=N`) → chunk N exactly as stored, with the
+  `ETag` of the version it comes from; `If-Match` with another etag → 412.
+- `GET /api/file/{path}` → the whole stored container (`.b2nd`, `.b2frame`,
+  or the `.b2` copy of a regular file), with `ETag` and single `Range` support.
+- `GET /api/stats` → how many times each chunk and file was served;
+  `DELETE /api/stats` resets the counters.
+"""
+
+from __future__ import annotations
+
+import collections
+import email.utils
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import falcon
+
+from ..common.errors import BadRequest, Caterva2Error
+from .root_adapters import RootAdapter
+
+log = logging.getLogger(__name__)
+
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+STREAM_BLOCK = 1024 * 1024
+
+
+def _caterva2_error(req, resp, ex: Caterva2Error, params) -> None:
+    resp.status = falcon.code_to_http_status(ex.status)
+    resp.content_type = falcon.MEDIA_JSON  # a handler may have set another type already
+    resp.media = {"detail": ex.detail}
+
+
+def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
+    resp.status = ex.status
+    resp.content_type = falcon.MEDIA_JSON
+    reason = falcon.code_to_http_status(ex.status_code).split(" ", 1)[1]
+    resp.media = {"detail": ex.description or reason}
+    for name, value in (ex.headers or {}).items():
+        resp.set_header(name, value)
+
+
+def _unexpected_error(req, resp, ex: Exception, params) -> None:
+    if isinstance(ex, falcon.HTTPError | falcon.HTTPStatus):
+        raise ex
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    resp.status = falcon.HTTP_500
+    resp.content_type = falcon.MEDIA_TEXT
+    resp.text = "Internal Server Error"
+
+
+def _set_etag(resp: falcon.Response, etag: str) -> None:
+    resp.set_header("ETag", f'"{etag}"')
+
+
+def _matches(header: str | None, etag: str) -> bool:
+    """Whether an `If-None-Match`/`If-Match` header names this etag (quoted or bare)."""
+    if not header:
+        return False
+    for item in header.split(","):
+        item = item.strip().removeprefix("W/").strip('"')
+        if item == "*" or item == etag:
+            return True
+    return False
+
+
+class PreconditionFailed(Caterva2Error):
+    """`If-Match` names a version that is not the current one."""
+
+    status = 412
+
+
+class Stats:
+    """Counters of what was served, so tests can prove only needed chunks travel."""
+
+    def __init__(self) -> None:
+        """Start from zero."""
+        self._lock = threading.Lock()
+        self.chunks: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.files: collections.Counter[str] = collections.Counter()
+
+    def chunk_served(self, relpath: str, nchunk: int) -> None:
+        """Count one chunk sent."""
+        with self._lock:
+            self.chunks[relpath, nchunk] += 1
+
+    def file_served(self, relpath: str) -> None:
+        """Count one whole-file response."""
+        with self._lock:
+            self.files[relpath] += 1
+
+    def as_json(self) -> dict[str, Any]:
+        """`{"chunks": {path: {nchunk: count}}, "files": {path: count}, "chunks_total": n}`."""
+        with self._lock:
+            chunks: dict[str, dict[str, int]] = {}
+            for (relpath, nchunk), count in sorted(self.chunks.items()):
+                chunks.setdefault(relpath, {})[str(nchunk)] = count
+            return {
+                "chunks": chunks,
+                "chunks_total": sum(self.chunks.values()),
+                "files": dict(sorted(self.files.items())),
+            }
+
+    def reset(self) -> None:
+        """Back to zero."""
+        with self._lock:
+            self.chunks.clear()
+            self.files.clear()
+
+
+class ListResource:
+    def __init__(self, adapter: RootAdapter) -> None:
+        self.adapter = adapter
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.adapter.datasets()
+
+
+class InfoResource:
+    def __init__(self, adapter: RootAdapter) -> None:
+        self.adapter = adapter
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        current = self.adapter.stat(path)
+        if current is not None and _matches(req.get_header("If-None-Match"), current.etag):
+            resp.status = falcon.HTTP_304
+            _set_etag(resp, current.etag)
+            return
+        stat, meta = self.adapter.info(path)
+        _set_etag(resp, stat.etag)
+        resp.media = meta
+
+
+def _nchunk(req: falcon.Request) -> int:
+    raw = req.get_param("nchunk")
+    try:
+        nchunk = int(raw) if raw is not None else -1
+    except ValueError:
+        nchunk = -1
+    if nchunk < 0:
+        raise BadRequest("Chunk number required (nchunk, a non-negative integer)")
+    return nchunk
+
+
+class ChunkResource:
+    def __init__(self, adapter: RootAdapter, stats: Stats) -> None:
+        self.adapter = adapter
+        self.stats = stats
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        nchunk = _nchunk(req)
+        stat, data = self.adapter.chunk(path, nchunk)
+        if_match = req.get_header("If-Match")
+        if if_match and not _matches(if_match, stat.etag):
+            # The caller's metadata describes another version: a chunk of this one
+            # would not fit it.
+            raise PreconditionFailed(f"{path} changed: its etag is now {stat.etag}")
+        _set_etag(resp, stat.etag)
+        resp.content_type = "application/octet-stream"
+        resp.data = data
+        self.stats.chunk_served(path, nchunk)
+
+
+def _blocks(f: BinaryIO, start: int, length: int) -> Iterator[bytes]:
+    """Stream part of an open file, closing it at the end (or when the client goes away)."""
+    try:
+        f.seek(start)
+        left = length
+        while left > 0:
+            block = f.read(min(STREAM_BLOCK, left))
+            if not block:
+                break
+            left -= len(block)
+            yield block
+    finally:
+        f.close()
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """(start, end) of a single `bytes=` range; None to ignore it; 416 if unsatisfiable."""
+    match = RANGE_RE.match(header.strip())
+    if not match:
+        return None  # several ranges or another unit: answer the whole file (RFC 9110)
+    first, last = match.groups()
+    if first:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    elif last:
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        return None
+    if start > end or start >= size:
+        raise falcon.HTTPRangeNotSatisfiable(size)
+    return start, end
+
+
+class FileResource:
+    def __init__(self, adapter: RootAdapter, stats: Stats) -> None:
+        self.adapter = adapter
+        self.stats = stats
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        stored = self.adapter.open_file(path)
+        try:
+            etag = stored.stat.etag
+            not_modified = _matches(req.get_header("If-None-Match"), etag)
+            header = req.get_header("Range")
+            span = None
+            if header and stored.size and not not_modified:
+                span = _byte_range(header, stored.size)
+        except BaseException:
+            stored.file.close()
+            raise
+        _set_etag(resp, etag)
+        resp.set_header("Last-Modified", email.utils.formatdate(stored.stat.mtime, usegmt=True))
+        resp.accept_ranges = "bytes"
+        if not_modified:
+            stored.file.close()
+            resp.status = falcon.HTTP_304
+            return
+        resp.content_type = "application/octet-stream"
+        resp.downloadable_as = stored.filename
+        start, end = span or (0, stored.size - 1)
+        if span is not None:
+            resp.status = falcon.HTTP_206
+            resp.content_range = (start, end, stored.size)
+        resp.content_length = end - start + 1
+        resp.stream = _blocks(stored.file, start, end - start + 1)
+        self.stats.file_served(path)
+
+
+class StatsResource:
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.stats.as_json()
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.stats.reset()
+        resp.status = falcon.HTTP_204
+
+
+def create_app(adapter: RootAdapter, stats: Stats | None = None) -> falcon.App:
+    """The WSGI app serving one root."""
+    stats = stats or Stats()
+    app = falcon.App()
+    # Clients never follow redirects: `/api/list/` must answer like `/api/list`.
+    app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.keep_blank_qs_values = True
+    app.add_error_handler(Exception, _unexpected_error)
+    app.add_error_handler(falcon.HTTPError, _http_error)
+    app.add_error_handler(Caterva2Error, _caterva2_error)
+    app.add_route("/api/list", ListResource(adapter))
+    app.add_route("/api/info/{path:path}", InfoResource(adapter))
+    chunks = ChunkResource(adapter, stats)
+    app.add_route("/api/chunk/{path:path}", chunks)
+    app.add_route("/api/download/{path:path}", chunks)
+    app.add_route("/api/file/{path:path}", FileResource(adapter, stats))
+    app.add_route("/api/stats", StatsResource(stats))
+    return app

@@ -1,0 +1,374 @@
+"""Root adapters: what a published root contains, and its datasets' metadata and chunks.
+
+An adapter turns some storage (today a directory; an HDF5 file later) into
+datasets addressed by a relative path.  Everything else in the publisher (the
+announcer, the HTTP API) talks to the `RootAdapter` interface only.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import blosc2
+
+from ..common import b2files, b2meta
+from ..common.errors import BadRequest, Caterva2Error, NotFound
+from ..common.paths import check_relpath
+
+NATIVE_SUFFIXES = (".b2nd", ".b2frame")
+"""Blosc2 containers served as they are stored."""
+STORED_SUFFIX = ".b2"
+"""A regular file already compressed (as the subscriber stores them): served as `<name>`."""
+
+# Names that editors, downloaders and atomic writers use for work in progress;
+# they never become datasets, so a half-written file is never announced.
+TEMP_PREFIXES = (".", "#")
+TEMP_SUFFIXES = ("~", ".tmp", ".temp", ".part", ".partial", ".swp", ".swx", ".crdownload")
+
+
+class UnreadableDataset(Caterva2Error):
+    """The file exists but Blosc2 cannot read it (corrupt, truncated or not Blosc2)."""
+
+    status = 500
+
+
+@dataclass(frozen=True)
+class DatasetStat:
+    """What identifies one version of a dataset."""
+
+    etag: str
+    mtime: float
+    size: int
+
+
+@dataclass
+class StoredFile:
+    """An open stored file, ready to be streamed (the handle keeps it even if replaced)."""
+
+    file: BinaryIO
+    size: int
+    filename: str
+    stat: DatasetStat
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file or directory name looks like work in progress or hidden."""
+    return name.startswith(TEMP_PREFIXES) or name.endswith(TEMP_SUFFIXES)
+
+
+def file_etag(st: os.stat_result) -> str:
+    """The etag of a file version: `<mtime_ns>:<size>`."""
+    return f"{st.st_mtime_ns}:{st.st_size}"
+
+
+def _dataset_stat(st: os.stat_result) -> DatasetStat:
+    return DatasetStat(file_etag(st), st.st_mtime, st.st_size)
+
+
+def _unreadable_meta(mtime: float | None, why: str) -> dict[str, Any]:
+    # The original answers unreadable files with this shape (compat 3.3 e).
+    return {"mtime": b2meta.iso_mtime(mtime), "error": why}
+
+
+class RootAdapter(abc.ABC):
+    """The datasets of one root, by relative path (`dir/name.b2nd`)."""
+
+    @property
+    @abc.abstractmethod
+    def watch_dir(self) -> Path:
+        """The directory whose changes may change the datasets."""
+
+    @abc.abstractmethod
+    def is_ignored(self, fs_relpath: str) -> bool:
+        """Whether changes to this path (relative to `watch_dir`) never matter."""
+
+    @abc.abstractmethod
+    def datasets(self) -> list[str]:
+        """Every dataset path, sorted."""
+
+    @abc.abstractmethod
+    def affected(self, fs_relpath: str, known: Iterable[str]) -> set[str]:
+        """Dataset paths a settled change of `fs_relpath` (see `Watcher`) may concern.
+
+        `known` are the datasets announced so far; new files below a new
+        directory are reported by the watcher one by one, so need not be listed.
+        """
+
+    @abc.abstractmethod
+    def stat(self, relpath: str) -> DatasetStat | None:
+        """The current version of a dataset, or None when there is no such dataset."""
+
+    @abc.abstractmethod
+    def info(self, relpath: str) -> tuple[DatasetStat, dict[str, Any]]:
+        """The metadata JSON (compat 3.3) of a dataset with the version it describes."""
+
+    @abc.abstractmethod
+    def chunk(self, relpath: str, nchunk: int) -> tuple[DatasetStat, bytes]:
+        """The compressed chunk `nchunk` exactly as stored, with the version it comes from."""
+
+    @abc.abstractmethod
+    def open_file(self, relpath: str) -> StoredFile:
+        """The whole stored container, opened for streaming."""
+
+    def forget(self, relpath: str) -> None:  # noqa: B027 - optional hook
+        """Drop whatever was derived from a dataset that is gone (caches)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+class DirectoryRoot(RootAdapter):
+    """Every file below a directory is a dataset named by its relative path.
+
+    `.b2nd` and `.b2frame` files are served natively.  A `<name>.b2` file (a
+    regular file compressed, as subscribers store them) is served natively as
+    `<name>`.  Any other file is served through a compressed copy in the cache,
+    `<cachedir>/<relpath>.b2`, rebuilt whenever the source changes.
+    """
+
+    def __init__(
+        self,
+        rootdir: str | os.PathLike,
+        cachedir: str | os.PathLike,
+        exclude: Iterable[str | os.PathLike] = (),
+    ) -> None:
+        """Serve `rootdir`, caching compressed copies in `cachedir`; skip `exclude` dirs."""
+        self.rootdir = Path(rootdir).resolve()
+        if not self.rootdir.is_dir():
+            raise NotADirectoryError(f"root directory not found: {rootdir}")
+        self.cachedir = Path(cachedir).resolve()
+        # The state directory may live inside the root (the default is relative to the cwd).
+        self._excluded = {Path(p).resolve() for p in (*exclude, self.cachedir)}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        if self.cachedir.is_dir():
+            # Copies half-built when a previous run was killed.
+            for tmp in self.cachedir.rglob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+    # -- names --------------------------------------------------------------
+
+    @property
+    def watch_dir(self) -> Path:
+        """The root directory itself."""
+        return self.rootdir
+
+    def is_ignored(self, fs_relpath: str) -> bool:
+        """Temp and hidden names anywhere in the path, and excluded directories."""
+        if not fs_relpath:
+            return False
+        if any(is_temp_name(part) for part in fs_relpath.split("/")):
+            return True
+        full = self.rootdir / fs_relpath
+        return any(full == ex or ex in full.parents for ex in self._excluded)
+
+    @staticmethod
+    def logical_name(fs_relpath: str) -> str:
+        """The dataset path of a file (`a/x.txt.b2` → `a/x.txt`)."""
+        if fs_relpath.endswith(STORED_SUFFIX) and len(fs_relpath.rsplit("/", 1)[-1]) > 3:
+            return fs_relpath[: -len(STORED_SUFFIX)]
+        return fs_relpath
+
+    def _source(self, relpath: str) -> tuple[Path, bool] | None:
+        """The file behind a dataset path and whether it is served natively."""
+        if not relpath or self.is_ignored(relpath):
+            return None
+        if relpath.endswith(NATIVE_SUFFIXES):
+            path = self.rootdir / relpath
+            return (path, True) if path.is_file() else None
+        # An already compressed `<name>.b2` wins over a raw `<name>` next to it.
+        stored = self.rootdir / (relpath + STORED_SUFFIX)
+        if stored.is_file():
+            return stored, True
+        if relpath.endswith(STORED_SUFFIX):
+            return None  # `x.b2` on disk is the dataset `x`, never `x.b2`
+        path = self.rootdir / relpath
+        return (path, False) if path.is_file() else None
+
+    def _checked(self, relpath: str) -> str:
+        relpath = check_relpath(relpath)
+        if not relpath:
+            raise BadRequest("Invalid path: a dataset path is required")
+        return relpath
+
+    def _walk(self, top: Path) -> Iterator[str]:
+        """Relative paths of the non-ignored files below `top`."""
+        for dirpath, dirnames, filenames in os.walk(top):
+            base = Path(dirpath).relative_to(self.rootdir).as_posix()
+            prefix = "" if base == "." else base + "/"
+            dirnames[:] = sorted(d for d in dirnames if not self.is_ignored(prefix + d))
+            for name in filenames:
+                if not self.is_ignored(prefix + name) and os.path.isfile(
+                    os.path.join(dirpath, name)
+                ):
+                    yield prefix + name
+
+    def datasets(self) -> list[str]:
+        """Every dataset path, sorted."""
+        found = {self.logical_name(p) for p in self._walk(self.rootdir)}
+        return sorted(p for p in found if self._source(p) is not None)
+
+    def affected(self, fs_relpath: str, known: Iterable[str]) -> set[str]:
+        """The dataset of that file, and the known datasets below it if it is a directory."""
+        fs_relpath = check_relpath(fs_relpath)
+        if not fs_relpath:
+            return set(known)
+        prefix = fs_relpath + "/"
+        paths = {self.logical_name(fs_relpath)}
+        paths.update(p for p in known if p.startswith(prefix))
+        return paths
+
+    # -- content -------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, relpath: str) -> Iterator[None]:
+        # Serialises building a cached copy with reading it, so a reader never
+        # sees a copy being replaced under it.
+        with self._locks_guard:
+            lock = self._locks.setdefault(relpath, threading.Lock())
+        with lock:
+            yield
+
+    def stat(self, relpath: str) -> DatasetStat | None:
+        """The version of the source file, or None."""
+        source = self._source(self._checked(relpath))
+        if source is None:
+            return None
+        try:
+            return _dataset_stat(source[0].stat())
+        except FileNotFoundError:
+            return None
+
+    def _cache_path(self, relpath: str) -> Path:
+        return self.cachedir / (relpath + STORED_SUFFIX)
+
+    def _open_container(self, path: Path, mtime: float | None) -> Any:
+        try:
+            return blosc2.open(str(path), mode="r")
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # blosc2 raises RuntimeError/ValueError for bad frames
+            raise UnreadableDataset(_unreadable_meta(mtime, "Unrecognized format")) from exc
+
+    def _open(self, relpath: str) -> tuple[DatasetStat, Any, Path]:
+        """Open the container behind a dataset: (version, container, stored file)."""
+        for _ in range(5):
+            source = self._source(relpath)
+            if source is None:
+                raise NotFound(f"Not Found: {relpath}")
+            path, native = source
+            try:
+                before = path.stat()
+                if native:
+                    stored = path
+                    obj = self._open_container(path, before.st_mtime)
+                else:
+                    stored = self._cache_path(relpath)
+                    obj = self._cached_copy(path, stored, before)
+                after = path.stat()
+            except FileNotFoundError:
+                continue
+            if file_etag(before) == file_etag(after):
+                return _dataset_stat(before), obj, stored
+            # The source changed while we opened it: try again with the new version.
+        raise Caterva2Error(f"{relpath} keeps changing; try again later")
+
+    def _cached_copy(self, src: Path, stored: Path, st: os.stat_result) -> Any:
+        """The compressed copy of a regular file, rebuilt if the source changed."""
+        if stored.is_file() and stored.stat().st_mtime_ns == st.st_mtime_ns:
+            try:
+                obj = blosc2.open(str(stored), mode="r")
+                if obj.nbytes == st.st_size:
+                    return obj
+            except Exception:  # a damaged copy is just rebuilt
+                pass
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        tmp = stored.with_name(f".{stored.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            b2files.compress_file(src, tmp)
+            # The copy carries the source's mtime: that is how we know it is current.
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.replace(tmp, stored)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return blosc2.open(str(stored), mode="r")
+
+    def info(self, relpath: str) -> tuple[DatasetStat, dict[str, Any]]:
+        """Metadata of the container (for regular files, of their compressed copy)."""
+        relpath = self._checked(relpath)
+        with self._locked(relpath):
+            try:
+                st, obj, stored = self._open(relpath)
+            except UnreadableDataset as exc:
+                current = self.stat(relpath)
+                if current is None:
+                    raise NotFound(f"Not Found: {relpath}") from None
+                return current, exc.detail
+            urlpath = stored.relative_to(
+                self.cachedir if stored.is_relative_to(self.cachedir) else self.rootdir
+            ).as_posix()
+            try:
+                return st, b2meta.container_meta(obj, urlpath, st.mtime)
+            except TypeError:  # e.g. a saved lazy expression: not a container we can serve
+                return st, _unreadable_meta(st.mtime, "Unsupported Blosc2 object")
+
+    def chunk(self, relpath: str, nchunk: int) -> tuple[DatasetStat, bytes]:
+        """The stored chunk, never decompressed nor recompressed."""
+        relpath = self._checked(relpath)
+        if nchunk < 0:
+            raise BadRequest("Chunk number required (a non-negative integer)")
+        with self._locked(relpath):
+            st, obj, _ = self._open(relpath)
+            # Keep `obj` alive while using its SChunk: a dropped NDArray frees it.
+            schunk = obj.schunk if isinstance(obj, blosc2.NDArray) else obj
+            if not isinstance(schunk, blosc2.SChunk):
+                raise UnreadableDataset(f"{relpath} has no stored chunks")
+            if nchunk >= schunk.nchunks:
+                raise NotFound(
+                    f"Chunk {nchunk} out of range: {relpath} has {schunk.nchunks} chunks"
+                )
+            data = schunk.get_chunk(nchunk)
+            del schunk, obj
+            return st, data
+
+    def open_file(self, relpath: str) -> StoredFile:
+        """The stored `.b2nd`/`.b2frame`/`.b2` file, or the compressed copy of a regular file."""
+        relpath = self._checked(relpath)
+        with self._locked(relpath):
+            source = self._source(relpath)
+            if source is None:
+                raise NotFound(f"Not Found: {relpath}")
+            if source[1]:
+                # No need to parse a native file to stream it.
+                path = source[0]
+                try:
+                    f = open(path, "rb")
+                except FileNotFoundError:
+                    raise NotFound(f"Not Found: {relpath}") from None
+                st = _dataset_stat(os.fstat(f.fileno()))
+            else:
+                st, obj, path = self._open(relpath)
+                del obj
+                f = open(path, "rb")  # still ours: rebuilding it needs the lock we hold
+        return StoredFile(f, os.fstat(f.fileno()).st_size, path.name, st)
+
+    def forget(self, relpath: str) -> None:
+        """Remove the compressed copy of a regular file that is gone."""
+        relpath = check_relpath(relpath)
+        if not relpath:
+            return
+        with self._locked(relpath):
+            cached = self._cache_path(relpath)
+            cached.unlink(missing_ok=True)
+            # Prune emptied cache folders so the cache mirrors the root.
+            parent = cached.parent
+            while parent != self.cachedir and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent

@@ -1,0 +1,231 @@
+"""`cat2pub NAME ROOTDIR`: publish a directory as a root, over RabbitMQ and HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..broker.connection import BrokerConfigError, parameters, redact, resolve_url
+from ..common.config import ConfigError, load_config, parse_http, section
+from ..common.logs import setup_logging
+
+log = logging.getLogger("caterva2.publisher")
+
+DEFAULT_HTTP = "localhost:8001"
+DEFAULT_HEARTBEAT = 10.0
+
+
+@dataclass
+class PublisherSettings:
+    """Everything `cat2pub` needs to run."""
+
+    name: str
+    root: Path
+    http: str
+    url: str
+    statedir: Path
+    broker_url: str
+    heartbeat: float = DEFAULT_HEARTBEAT
+    loglevel: str = "warning"
+    threads: int = 8
+
+
+def check_root_name(name: str) -> str:
+    """A root name is one path component, usable as a routing key, not a special root."""
+    if not name or name in (".", "..") or "/" in name or "\x00" in name:
+        raise ConfigError(f"invalid root name {name!r}: it must be a single path component")
+    if name.startswith("@"):
+        raise ConfigError(f"invalid root name {name!r}: names starting with '@' are reserved")
+    if len(name.encode()) > 255:
+        raise ConfigError(f"invalid root name {name!r}: longer than 255 bytes")
+    return name
+
+
+def default_url(http: str) -> str:
+    """The URL subscribers use when none is configured: `http://<http>`."""
+    address = parse_http(http)
+    if isinstance(address, str):
+        raise ConfigError("listening on a Unix socket: give the public URL with --url")
+    host, port = address
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()  # a wildcard address is no use to a remote subscriber
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="cat2pub", description="Caterva2 publisher: serve a directory as a root"
+    )
+    parser.add_argument("name", nargs="?", help="root name (or [publisher] name)")
+    parser.add_argument("root", nargs="?", help="directory to publish (or [publisher] root)")
+    parser.add_argument("--http", help=f"HOST:PORT to listen on (default {DEFAULT_HTTP})")
+    parser.add_argument("--url", help="URL subscribers use to reach us (default http://<http>)")
+    parser.add_argument("--statedir", help="state directory (default _caterva2/pub.<NAME>)")
+    parser.add_argument("--broker", help="broker URL (default $CATERVA2_BROKER_URL or [broker])")
+    parser.add_argument("--id", help="use the [publisher.ID] section of the configuration")
+    parser.add_argument("--conf", help="configuration file (default ./caterva2.toml)")
+    parser.add_argument("--heartbeat", type=float, help="seconds between root announcements")
+    parser.add_argument("--loglevel", help="debug, info, warning (default) or error")
+    return parser.parse_args(argv)
+
+
+def load_settings(args: argparse.Namespace) -> PublisherSettings:
+    """Settings from the command line, then `[publisher(.ID)]`, then defaults."""
+    conf = load_config(args.conf)
+    values: dict[str, Any] = section(conf, "publisher", args.id)
+    for key in ("name", "root", "http", "url", "statedir", "heartbeat", "loglevel"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if not values.get("name"):
+        raise ConfigError("a root NAME is required (argument or [publisher] name)")
+    if not values.get("root"):
+        raise ConfigError("a ROOTDIR is required (argument or [publisher] root)")
+    name = check_root_name(str(values["name"]))
+    root = Path(values["root"]).expanduser()
+    if not root.is_dir():
+        why = "is not a directory" if root.exists() else "does not exist"
+        raise ConfigError(f"root directory {str(root)!r} {why}")
+    http = str(values.get("http") or DEFAULT_HTTP)
+    try:
+        heartbeat = float(values.get("heartbeat", DEFAULT_HEARTBEAT))
+    except (TypeError, ValueError):
+        value = values["heartbeat"]
+        raise ConfigError(f"heartbeat must be a number of seconds, not {value!r}") from None
+    if heartbeat <= 0:
+        raise ConfigError("heartbeat must be positive")
+    try:
+        broker_url = resolve_url(args.broker, args.conf)
+        parameters(broker_url)  # refuse a malformed URL now, not in a background thread
+    except BrokerConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    return PublisherSettings(
+        name=name,
+        root=root.resolve(),
+        http=http,
+        url=str(values.get("url") or default_url(http)).rstrip("/"),
+        statedir=Path(values.get("statedir") or f"_caterva2/pub.{name}"),
+        broker_url=broker_url,
+        heartbeat=heartbeat,
+        loglevel=str(values.get("loglevel") or "warning"),
+    )
+
+
+def _lock_statedir(statedir: Path) -> Any:
+    """Hold a lock on the state directory: two publishers on one state would both announce."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: go without
+        return None
+    f = open(statedir / "lock", "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise ConfigError(f"another cat2pub is using the state directory {statedir}") from None
+    return f
+
+
+def serve(settings: PublisherSettings) -> None:
+    """Publish until SIGTERM or SIGINT, then announce the root offline and stop."""
+    import waitress
+
+    from .announcer import Announcer
+    from .api import create_app
+    from .root_adapters import DirectoryRoot
+    from .state import State, StateError
+    from .watcher import Watcher
+
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    settings.statedir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_statedir(settings.statedir)
+    try:
+        state = State(settings.statedir)
+    except StateError as exc:
+        raise ConfigError(str(exc)) from None
+    state.bind_root(settings.name, str(settings.root))
+    adapter = DirectoryRoot(settings.root, settings.statedir / "cache", exclude=[settings.statedir])
+    address = parse_http(settings.http)
+    listen = (
+        {"unix_socket": address}
+        if isinstance(address, str)
+        else {"host": address[0], "port": address[1]}
+    )
+    # Listen before announcing: subscribers come asking as soon as they hear of us.
+    server = waitress.create_server(
+        create_app(adapter),
+        threads=settings.threads,
+        ident="caterva2-publisher",
+        channel_timeout=300,
+        **listen,
+    )
+    announcer = Announcer(
+        settings.name,
+        settings.url,
+        adapter,
+        state,
+        settings.broker_url,
+        heartbeat=settings.heartbeat,
+    )
+    watcher = Watcher(adapter.watch_dir, announcer.notify, ignore=adapter.is_ignored)
+    try:
+        # Watch first, so nothing changing during the start-up scan is missed.
+        watcher.start()
+        announcer.start()
+        log.warning(
+            "cat2pub publishing %s from %s at %s (broker %s)",
+            settings.name,
+            settings.root,
+            settings.url,
+            redact(settings.broker_url),
+        )
+        print(
+            f"cat2pub: publishing root {settings.name!r} from {settings.root} "
+            f"at {settings.url} ({settings.http})",
+            flush=True,
+        )
+        server.run()
+    except SystemExit:
+        pass
+    finally:
+        watcher.stop()
+        announcer.stop()
+        server.close()
+        adapter.close()
+        state.close()
+        if lock is not None:
+            lock.close()
+        print("cat2pub: stopped", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `cat2pub`."""
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args)
+        setup_logging(settings.loglevel)
+        if logging.getLogger().level > logging.DEBUG:
+            # pika narrates every connection step at INFO; keep that for debugging.
+            logging.getLogger("pika").setLevel(logging.WARNING)
+        serve(settings)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"cat2pub: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
