@@ -45,8 +45,10 @@ def cparams_from_meta(cparams: dict[str, Any]) -> blosc2.CParams:
 class RemoteArraySource(blosc2.ProxyNDSource):
     """An NDArray on a publisher, described by its info JSON."""
 
-    def __init__(self, meta: dict, client: PublisherClient, path: str) -> None:
-        self._meta, self._client, self._path = meta, client, path
+    def __init__(
+        self, meta: dict, client: PublisherClient, path: str, etag: str | None = None
+    ) -> None:
+        self._meta, self._client, self._path, self._etag = meta, client, path, etag
 
     @property
     def shape(self) -> tuple:
@@ -69,14 +71,16 @@ class RemoteArraySource(blosc2.ProxyNDSource):
         return cparams_from_meta(self._meta["schunk"]["cparams"])
 
     def get_chunk(self, nchunk: int) -> bytes:
-        return self._client.chunk(self._path, nchunk)
+        return self._client.chunk(self._path, nchunk, self._etag)
 
 
 class RemoteFrameSource(blosc2.ProxySource):
     """An SChunk (frame or regular file) on a publisher."""
 
-    def __init__(self, meta: dict, client: PublisherClient, path: str) -> None:
-        self._meta, self._client, self._path = meta, client, path
+    def __init__(
+        self, meta: dict, client: PublisherClient, path: str, etag: str | None = None
+    ) -> None:
+        self._meta, self._client, self._path, self._etag = meta, client, path, etag
 
     @property
     def nbytes(self) -> int:
@@ -95,14 +99,14 @@ class RemoteFrameSource(blosc2.ProxySource):
         return cparams_from_meta(self._meta["cparams"])
 
     def get_chunk(self, nchunk: int) -> bytes:
-        return self._client.chunk(self._path, nchunk)
+        return self._client.chunk(self._path, nchunk, self._etag)
 
 
-def source_for(meta: dict, client: PublisherClient, path: str):
-    """The proxy source matching a dataset's metadata."""
+def source_for(meta: dict, client: PublisherClient, path: str, etag: str | None = None):
+    """The proxy source matching a dataset's metadata (and version, when given)."""
     if "shape" in meta:
-        return RemoteArraySource(meta, client, path)
-    return RemoteFrameSource(meta, client, path)
+        return RemoteArraySource(meta, client, path, etag)
+    return RemoteFrameSource(meta, client, path, etag)
 
 
 class ChunkCache:
@@ -141,7 +145,7 @@ class ChunkCache:
     def remove_root(self, root: str) -> None:
         shutil.rmtree(self.dir / root, ignore_errors=True)
 
-    def read(self, root: str, path: str, meta: dict, client: PublisherClient, key, use):
+    def read(self, root: str, path: str, meta: dict, etag: str, client: PublisherClient, key, use):
         """Call `use(container)` once every chunk `key` touches is in the cache.
 
         The read happens under the dataset's lock too: another thread may be
@@ -152,6 +156,7 @@ class ChunkCache:
         with self.lock(root, path):
             if not target.exists():
                 raise FileNotFoundError(target)
-            proxy = blosc2.Proxy(source_for(meta, client, path), urlpath=str(target), mode="a")
+            source = source_for(meta, client, path, etag)
+            proxy = blosc2.Proxy(source, urlpath=str(target), mode="a")
             container = proxy.fetch(key, max_concurrency=FETCH_CONCURRENCY)
             return use(container)

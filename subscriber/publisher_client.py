@@ -12,6 +12,10 @@ from ..common.errors import BadRequest, NotFound, ServiceUnavailable
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 
 
+class StaleDataset(ServiceUnavailable):
+    """The publisher has a newer version of a dataset than the one being read."""
+
+
 class PublisherClient:
     """One root's publisher API: list, info with etags, chunks and whole files."""
 
@@ -53,9 +57,17 @@ class PublisherClient:
             return None
         return resp.json(), resp.headers.get("etag", "").strip('"')
 
-    def chunk(self, path: str, nchunk: int) -> bytes:
-        """The compressed chunk `nchunk` of a dataset, as the publisher stores it."""
-        return self._get(f"/api/chunk/{quote(path)}", params={"nchunk": nchunk}).content
+    def chunk(self, path: str, nchunk: int, etag: str | None = None) -> bytes:
+        """The compressed chunk `nchunk` of a dataset, as the publisher stores it.
+
+        With `etag`, a chunk of any other version is refused (`StaleDataset`), so
+        a cached container never mixes chunks of two versions.
+        """
+        headers = {"If-Match": f'"{etag}"'} if etag else {}
+        resp = self._get(f"/api/chunk/{quote(path)}", params={"nchunk": nchunk}, headers=headers)
+        if resp.status_code == 412:
+            raise StaleDataset(f"{self.root}/{path} changed on its publisher")
+        return resp.content
 
     def open_file(self, path: str) -> tuple[int | None, Iterator[bytes]]:
         """(length, blocks) of the whole stored file, checked before any byte is read."""

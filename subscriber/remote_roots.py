@@ -23,7 +23,7 @@ from ..common.paths import logical_name, stored_name
 from ..common.slices import Key, normalise_key
 from . import datasets
 from .chunk_cache import ChunkCache
-from .publisher_client import PublisherClient, PublisherPool
+from .publisher_client import PublisherClient, PublisherPool, StaleDataset
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -196,11 +196,19 @@ class RemoteRoots:
         return meta
 
     def _read(self, root: str, relpath: str, key, use):
-        _etag, meta = self._dataset(root, relpath)
-        try:
-            return self.cache.read(root, relpath, meta, self.client(root), key, use)
-        except FileNotFoundError:
-            raise NotFound("Not Found") from None
+        """Read through the cache; a version change met on the way is applied, then retried."""
+        for attempt in range(2):
+            etag, meta = self._dataset(root, relpath)
+            client = self.client(root)
+            try:
+                return self.cache.read(root, relpath, meta, etag, client, key, use)
+            except FileNotFoundError:
+                raise NotFound("Not Found") from None
+            except StaleDataset:
+                if attempt:
+                    raise
+                # The change message may still be on its way: do not wait for it.
+                self._refresh(root, relpath, client, etag)
 
     def fetch(self, root: str, relpath: str, key: Key, field: str | None, filter_: str | None):
         """A frame with the selection, or the whole stored file from the publisher."""

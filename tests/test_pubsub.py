@@ -330,3 +330,25 @@ def test_client_and_cli_work_on_remote_roots(lab, tmp_path):
         .stdout.strip()
         .endswith(f"/api/fetch/{pub.name}/t.b2nd")
     )
+
+
+def test_read_of_a_dataset_changed_before_its_message_arrives_gets_the_new_version(lab, broker_url):
+    host, port = "127.0.0.1", pika.URLParameters(broker_url).port
+    proxy = TcpProxy(host, port)
+    try:
+        pub = lab.publisher("stale")
+        write_array(pub.rootdir / "s.b2nd", np.arange(100), chunks=(10,))
+        sub = lab.subscriber(
+            broker_url=broker_url.replace(f"{host}:{port}", f"{host}:{proxy.port}")
+        )
+        follow(sub, pub.name)
+        path = f"{pub.name}/s.b2nd"
+        wait_for(lambda: remote_shape(sub, path) == (100,), "the dataset")
+        proxy.cut()  # the subscriber hears nothing more from the broker
+        # A new chunk grid: a chunk of this version would not fit the cached container.
+        write_array(pub.rootdir / "s.b2nd", np.arange(200) * 10, chunks=(20,))
+        time.sleep(1.0)
+        np.testing.assert_array_equal(fetch(sub, path, "20:25"), np.arange(20, 25) * 10)
+        assert remote_shape(sub, path) == (200,)
+    finally:
+        proxy.close()
