@@ -90,13 +90,12 @@ class Lab:
         self.processes: list = []
         self.sub_ids: list[str] = []
 
-    def publisher(self, label: str) -> PublisherProcess:
+    def publisher(self, label: str, broker_url: str | None = None) -> PublisherProcess:
         name = f"{label}-{RUN}-{uuid.uuid4().hex[:4]}"
         rootdir = self.base / name
         rootdir.mkdir()
-        pub = PublisherProcess(
-            name, rootdir, self.base / f"pub-{name}", self.broker_url, heartbeat=1.0
-        )
+        url = broker_url or self.broker_url
+        pub = PublisherProcess(name, rootdir, self.base / f"pub-{name}", url, heartbeat=1.0)
         self.processes.append(pub)
         return pub.start()
 
@@ -234,7 +233,8 @@ def test_connection_cut_during_200_changes_loses_nothing(lab, broker_url):
     proxy = TcpProxy(host, port)
     proxied = broker_url.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}")
     try:
-        pub = lab.publisher("storm")
+        # Both ends reach the broker through the proxy: each cut breaks both connections.
+        pub = lab.publisher("storm", broker_url=proxied)
         sub = lab.subscriber(broker_url=proxied)
         follow(sub, pub.name)
         for i in range(200):
