@@ -104,7 +104,7 @@ def start() -> int:
         "CATERVA2_BROKER_URL": url,
         "CATERVA2_SECRET": os.environ.get("CATERVA2_SECRET", "lab-secret-not-for-production"),
     }
-    for ident, pub in conf["publisher"].items():
+    for ident in conf["publisher"]:
         pids[f"pub-{ident}"] = spawn(
             ["caterva2.publisher.server", "--conf", str(CONF), "--id", ident, "--broker", url],
             WORKDIR / f"pub-{ident}.log",

@@ -14,6 +14,7 @@ from typing import Any
 from ..broker.connection import BrokerConfigError, parameters, redact, resolve_url
 from ..common.config import ConfigError, load_config, parse_http, section
 from ..common.logs import setup_logging
+from ..common.paths import is_hdf5
 
 log = logging.getLogger("caterva2.publisher")
 
@@ -63,10 +64,13 @@ def default_url(http: str) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
-        prog="cat2pub", description="Caterva2 publisher: serve a directory as a root"
+        prog="cat2pub",
+        description="Caterva2 publisher: serve a directory or an HDF5 file as a root",
     )
     parser.add_argument("name", nargs="?", help="root name (or [publisher] name)")
-    parser.add_argument("root", nargs="?", help="directory to publish (or [publisher] root)")
+    parser.add_argument(
+        "root", nargs="?", help="directory or .h5/.hdf5 file to publish (or [publisher] root)"
+    )
     parser.add_argument("--http", help=f"HOST:PORT to listen on (default {DEFAULT_HTTP})")
     parser.add_argument("--url", help="URL subscribers use to reach us (default http://<http>)")
     parser.add_argument("--statedir", help="state directory (default _caterva2/pub.<NAME>)")
@@ -91,8 +95,8 @@ def load_settings(args: argparse.Namespace) -> PublisherSettings:
         raise ConfigError("a ROOTDIR is required (argument or [publisher] root)")
     name = check_root_name(str(values["name"]))
     root = Path(values["root"]).expanduser()
-    if not root.is_dir():
-        why = "is not a directory" if root.exists() else "does not exist"
+    if not root.is_dir() and not (root.is_file() and is_hdf5(root.name)):
+        why = "is not a directory nor an HDF5 file" if root.exists() else "does not exist"
         raise ConfigError(f"root directory {str(root)!r} {why}")
     http = str(values.get("http") or DEFAULT_HTTP)
     try:
@@ -157,7 +161,14 @@ def serve(settings: PublisherSettings) -> None:
     except StateError as exc:
         raise ConfigError(str(exc)) from None
     state.bind_root(settings.name, str(settings.root))
-    adapter = DirectoryRoot(settings.root, settings.statedir / "cache", exclude=[settings.statedir])
+    if settings.root.is_file():
+        from .hdf5_root import HDF5FileRoot
+
+        adapter = HDF5FileRoot(settings.root, settings.statedir / "cache")
+    else:
+        adapter = DirectoryRoot(
+            settings.root, settings.statedir / "cache", exclude=[settings.statedir]
+        )
     address = parse_http(settings.http)
     listen = (
         {"unix_socket": address}

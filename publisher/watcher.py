@@ -1,11 +1,17 @@
 """Watch a directory tree and report each changed path once, when it has settled.
 
 watchdog reports every write; a file copied in 8 MiB pieces makes dozens of
-events.  The `Watcher` collects them per path and calls back only after the
-path has been quiet for a while *and* its size and mtime did not move between
-two looks, so a file being written is reported once, complete.  A file whose
-writer closed it (inotify's close-after-write) settles after `quiet`; one still
-open, or one whose close we cannot see, after the longer `settle`.
+events.  The `Watcher` collects them per path and calls back once the path has
+been quiet for long enough, which depends on what the last event says:
+
+- a rename, a deletion or a new directory is complete the moment it happens:
+  reported after `quiet` (a few milliseconds, to gather its sibling events);
+- a close-after-write ends a writer's work: also after `quiet`, unless the same
+  writer already closed and reopened the path (Blosc2 does so for every piece
+  it writes): then after `reopened`, or longer if its pauses were longer;
+- a write with no close seen yet (a file still open, or written through a
+  mapping or a filesystem whose closes we cannot see): after `settle`, and only
+  once its size and mtime held still between two looks.
 """
 
 from __future__ import annotations
@@ -48,11 +54,22 @@ EVENTS = [
 
 Signature = tuple[int, int, bool] | None  # (mtime_ns, size, is_dir), None = gone
 
+# What the last event on a pending path says about it.
+DONE = "done"  # renamed, deleted, a directory: complete now
+CLOSED = "closed"  # its writer closed it after writing
+WRITING = "writing"  # written to, and no close-after-write seen since
+
+# A writer that reopens a file may pause this many times its longest pause so far.
+PAUSE_FACTOR = 4.0
+
 
 @dataclass
 class _Pending:
     last_event: float
-    writing: bool  # written to, and no close-after-write seen since
+    state: str
+    closes: int = 0  # close-after-write events seen while pending
+    closed_at: float | None = None  # the last close, while no write followed it
+    longest_pause: float = 0.0  # longest time from a close to the next write
     signature: Signature | object = None
     looked: bool = False  # `signature` holds a first look
 
@@ -73,14 +90,18 @@ class _Handler(FileSystemEventHandler):
         w = self.watcher
         if isinstance(event, FileMovedEvent | DirMovedEvent):
             # A rename is complete the moment it happens: nothing is writing the new name.
-            w.touch(event.src_path, writing=False)
-            w.touch(event.dest_path, writing=False)
+            w.touch(event.src_path, DONE)
+            w.touch(event.dest_path, DONE)
         elif isinstance(event, FileClosedEvent):
-            w.touch(event.src_path, writing=False)
+            w.touch(event.src_path, CLOSED)
+        elif event.is_synthetic:
+            # watchdog listing a directory that appeared (moved in, or just made): its
+            # files are complete unless events of their own say otherwise.
+            w.touch(event.src_path, DONE, if_new=True)
         elif isinstance(event, FileCreatedEvent | FileModifiedEvent):
-            w.touch(event.src_path, writing=True)
+            w.touch(event.src_path, WRITING)
         elif isinstance(event, FileDeletedEvent | DirDeletedEvent | DirCreatedEvent):
-            w.touch(event.src_path, writing=False)
+            w.touch(event.src_path, DONE)
 
 
 class Watcher:
@@ -97,7 +118,8 @@ class Watcher:
         on_change: Callable[[str], object],
         *,
         ignore: Callable[[str], bool] = lambda relpath: False,
-        quiet: float = 0.2,
+        quiet: float = 0.02,
+        reopened: float = 0.2,
         settle: float = 1.0,
     ) -> None:
         """Prepare to watch `rootdir` (call `start`); paths for which `ignore` is true are not."""
@@ -105,7 +127,8 @@ class Watcher:
         self.on_change = on_change
         self.ignore = ignore
         self.quiet = quiet
-        self.settle = max(settle, quiet)
+        self.reopened = max(reopened, quiet)
+        self.settle = max(settle, self.reopened)
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -136,20 +159,47 @@ class Watcher:
         with self._lock:
             return len(self._pending)
 
-    def touch(self, path: str | bytes, writing: bool) -> None:
-        """Note an event on an absolute path (also usable to inject one)."""
+    def touch(self, path: str | bytes, state: str = DONE, *, if_new: bool = False) -> None:
+        """Note an event (`DONE`, `CLOSED` or `WRITING`) on an absolute path.
+
+        With `if_new`, a path already pending keeps its own state (its events know better).
+        """
         relpath = self._relpath(path)
         if relpath is None or self.ignore(relpath):
             return
         now = time.monotonic()
         with self._lock:
             entry = self._pending.get(relpath)
+            if entry is not None and if_new:
+                return
             if entry is None:
-                self._pending[relpath] = _Pending(now, writing)
+                entry = self._pending[relpath] = _Pending(now, state)
             else:
+                if state == WRITING and entry.closed_at is not None:
+                    # Reopened after a close: remember how long its writer paused.
+                    entry.longest_pause = max(entry.longest_pause, now - entry.closed_at)
                 entry.last_event = now
-                entry.writing = writing
+                entry.state = state
                 entry.looked = False
+            if state == CLOSED:
+                entry.closes += 1
+                entry.closed_at = now
+            elif state == WRITING:
+                entry.closed_at = None
+
+    def _wait(self, entry: _Pending) -> float:
+        """How long `entry` must stay quiet before it is looked at (again)."""
+        if entry.looked:
+            return self.reopened  # the second look at a path written without a close
+        if entry.state == DONE:
+            return self.quiet
+        if entry.state == CLOSED:
+            if entry.closes <= 1:
+                return self.quiet
+            # Its writer closes and reopens it (Blosc2 does for every piece): this close
+            # may be one more pause, so wait for longer than its pauses have been.
+            return min(self.settle, max(self.reopened, PAUSE_FACTOR * entry.longest_pause))
+        return self.settle
 
     def _relpath(self, path: str | bytes) -> str | None:
         if not path:
@@ -161,7 +211,8 @@ class Watcher:
         return None if rel == "." else rel
 
     def _run(self) -> None:
-        tick = min(0.05, self.quiet / 2)
+        # A fine tick: a rename is reported within `quiet` plus at most one tick.
+        tick = min(0.005, self.quiet / 3)
         while not self._stop.wait(tick):
             try:
                 for relpath in self._settled():
@@ -170,15 +221,20 @@ class Watcher:
                 log.exception("watcher failed; continuing")
 
     def _settled(self) -> list[str]:
-        """Paths quiet long enough whose signature held still between two looks."""
+        """Paths quiet long enough; those never closed also held still between two looks."""
         now = time.monotonic()
-        with self._lock:
-            due = [
-                (rel, e)
-                for rel, e in self._pending.items()
-                if now - e.last_event >= (self.settle if e.writing else self.quiet)
-            ]
         ready = []
+        with self._lock:
+            due = []
+            for relpath, entry in list(self._pending.items()):
+                if now - entry.last_event < self._wait(entry):
+                    continue
+                if entry.state == WRITING or entry.looked:
+                    due.append((relpath, entry))
+                else:
+                    # Renamed, deleted or closed: nothing is writing it any more.
+                    del self._pending[relpath]
+                    ready.append(relpath)
         for relpath, entry in due:
             signature = _signature(self.rootdir / relpath)  # outside the lock: it hits the disk
             with self._lock:
@@ -188,19 +244,18 @@ class Watcher:
                     del self._pending[relpath]
                     ready.append(relpath)
                 else:
-                    # First look, or it moved without an event (mmap, a missed event):
-                    # look again after another quiet period.
+                    # Written without a close we could see (still open, mmap, a missed
+                    # event): look again after another quiet period.
                     entry.signature = signature
                     entry.looked = True
                     entry.last_event = now
-                    entry.writing = False
         return ready
 
     def _report(self, relpath: str) -> None:
         path = self.rootdir / relpath
         if path.is_dir():
             # A directory that appeared (made or moved in): its files settle one by one,
-            # and may still be in the middle of being written.
+            # and those with events of their own may still be in the middle of being written.
             for dirpath, dirnames, filenames in os.walk(path):
                 base = Path(dirpath)
                 dirnames[:] = [
@@ -209,7 +264,7 @@ class Watcher:
                     if not self.ignore((base / d).relative_to(self.rootdir).as_posix())
                 ]
                 for name in filenames:
-                    self.touch(str(base / name), writing=False)
+                    self.touch(str(base / name), DONE, if_new=True)
             # The directory itself too: it may have replaced one whose files are gone.
         try:
             self.on_change(relpath)

@@ -12,7 +12,8 @@ from ..common.paths import split_logical_path
 from ..common.slices import parse_slice
 from . import datasets
 from .file_ops import FileOps
-from .local_roots import LocalRoots
+from .lazy_expressions import Expressions, SavedExpression
+from .local_roots import LocalRoots, Location
 from .remote_roots import RemoteFile, RemoteRoots
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -39,9 +40,21 @@ def json_body(req: falcon.Request, *keys: str) -> dict:
 class ReadResource:
     """Base of the read resources: local roots on disk, remote roots through the cache."""
 
-    def __init__(self, roots: LocalRoots, remote: RemoteRoots | None = None) -> None:
+    def __init__(
+        self,
+        roots: LocalRoots,
+        remote: RemoteRoots | None = None,
+        expressions: Expressions | None = None,
+    ) -> None:
         self.roots = roots
         self.remote = remote
+        self.expressions = expressions
+
+    def saved_expression(self, loc: Location, req: falcon.Request) -> SavedExpression | None:
+        """The saved lazy expression at `loc`, evaluated with the caller's rights; else None."""
+        if self.expressions is None:
+            return None
+        return self.expressions.saved(loc, req.context.user)
 
     def remote_path(self, path: str) -> tuple[str, str] | None:
         """(root, relpath) when `path` is in a remote root, else None."""
@@ -75,7 +88,9 @@ class InfoResource(ReadResource):
         if remote := self.remote_path(path):
             resp.media = self.remote.info(*remote)
             return
-        resp.media = datasets.info(self.roots.locate(path, req.context.user))
+        loc = self.roots.locate(path, req.context.user)
+        expr = self.saved_expression(loc, req)
+        resp.media = expr.info() if expr else datasets.info(loc)
 
 
 def _send_file(req: falcon.Request, resp: falcon.Response, path, filename: str) -> None:
@@ -122,7 +137,10 @@ class FetchResource(ReadResource):
             result = self.remote.fetch(*remote, key, field, filter_)
         else:
             loc = self.roots.locate(path, req.context.user)
-            result = datasets.fetch(loc, key, field, filter_)
+            if expr := self.saved_expression(loc, req):
+                result = expr.fetch(key, field, filter_)
+            else:
+                result = datasets.fetch(loc, key, field, filter_)
         resp.content_type = "application/octet-stream"
         if isinstance(result, datasets.WholeFile):
             _send_file(req, resp, result.path, result.path.name)
@@ -148,7 +166,12 @@ class ChunkResource(ReadResource):
             raise ValidationError(
                 "query", "nchunk", "Input should be a valid integer", "int_parsing", raw
             ) from None
-        resp.data = self.remote.chunk(*remote, nchunk) if remote else datasets.chunk(loc, nchunk)
+        if remote:
+            resp.data = self.remote.chunk(*remote, nchunk)
+        elif expr := self.saved_expression(loc, req):
+            resp.data = expr.chunk(nchunk)
+        else:
+            resp.data = datasets.chunk(loc, nchunk)
         resp.content_type = "application/octet-stream"
 
 
@@ -157,7 +180,9 @@ class DownloadResource(ReadResource):
         if remote := self.remote_path(path):
             content = self.remote.download(*remote)
         else:
-            content = datasets.download(self.roots.locate(path, req.context.user))
+            loc = self.roots.locate(path, req.context.user)
+            expr = self.saved_expression(loc, req)
+            content = expr.download() if expr else datasets.download(loc)
         resp.downloadable_as = content.filename
         resp.content_type = content.content_type or "application/octet-stream"
         resp.stream = content.blocks

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import falcon
 
 from ..common.errors import Caterva2Error
-from . import api_data, api_users
+from . import api_compute, api_data, api_users, hdf5_unfold, web
 from .auth import AuthMiddleware
 from .file_ops import FileOps
 from .follower import Follower
@@ -83,19 +83,22 @@ def create_subscriber(settings: SubscriberSettings) -> Subscriber:
     app.add_error_handler(falcon.HTTPError, _http_error)
     app.add_error_handler(Caterva2Error, _caterva2_error)
 
+    # lazyexpr, concat, stack, append; `expressions` also serves reads of saved expressions.
+    expressions = api_compute.register(app, roots, remote, ops, settings)
     app.add_route("/api/roots", api_data.RootsResource(roots, remote))
     for verb, resource in (
         ("list", api_data.ListResource(roots, remote)),
-        ("info", api_data.InfoResource(roots, remote)),
-        ("fetch", api_data.FetchResource(roots, remote)),
-        ("chunk", api_data.ChunkResource(roots, remote)),
-        ("download", api_data.DownloadResource(roots, remote)),
+        ("info", api_data.InfoResource(roots, remote, expressions)),
+        ("fetch", api_data.FetchResource(roots, remote, expressions)),
+        ("chunk", api_data.ChunkResource(roots, remote, expressions)),
+        ("download", api_data.DownloadResource(roots, remote, expressions)),
         ("upload", api_data.UploadResource(ops)),
         ("remove", api_data.RemoveResource(ops)),
     ):
         app.add_route(f"/api/{verb}/{{path:path}}", resource)
     app.add_route("/api/move", api_data.TransferResource(ops, move=True))
     app.add_route("/api/copy", api_data.TransferResource(ops, move=False))
+    app.add_route("/api/unfold/{path:path}", hdf5_unfold.UnfoldResource(ops))
     app.add_route("/api/subscribe/{name:path}", api_data.SubscribeResource(roots, remote))
     app.add_route("/api/unsubscribe/{name:path}", api_data.UnsubscribeResource(roots, remote))
 
@@ -107,4 +110,5 @@ def create_subscriber(settings: SubscriberSettings) -> Subscriber:
         app.add_route("/api/listusers", api_users.ListUsersResource(store))
         if settings.register:
             app.add_route("/auth/register", api_users.RegisterResource(store, settings.maxusers))
+    web.register(app, store, roots, ops, remote, settings, expressions)
     return Subscriber(app, store, roots, remote, follower)

@@ -69,14 +69,13 @@ def format_bytes(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def check_result_size(shape: tuple[int, ...], itemsize: int, limits: Limits, what: str) -> None:
+def check_result_size(shape: tuple[int, ...], itemsize: int, max_bytes: int, what: str) -> None:
     """400 when a result of `shape` would not fit in the per-request size limit."""
     nbytes = math.prod(shape) * itemsize
-    if nbytes > limits.max_bytes:
+    if nbytes > max_bytes:
         raise BadRequest(
             f"{what} would take {format_bytes(nbytes)}, more than the limit of "
-            f"{format_bytes(limits.max_bytes)} per request (compute_max_size); "
-            "ask for a smaller slice"
+            f"{format_bytes(max_bytes)} per request (compute_max_size); ask for a smaller slice"
         )
 
 

@@ -16,7 +16,7 @@ from ..common import b2files, b2meta
 from ..common.errors import BadRequest, NotFound, UnsupportedMediaType
 from ..common.paths import is_hdf5
 from ..common.slices import Key, is_whole, normalise_key
-from . import field_filters
+from . import field_filters, hdf5_shells
 from .local_roots import Location
 
 # Results are built to be sent at once: fast compression beats a better ratio here.
@@ -51,6 +51,8 @@ def info(loc: Location) -> dict:
         obj = blosc2.open(str(path), mode="r")
     except Exception:
         return {"mtime": b2meta.iso_mtime(mtime), "error": "Unrecognized format"}
+    if hdf5_shells.is_shell(obj):
+        return hdf5_shells.info(obj, loc.stored_logical, mtime)
     return b2meta.container_meta(obj, loc.stored_logical, mtime)
 
 
@@ -116,6 +118,8 @@ def fetch(loc: Location, key: Key, field: str | None, filter_: str | None) -> Wh
             f"{loc.logical} is a raw HDF5 file: unfold it to read its datasets"
         )
     obj = open_container(path)
+    if hdf5_shells.is_shell(obj):
+        return hdf5_shells.fetch(loc, obj, key, field, filter_)
     if filter_:
         return filtered_frame(obj, key, filter_)
     if is_whole_read(obj_shape(obj), key, field):
@@ -163,6 +167,8 @@ def chunk(loc: Location, nchunk: int) -> bytes:
     if is_hdf5(path.name):
         raise UnsupportedMediaType(f"{loc.logical} is a raw HDF5 file: it has no Blosc2 chunks")
     obj = open_container(path)  # keep the container alive: its SChunk does not own the data
+    if hdf5_shells.is_shell(obj):
+        return hdf5_shells.chunk(loc, obj, nchunk)
     schunk = schunk_of(obj)
     if not 0 <= nchunk < schunk.nchunks:
         raise BadRequest(f"Chunk {nchunk} out of range (the dataset has {schunk.nchunks} chunks)")
@@ -203,5 +209,7 @@ def download(loc: Location) -> Download:
             raise BadRequest(f"{loc.logical} is not a compressed regular file")
         return Download(filename, ctype, b2files.decompressed_chunks(schunk), schunk.nbytes)
     if not is_hdf5(path.name):
-        open_container(path)  # validate before the 200 header goes out
+        obj = open_container(path)  # validate before the 200 header goes out
+        if hdf5_shells.is_shell(obj):
+            return hdf5_shells.download(loc, obj)
     return Download(filename, ctype, file_blocks(path), path.stat().st_size)

@@ -186,6 +186,10 @@ def normalise_index(items: tuple, shape: tuple[int, ...], name: str) -> tuple[tu
         stop = max(start, stop)
         out.append(slice(start, stop, None if step == 1 else step))
         selected.append(len(range(start, stop, step)))
+    stepped = any(isinstance(i, slice) and i.step for i in out)
+    if stepped and any(isinstance(i, int) for i in out):
+        # Blosc2 fails on these; better a clear refusal than its IndexError.
+        raise refuse(f"a subscript of {name} cannot mix integer indices with steps")
     return tuple(out), tuple(selected)
 
 

@@ -10,6 +10,8 @@ import httpx
 from ..common.errors import BadRequest, NotFound, ServiceUnavailable
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+# A publisher may first have to build a whole file (an HDF5 dataset, converted chunk by chunk).
+FILE_TIMEOUT = httpx.Timeout(600.0, connect=3.0)
 
 
 class StaleDataset(ServiceUnavailable):
@@ -71,7 +73,9 @@ class PublisherClient:
 
     def open_file(self, path: str) -> tuple[int | None, Iterator[bytes]]:
         """(length, blocks) of the whole stored file, checked before any byte is read."""
-        request = self.http.build_request("GET", f"{self.url}/api/file/{quote(path)}")
+        request = self.http.build_request(
+            "GET", f"{self.url}/api/file/{quote(path)}", timeout=FILE_TIMEOUT
+        )
         try:
             resp = self.http.send(request, stream=True)
         except httpx.HTTPError as exc:

@@ -213,6 +213,7 @@ class RemoteRoots:
     def fetch(self, root: str, relpath: str, key: Key, field: str | None, filter_: str | None):
         """A frame with the selection, or the whole stored file from the publisher."""
         _etag, meta = self._dataset(root, relpath)
+        readable(meta)
         if field and filter_:
             raise BadRequest("Cannot use 'field' and 'filter' together")
         if filter_:
@@ -239,6 +240,7 @@ class RemoteRoots:
     def chunk(self, root: str, relpath: str, nchunk: int) -> bytes:
         """A compressed chunk, through the cache."""
         _etag, meta = self._dataset(root, relpath)
+        readable(meta)
         schunk_meta = meta.get("schunk", meta)
         nchunks = schunk_meta["nchunks"]
         if not 0 <= nchunk < nchunks:
@@ -255,6 +257,7 @@ class RemoteRoots:
     def download(self, root: str, relpath: str) -> datasets.Download:
         """The content: frames as stored, regular files decompressed (through the cache)."""
         _etag, meta = self._dataset(root, relpath)
+        readable(meta)
         filename = logical_name(relpath).rsplit("/", 1)[-1]
         ctype = mimetypes.guess_type(filename)[0]
         if stored_name(relpath).endswith(".b2") and "shape" not in meta:
@@ -278,6 +281,12 @@ class RemoteRoots:
                     self._read(root, path, chunk_key(meta, n), lambda c: None)
                 except (NotFound, ServiceUnavailable):
                     break
+
+
+def readable(meta: dict) -> None:
+    """400 with the publisher's reason for a dataset it lists but cannot serve."""
+    if "error" in meta and "shape" not in meta and "nbytes" not in meta:
+        raise BadRequest(f"The dataset cannot be read: {meta['error']}")
 
 
 def schunk_of(container):

@@ -30,6 +30,9 @@ class SubscriberSettings:
     threads: int = 8
     broker_url: str | None = None
     subscriber_id: str | None = None
+    # Per computing request (lazyexpr, concat, stack, append, reading expressions).
+    compute_timeout: float = 60.0
+    compute_max_size: int = 1024**3
 
     @property
     def url_prefix(self) -> str:
@@ -75,5 +78,7 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         secret=secret_from_env(),
         threads=int(values.get("threads", 8)),
         subscriber_id=values.get("id"),
+        compute_timeout=float(values.get("compute_timeout", 60)),
+        compute_max_size=parse_size(values.get("compute_max_size")) or 1024**3,
     )
     return settings

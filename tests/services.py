@@ -19,6 +19,21 @@ from caterva2.common import b2files
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "root-example"
 SECRET = "test-secret-not-for-production"
+# `/api/list/@public` of a subscriber serving the examples (reference 3.2).
+EXPECTED_PUBLIC = [
+    "README.md",
+    "dir1/ds-2d.b2nd",
+    "dir1/ds-3d.b2nd",
+    "dir2/ds-4d.b2nd",
+    "ds-1d-b.b2nd",
+    "ds-1d-fields.b2nd",
+    "ds-1d.b2nd",
+    "ds-2d-fields.b2nd",
+    "ds-hello.b2frame",
+    "ds-sc-attr.b2nd",
+    "ex-noattr.h5",
+    "root-example.h5",
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -10,21 +10,7 @@ import numpy as np
 import pytest
 
 from .http_helpers import anonymous, login
-
-EXPECTED_PUBLIC = [
-    "README.md",
-    "dir1/ds-2d.b2nd",
-    "dir1/ds-3d.b2nd",
-    "dir2/ds-4d.b2nd",
-    "ds-1d-b.b2nd",
-    "ds-1d-fields.b2nd",
-    "ds-1d.b2nd",
-    "ds-2d-fields.b2nd",
-    "ds-hello.b2frame",
-    "ds-sc-attr.b2nd",
-    "ex-noattr.h5",
-    "root-example.h5",
-]
+from .services import EXPECTED_PUBLIC
 
 
 def decode(body: bytes):

@@ -39,6 +39,7 @@ class RootEntry:
     subscribed: bool = True
     online: bool = True
     writable: bool = False
+    count: int | None = None
 
 
 @dataclass
@@ -85,22 +86,37 @@ def kind_of(name: str) -> str:
 class Access:
     """Reads for the pages: local roots on disk, remote roots through the cache."""
 
-    def __init__(self, roots: LocalRoots, ops: FileOps, remote: RemoteRoots | None) -> None:
+    def __init__(
+        self,
+        roots: LocalRoots,
+        ops: FileOps,
+        remote: RemoteRoots | None,
+        expressions: Any = None,
+    ) -> None:
         self.roots = roots
         self.ops = ops
         self.remote = remote
+        self.expressions = expressions  # saved lazy expressions, read as the API reads them
+
+    def _saved(self, loc: Any, user: User | None) -> Any:
+        if self.expressions is None or not loc.path.is_file():
+            return None
+        return self.expressions.saved(loc, user)
 
     # Roots
 
     def is_remote(self, root: str) -> bool:
         return self.remote is not None and not self.roots.is_local(root)
 
-    def root_entries(self, user: User | None) -> list[RootEntry]:
+    def root_entries(self, user: User | None, counts: bool = False) -> list[RootEntry]:
         """Local roots `user` sees, then every remote root publishers announced."""
         entries = [
             RootEntry(name, True, ROOT_NOTES.get(name, ""), writable=user is not None)
             for name in self.roots.names(user)
         ]
+        if counts:
+            for entry in entries:
+                entry.count = len(self.roots.listing(self.roots.locate(entry.name, user)))
         if self.remote is not None:
             for name, row in sorted(self.remote.names().items()):
                 entries.append(
@@ -111,6 +127,9 @@ class Access:
                         url=row.get("http", ""),
                         subscribed=bool(row.get("subscribed")),
                         online=bool(row.get("online")),
+                        count=len(self.remote.store.dataset_etags(name))
+                        if counts and row.get("subscribed")
+                        else None,
                     )
                 )
         return entries
@@ -178,7 +197,9 @@ class Access:
         root, relpath = split_logical_path(path)
         if self.is_remote(root):
             return self.remote.info(root, relpath)
-        return datasets.info(self.roots.locate(path, user))
+        loc = self.roots.locate(path, user)
+        expr = self._saved(loc, user)
+        return expr.info() if expr else datasets.info(loc)
 
     # Data
 
@@ -190,12 +211,18 @@ class Access:
         field_: str | None = None,
         filter_: str | None = None,
     ) -> Any:
-        """A selection as NumPy values (arrays) or bytes (byte streams), as `/api/fetch` reads it."""
+        """A selection as NumPy values (arrays) or bytes (byte streams), read as `/api/fetch`."""
         root, relpath = split_logical_path(path)
         if self.is_remote(root):
             result = self.remote.fetch(root, relpath, key, field_, filter_)
         else:
-            result = datasets.fetch(self.roots.locate(path, user), key, field_, filter_)
+            loc = self.roots.locate(path, user)
+            expr = self._saved(loc, user)
+            result = (
+                expr.fetch(key, field_, filter_)
+                if expr
+                else datasets.fetch(loc, key, field_, filter_)
+            )
         if isinstance(result, datasets.WholeFile):
             obj = datasets.open_container(result.path)
             if isinstance(obj, blosc2.NDArray):

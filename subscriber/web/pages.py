@@ -33,7 +33,7 @@ STATIC = HERE / "static"
 FLASH_COOKIE = "c2flash"
 FRAGMENT_HEADER = "X-C2-Fragment"
 MAX_LISTED = 1000  # entries of a path list before "refine your search"
-POLL_MS = 3000  # how often pages ask whether what they show has changed
+POLL_MS = 2000  # how often pages ask whether what they show has changed
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
@@ -99,8 +99,9 @@ class Web:
         ops: FileOps,
         remote: RemoteRoots | None,
         settings: SubscriberSettings,
+        expressions: Any = None,
     ) -> None:
-        self.access = Access(roots, ops, remote)
+        self.access = Access(roots, ops, remote, expressions)
         self.settings = settings
         self.store = store if settings.login else None
         self.commands = Commands(self.access, self.store, settings.maxusers)
@@ -125,6 +126,10 @@ class Web:
         if self.store is None or req.context.user is not None:
             return False
         return any(v and v != '""' for v in req.get_cookie_values(COOKIE_NAME) or ())
+
+    def here(self, req: falcon.Request) -> str:
+        """The page asked for, below the mount point (where to come back after logging in)."""
+        return req.path + (f"?{req.query_string}" if req.query_string else "")
 
     def fragment(self, req: falcon.Request) -> str:
         return req.get_header(FRAGMENT_HEADER) or ""
@@ -152,7 +157,7 @@ class Web:
     def redirect(self, req: falcon.Request, resp: falcon.Response, location: str) -> None:
         """303 to a path of this site (after a form post)."""
         resp.status = falcon.HTTP_303
-        resp.location = req.app + location if location.startswith("/") else location
+        resp.location = req.root_path + location if location.startswith("/") else location
 
     def link(self, path: str, **params: Any) -> str:
         """The site-relative URL of a logical path's page."""
@@ -170,7 +175,7 @@ class Web:
     ) -> None:
         """Render a page (or, when asked, only its main part) with the common context."""
         flash = None
-        raw = req.cookies.get(FLASH_COOKIE)
+        raw = None if self.fragment(req) else req.cookies.get(FLASH_COOKIE)
         if raw:
             kind, _, text = unquote(raw).partition(":")
             flash = {"kind": kind, "text": text}
@@ -179,7 +184,7 @@ class Web:
         if expired:
             clear_login_cookie(resp)
         user = self.user(req)
-        base = req.app
+        base = req.root_path
         context = {
             "base": base,
             "static": f"{base}/static",
@@ -190,7 +195,7 @@ class Web:
             "flash": flash,
             "expired": expired,
             "fragment": self.fragment(req),
-            "here": req.relative_uri,
+            "here": self.here(req),
             "link": lambda path, **p: base + self.link(path, **p),
             "poll_ms": POLL_MS,
             "watch": None,
@@ -236,7 +241,7 @@ class Web:
             code=status,
             message=message,
             back=back if back and back != path else None,
-            next=req.relative_uri,
+            next=self.here(req),
         )
 
 
@@ -261,9 +266,10 @@ def guarded(method):
             if status == 404 and path and message in ("Not found.", ""):
                 message = f"{path} does not exist. It may have been moved or deleted."
             if status == 401 and web.user(req) is None:
+                reading = str(exc.detail).startswith("Accessing")
                 message = (
                     f"Log in to see {path.split('/', 1)[0]}."
-                    if path and req.method == "GET"
+                    if path and reading
                     else "You need to log in to do this."
                 )
             web.error(req, resp, status, message, path)
@@ -302,7 +308,7 @@ class HomePage(Page):
             resp,
             "home.html",
             title="Roots",
-            entries=web.access.root_entries(user),
+            entries=web.access.root_entries(user, counts=True),
             usage=usage,
             quota=quota,
             watch="",
@@ -482,7 +488,7 @@ class BrowsePage(Page):
             "index": index,
             "size": size,
             "plane": plane[:2],
-            "src": f"{req.app}/web/image/{quote(node.path, safe='/@!')}",
+            "src": f"{req.root_path}/web/image/{quote(node.path, safe='/@!')}",
             "stamp": stamp,
         }
 
@@ -848,9 +854,10 @@ def register(
     ops: FileOps,
     remote: RemoteRoots | None,
     settings: SubscriberSettings,
+    expressions: Any = None,
 ) -> Web:
-    """Add the web GUI's routes to the subscriber's app."""
-    web = Web(store, roots, ops, remote, settings)
+    """Add the web GUI's routes to the subscriber's app (`expressions`: saved lazy expressions)."""
+    web = Web(store, roots, ops, remote, settings, expressions)
     home = HomePage(web)
     app.add_route("/", home)
     app.add_route("/roots", home)

@@ -249,7 +249,8 @@ def parse_axis(axis: int, size: int, text: str, limit: int) -> tuple[Axis, str |
     try:
         key = parse_slice(text or ":")
     except BadRequest as exc:
-        raise BadRequest(f"Axis {axis}: {exc.detail.replace('Invalid slice', 'invalid slice')}")
+        detail = str(exc.detail).replace("Invalid slice", "invalid slice")
+        raise BadRequest(f"Axis {axis}: {detail}") from None
     if isinstance(key, tuple):
         raise BadRequest(f"Axis {axis}: give one index or one range (like 0:10), not {text!r}")
     if isinstance(key, int):

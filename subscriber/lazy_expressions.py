@@ -1,0 +1,704 @@
+"""Saved lazy expressions: how they are stored, resolved with the reader's rights, and evaluated.
+
+A saved expression is an ordinary `.b2nd` file (an empty array) whose vlmeta
+holds `{"expression", "operands"}`, operands being logical paths. So it is
+listed, moved, copied and removed like any dataset, and reading it evaluates
+it *then*: operands are opened anew, with the rights of whoever reads, so a
+changed operand shows in the next read. Operands may be arrays of the local
+roots, other saved expressions, or arrays of remote roots, read through the
+chunk cache (a `blosc2.Proxy` fetches only the chunks the evaluation touches).
+
+Reads of a saved expression (info, fetch, chunk, download) come here from
+`api_data`; creation comes from `api_compute`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blosc2
+import numpy as np
+
+from ..common import b2meta
+from ..common.errors import BadRequest, Caterva2Error, NotFound, ServiceUnavailable
+from ..common.paths import check_relpath, join_logical, split_logical_path
+from ..common.slices import Key, normalise_key
+from . import datasets, field_filters, hdf5_shells
+from .chunk_cache import FETCH_CONCURRENCY, source_for
+from .compute_budget import (
+    Budget,
+    Runner,
+    check_result_size,
+    empty_like_region,
+    piece_shape,
+    pieces,
+    region_of,
+)
+from .expression_language import INVALID, ParsedExpression, check_operand_name, parse_expression
+from .file_ops import FileOps, _write_lock
+from .local_roots import LocalRoots, Location
+from .remote_roots import RemoteRoots
+from .store import User
+
+# The vlmeta key of a saved expression; plain arrays never carry it.
+MARKER = "_caterva2_lazyexpr"
+FORMAT_VERSION = 1
+MAX_NESTING = 16
+CREATE_ACTION = "Creating lazy expressions"
+# What Blosc2 and NumPy raise for an expression that cannot be built or evaluated.
+EVALUATION_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    NotImplementedError,
+    ArithmeticError,
+    RuntimeError,
+    SyntaxError,
+    NameError,
+    MemoryError,
+)
+
+
+class MissingOperands(Exception):
+    """Some operands of a saved expression (at any depth) do not exist."""
+
+    def __init__(self, expression: str, missing: dict[str, str]) -> None:
+        super().__init__(expression, missing)
+        self.expression = expression
+        self.missing = missing
+
+
+class _Missing(Exception):
+    pass
+
+
+@dataclass
+class ArrayOperand:
+    logical: str
+    array: blosc2.NDArray
+
+
+@dataclass
+class ShellOperand:
+    """An unfolded HDF5 dataset: its data is read from the HDF5 file, chunk by chunk."""
+
+    logical: str
+    loc: Location
+    shell: blosc2.NDArray
+
+
+@dataclass
+class RemoteOperand:
+    logical: str
+    root: str
+    relpath: str
+    meta: dict
+
+
+@dataclass
+class ExpressionOperand:
+    logical: str
+    expression: str
+    paths: dict[str, str]
+    parsed: ParsedExpression
+    operands: dict[str, ArrayOperand | ShellOperand | RemoteOperand | ExpressionOperand]
+
+
+Operand = ArrayOperand | ShellOperand | RemoteOperand | ExpressionOperand
+
+
+# --- storage ----------------------------------------------------------------
+
+
+def read_definition(array: blosc2.NDArray) -> tuple[str, dict[str, str]] | None:
+    """(expression, operands) of a saved expression, or None for a plain array."""
+    vlmeta = array.schunk.vlmeta
+    if MARKER not in vlmeta:
+        return None
+    value = vlmeta[MARKER]
+    expression = value.get("expression") if isinstance(value, dict) else None
+    operands = value.get("operands") if isinstance(value, dict) else None
+    if not isinstance(expression, str) or not isinstance(operands, dict):
+        raise BadRequest("Malformed saved lazy expression")
+    return expression, {str(k): str(v) for k, v in operands.items()}
+
+
+def open_definition(path: Path) -> tuple[str, dict[str, str]] | None:
+    """The definition stored at `path` when it is a saved expression, else None."""
+    if not path.name.endswith(".b2nd") or not path.is_file():
+        return None
+    try:
+        array = blosc2.open(str(path), mode="r")
+    except Exception:
+        return None  # not ours to judge: the plain read path reports unreadable files
+    if not isinstance(array, blosc2.NDArray):
+        return None
+    return read_definition(array)
+
+
+def is_saved_expression(path: Path) -> bool:
+    """Whether the stored file at `path` is a saved lazy expression."""
+    try:
+        return open_definition(path) is not None
+    except BadRequest:
+        return True
+
+
+def write_shell(path: Path, expression: str, operands: dict[str, str]) -> None:
+    """Store an expression as an empty `.b2nd` whose vlmeta holds its definition."""
+    shell = blosc2.zeros((0,), dtype=np.int8, urlpath=str(path), mode="w")
+    shell.schunk.vlmeta[MARKER] = {
+        "version": FORMAT_VERSION,
+        "expression": expression,
+        "operands": operands,
+    }
+    del shell
+
+
+# --- resolving operands with the caller's rights ------------------------------
+
+
+def _operand_error(label: str, logical: str, detail: object) -> BadRequest:
+    return BadRequest(f"{label} ({logical}): {detail}")
+
+
+class Resolver:
+    """Opens the operands of an expression as `user` may read them."""
+
+    def __init__(
+        self, roots: LocalRoots, remote: RemoteRoots | None, user: User | None, max_bytes: int
+    ) -> None:
+        self.roots = roots
+        self.remote = remote
+        self.user = user
+        self.max_bytes = max_bytes
+
+    def expression(
+        self, logical: str, expression: object, paths: dict[str, str], chain: frozenset[Path]
+    ) -> ExpressionOperand:
+        """Check an expression and open the operands it uses (MissingOperands if any is gone)."""
+        for var in paths:
+            check_operand_name(var)
+        parsed = parse_expression(expression, paths.keys(), self.max_bytes)
+        operands: dict[str, Operand] = {}
+        missing: dict[str, str] = {}
+        for var in sorted(parsed.names):
+            try:
+                operands[var] = self.operand(f"Operand {var!r}", paths[var], chain)
+            except _Missing:
+                missing[var] = paths[var]
+        if missing:
+            raise MissingOperands(parsed.text, missing)
+        return ExpressionOperand(logical, parsed.text, paths, parsed, operands)
+
+    def operand(self, label: str, logical: str, chain: frozenset[Path]) -> Operand:
+        """Open one operand; 400 when it is not an array the user may read."""
+        try:
+            root, relpath = split_logical_path(logical)
+        except BadRequest as exc:
+            raise _operand_error(label, logical, exc.detail) from None
+        if self.remote is not None and not self.roots.is_local(root):
+            return self._remote(label, logical, root, relpath)
+        try:
+            loc = self.roots.locate(logical, self.user)
+        except Caterva2Error as exc:
+            raise _operand_error(label, logical, exc.detail) from None
+        if loc.path.is_dir() or not relpath:
+            raise _operand_error(label, logical, "is a directory, not an array")
+        if not loc.path.is_file():
+            raise _Missing
+        if not relpath.endswith(".b2nd"):
+            raise _operand_error(label, logical, "is not an array (only .b2nd datasets are)")
+        try:
+            array = blosc2.open(str(loc.path), mode="r")
+        except Exception:
+            raise _operand_error(label, logical, "is not a readable Blosc2 array") from None
+        if not isinstance(array, blosc2.NDArray):
+            raise _operand_error(label, logical, "is not a Blosc2 NDArray")
+        definition = read_definition(array)
+        if definition is None:
+            if hdf5_shells.is_shell(array):
+                return ShellOperand(logical, loc, array)
+            if "_ftype" in array.schunk.vlmeta:
+                raise _operand_error(label, logical, "is backed by another file and cannot be used")
+            return ArrayOperand(logical, array)
+        real = loc.path.resolve()
+        if real in chain:
+            raise _operand_error(label, logical, "refers back to itself (circular expressions)")
+        if len(chain) >= MAX_NESTING:
+            raise _operand_error(label, logical, f"nests expressions deeper than {MAX_NESTING}")
+        return self.expression(logical, definition[0], definition[1], chain | {real})
+
+    def _remote(self, label: str, logical: str, root: str, relpath: str) -> RemoteOperand:
+        try:
+            _etag, meta = self.remote._dataset(root, relpath)
+        except NotFound:
+            if self.remote.is_known(root):
+                raise _Missing from None
+            raise _operand_error(label, logical, f"root {root} does not exist") from None
+        except ServiceUnavailable:
+            raise
+        except Caterva2Error as exc:
+            raise _operand_error(label, logical, exc.detail) from None
+        if "shape" not in meta:
+            raise _operand_error(label, logical, "is not an array")
+        return RemoteOperand(logical, root, relpath, meta)
+
+
+# --- evaluating ---------------------------------------------------------------
+
+
+def _remote_leaves(node: Operand) -> Iterator[RemoteOperand]:
+    if isinstance(node, RemoteOperand):
+        yield node
+    elif isinstance(node, ExpressionOperand):
+        for child in node.operands.values():
+            yield from _remote_leaves(child)
+
+
+def _chunkable(node: Operand) -> bool:
+    """Whether pieces of the result can be evaluated independently (nothing but element-wise)."""
+    if not isinstance(node, ExpressionOperand):
+        return True
+    return node.parsed.elementwise and all(_chunkable(c) for c in node.operands.values())
+
+
+def _operand_region(
+    region: tuple[slice, ...], shape: tuple[int, ...], op_shape: tuple[int, ...]
+) -> tuple[slice, ...]:
+    """The part of a broadcast operand that a region of the result reads."""
+    offset = len(shape) - len(op_shape)
+    return tuple(
+        slice(0, 1) if size == 1 and shape[offset + axis] != 1 else region[offset + axis]
+        for axis, size in enumerate(op_shape)
+    )
+
+
+class ShellSource(blosc2.ProxyNDSource):
+    """The chunks of an unfolded HDF5 dataset, read by the HDF5 worker processes."""
+
+    def __init__(self, op: ShellOperand) -> None:
+        self.shell = op.shell
+        self.source = hdf5_shells.source(op.loc, op.shell)
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.shell.shape)
+
+    @property
+    def chunks(self) -> tuple:
+        return tuple(self.shell.chunks)
+
+    @property
+    def blocks(self) -> tuple:
+        return tuple(self.shell.blocks)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.shell.dtype
+
+    @property
+    def cparams(self) -> blosc2.CParams:
+        return self.shell.cparams
+
+    def get_chunk(self, nchunk: int) -> bytes:
+        return hdf5_shells.run(hdf5_shells.chunk_task, self.source, nchunk)
+
+
+class Evaluation:
+    """A resolved expression built as a Blosc2 LazyExpr, its remote operands' caches locked.
+
+    Remote operands are `blosc2.Proxy` objects over the chunk cache, which
+    fetch from the publisher only the chunks an evaluation touches. Their
+    cache locks are held (in a fixed order) while the expression is in use,
+    so no concurrent fetch or replacement changes a container under it.
+    """
+
+    def __init__(self, top: ExpressionOperand, remote: RemoteRoots | None, max_bytes: int):
+        self.top = top
+        self.remote = remote
+        self.max_bytes = max_bytes
+        self.proxies: dict[tuple[str, str], Any] = {}
+        self.chunkable = _chunkable(top)
+        self._stack = ExitStack()
+
+    def __enter__(self) -> Evaluation:
+        try:
+            leaves = {(op.root, op.relpath): op for op in _remote_leaves(self.top)}
+            for key in sorted(leaves):
+                self._stack.enter_context(self.remote.cache.lock(*key))
+                self.proxies[key] = self._proxy(leaves[key])
+            self.lazy = self._build(self.top)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stack.close()
+
+    def _proxy(self, op: RemoteOperand) -> blosc2.Proxy:
+        target = self.remote.cache.path(op.root, op.relpath)
+        if not target.exists():
+            raise NotFound(f"{op.logical} is not in the cache yet; try again")
+        source = source_for(op.meta, self.remote.client(op.root), op.relpath)
+        return blosc2.Proxy(source, urlpath=str(target), mode="a")
+
+    def _build(self, node: Operand) -> Any:
+        if isinstance(node, ArrayOperand):
+            return node.array
+        if isinstance(node, ShellOperand):
+            return blosc2.Proxy(ShellSource(node))  # chunks cached in memory, for this request
+        if isinstance(node, RemoteOperand):
+            return self.proxies[(node.root, node.relpath)]
+        operands = {var: self._build(child) for var, child in node.operands.items()}
+        shapes = {var: tuple(op.shape) for var, op in operands.items()}
+        itemsizes = {var: np.dtype(op.dtype).itemsize for var, op in operands.items()}
+        text = node.parsed.prepared(shapes, itemsizes, self.max_bytes)
+        try:
+            lazy = blosc2.lazyexpr(text, operands)
+            lazy.shape, lazy.dtype  # noqa: B018 - shape inference is where most errors show
+        except Caterva2Error:
+            raise
+        except EVALUATION_ERRORS as exc:
+            raise BadRequest(f"{INVALID}: {exc}") from None
+        if not isinstance(lazy, blosc2.LazyExpr):
+            raise BadRequest(f"{INVALID}: Evaluates to {type(lazy).__name__}, not an array")
+        return lazy
+
+    def prefetch(self, region: tuple[slice, ...]) -> None:
+        """Fetch at once (concurrently) the remote chunks a region of the result reads."""
+        if not self.top.parsed.elementwise:
+            return
+        shape = tuple(self.lazy.shape)
+        for child in self.top.operands.values():
+            if isinstance(child, RemoteOperand):
+                proxy = self.proxies[(child.root, child.relpath)]
+                key = _operand_region(region, shape, tuple(child.meta["shape"]))
+                proxy.fetch(key, max_concurrency=FETCH_CONCURRENCY)
+
+
+def grid_of(lazy: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Chunks and blocks of a result: its operands' when they share them, else Blosc2's choice."""
+    try:
+        return tuple(lazy.chunks), tuple(lazy.blocks)
+    except ValueError:  # Blosc2 cannot tell for expressions of constructors alone
+        chunks, blocks = blosc2.compute_chunks_blocks(lazy.shape, None, None, dtype=lazy.dtype)
+        return tuple(chunks), tuple(blocks)
+
+
+@contextmanager
+def evaluation_errors() -> Iterator[None]:
+    """Errors of Blosc2 while evaluating become 400 `Runtime error: ...`."""
+    try:
+        yield
+    except Caterva2Error:
+        raise
+    except EVALUATION_ERRORS as exc:
+        raise BadRequest(f"Runtime error: {exc}") from None
+
+
+def evaluate_selection(ev: Evaluation, key: Key, budget: Budget) -> np.ndarray:
+    """The values a key selects, evaluated piece by piece (memory bounded by the limit)."""
+    lazy = ev.lazy
+    shape, dtype = tuple(lazy.shape), np.dtype(lazy.dtype)
+    items = normalise_key(key, shape)
+    selected = np.broadcast_to(np.empty((), np.int8), shape)[items].shape if shape else ()
+    check_result_size(selected, dtype.itemsize, ev.max_bytes, "The result")
+    with evaluation_errors():
+        found = region_of(items, shape) if shape else None
+        if found is not None:
+            ev.prefetch(found[0])
+        if found is None or not ev.chunkable:
+            return np.asarray(lazy[items] if items else lazy[()])
+        region = found[0]
+        out = empty_like_region(region, dtype)
+        piece = piece_shape(shape, grid_of(lazy)[0], dtype.itemsize)
+        for absolute, relative in pieces(region, piece):
+            budget.check()
+            out[relative] = lazy[absolute]
+        return out.reshape(selected)
+
+
+def compute_to_file(ev: Evaluation, path: Path, budget: Budget, room: int | None) -> None:
+    """Write the whole result as a new `.b2nd` at `path`, piece by piece."""
+    lazy = ev.lazy
+    shape, dtype = tuple(lazy.shape), np.dtype(lazy.dtype)
+    with evaluation_errors():
+        if not ev.chunkable or not shape:
+            check_result_size(shape, dtype.itemsize, ev.max_bytes, "The result")
+            values = np.asarray(lazy[()])
+            blosc2.asarray(values, urlpath=str(path), mode="w")
+            return
+        chunks, blocks = grid_of(lazy)
+        out = blosc2.empty(
+            shape, dtype=dtype, chunks=chunks, blocks=blocks, urlpath=str(path), mode="w"
+        )
+        piece = piece_shape(shape, out.chunks, dtype.itemsize)
+        whole = tuple(slice(0, s) for s in shape)
+        for absolute, _relative in pieces(whole, piece):
+            budget.check()
+            ev.prefetch(absolute)
+            out[absolute] = lazy[absolute]
+            if room is not None and path.stat().st_size > room:
+                raise BadRequest("Computing failed because quota limit has been exceeded.")
+
+
+def compute_chunk(ev: Evaluation, nchunk: int) -> bytes:
+    """Chunk `nchunk` of the result, on the chunk grid of its operands, compressed."""
+    lazy = ev.lazy
+    shape, dtype = tuple(lazy.shape), np.dtype(lazy.dtype)
+    with evaluation_errors():
+        if not shape:
+            if nchunk != 0:
+                raise BadRequest(f"Chunk {nchunk} out of range (the dataset has 1 chunk)")
+            return blosc2.asarray(np.asarray(lazy[()])).schunk.get_chunk(0)
+        chunks, blocks = grid_of(lazy)
+        grid = [-(-s // c) for s, c in zip(shape, chunks, strict=True)]
+        nchunks = math.prod(grid)
+        if not 0 <= nchunk < nchunks:
+            raise BadRequest(f"Chunk {nchunk} out of range (the dataset has {nchunks} chunks)")
+        check_result_size(chunks, dtype.itemsize, ev.max_bytes, "A chunk")
+        coords = np.unravel_index(nchunk, grid)
+        region = tuple(
+            slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(coords, chunks, shape, strict=True)
+        )
+        ev.prefetch(region)
+        # A chunk always has the full chunk shape: edge chunks are padded, as stored ones are.
+        out = blosc2.empty(chunks, dtype=dtype, chunks=chunks, blocks=blocks)
+        out[tuple(slice(0, r.stop - r.start) for r in region)] = lazy[region]
+        return out.schunk.get_chunk(0)
+
+
+# --- the service --------------------------------------------------------------
+
+
+class Expressions:
+    """Creates saved expressions and serves reads of them."""
+
+    def __init__(
+        self, roots: LocalRoots, remote: RemoteRoots | None, ops: FileOps, runner: Runner
+    ) -> None:
+        self.roots = roots
+        self.remote = remote
+        self.ops = ops
+        self.runner = runner
+
+    @property
+    def max_bytes(self) -> int:
+        return self.runner.limits.max_bytes
+
+    def resolver(self, user: User | None) -> Resolver:
+        return Resolver(self.roots, self.remote, user, self.max_bytes)
+
+    def evaluation(self, top: ExpressionOperand) -> Evaluation:
+        return Evaluation(top, self.remote, self.max_bytes)
+
+    def saved(self, loc: Location, user: User | None) -> SavedExpression | None:
+        """The saved expression stored at `loc`, to be read by `user`; None for anything else."""
+        definition = open_definition(loc.path)
+        if definition is None:
+            return None
+        return SavedExpression(self, loc, user, *definition)
+
+    def install(self, tmp: Path, target: Path, what: str) -> None:
+        """Move a finished file into place atomically, if the quota allows it."""
+        try:
+            with _write_lock:
+                room = self.ops._room(target)
+                if room is not None and tmp.stat().st_size > room:
+                    raise BadRequest(f"{what} failed because quota limit has been exceeded.")
+                if target.is_dir():
+                    raise BadRequest(f"{target.name} is a directory")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def create(
+        self, name: object, expression: object, operands: object, compute: bool, user: User | None
+    ) -> str:
+        """Save `expression` as `@personal/<name>.b2nd` (computed now if `compute`)."""
+        self.roots.rootdir("@personal", user, CREATE_ACTION)
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequest(f"{INVALID}: the name is empty")
+        relname = check_relpath(name.strip())
+        if not relname:
+            raise BadRequest(f"{INVALID}: the name is empty")
+        if not relname.endswith(".b2nd"):
+            relname += ".b2nd"
+        logical = join_logical("@personal", relname)
+        target = self.roots.locate(logical, user, CREATE_ACTION)
+        if target.is_dir():
+            raise BadRequest(f"{INVALID}: {logical} is a directory")
+        if not isinstance(operands, dict):
+            raise BadRequest("operands must be an object mapping names to dataset paths")
+        paths = {}
+        for var, path in operands.items():
+            if not isinstance(path, str):
+                raise BadRequest(f"Operand {var!r} must be a dataset path (a string)")
+            paths[check_operand_name(var)] = path
+        # A lazy expression must not read itself; a computed one may overwrite its operand.
+        chain = frozenset() if compute else frozenset({target.path.resolve()})
+        try:
+            top = self.resolver(user).expression(logical, expression, paths, chain)
+        except MissingOperands as exc:
+            listed = ", ".join(f"{var} = {path}" for var, path in exc.missing.items())
+            raise BadRequest(f"Expression error: operands not found: {listed}") from None
+        room = self.ops._room(target.path)
+        tmp = self.roots.new_tmp_path(target.path.name)
+
+        def work(budget: Budget) -> None:
+            try:
+                with self.evaluation(top) as ev:
+                    if compute:
+                        compute_to_file(ev, tmp, budget, room)
+                if not compute:
+                    write_shell(tmp, expression, paths)
+                budget.check()  # nobody waits for a late result: drop it
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
+        self.runner.run(work)
+        self.install(tmp, target.path, "Computing" if compute else "Saving")
+        return logical
+
+    @contextmanager
+    def open_array(self, logical: str, user: User | None, label: str) -> Iterator[Any]:
+        """A readable array (NDArray or evaluated expression) at `logical`, for `user`."""
+        resolver = self.resolver(user)
+        try:
+            node = resolver.operand(label, logical, frozenset())
+        except _Missing:
+            raise NotFound(f"{label} {logical} does not exist") from None
+        except MissingOperands as exc:
+            raise NotFound(
+                f"{label} {logical}: lazy expression with missing operands {exc.missing}"
+            ) from None
+        if isinstance(node, ArrayOperand):
+            yield node.array
+            return
+        if isinstance(node, RemoteOperand):
+            raise BadRequest(f"{label} {logical} must be in @personal, @shared or @public")
+        if isinstance(node, ShellOperand):
+            yield blosc2.Proxy(ShellSource(node))
+            return
+        with self.evaluation(node) as ev:
+            yield ev.lazy
+
+
+class SavedExpression:
+    """A saved expression read by one user: every read resolves and evaluates it anew."""
+
+    def __init__(
+        self, service: Expressions, loc: Location, user: User | None, expression: str, paths: dict
+    ) -> None:
+        self.service = service
+        self.loc = loc
+        self.user = user
+        self.expression = expression
+        self.paths = paths
+
+    def _resolve(self) -> ExpressionOperand:
+        chain = frozenset({self.loc.path.resolve()})
+        return self.service.resolver(self.user).expression(
+            self.loc.logical, self.expression, self.paths, chain
+        )
+
+    def _run(self, use) -> Any:
+        """`use(evaluation, budget)` in the compute pool, under the time limit."""
+        try:
+            top = self._resolve()
+        except MissingOperands as exc:
+            raise NotFound(f"Lazy expression with missing operands: {exc.missing}") from None
+
+        def work(budget: Budget) -> Any:
+            with self.service.evaluation(top) as ev:
+                return use(ev, budget)
+
+        return self.service.runner.run(work)
+
+    def info(self) -> dict:
+        """3.3 (c), or (d) when operands are missing."""
+        mtime = self.loc.path.stat().st_mtime
+        try:
+            top = self._resolve()
+        except MissingOperands as exc:
+            return {
+                "mtime": None,
+                "error": "Lazy expression with missing operands",
+                "expr": self.expression,
+                "missing_ops": exc.missing,
+            }
+
+        def shape_and_dtype(budget: Budget) -> tuple:
+            with self.service.evaluation(top) as ev:
+                return tuple(ev.lazy.shape), np.dtype(ev.lazy.dtype)
+
+        shape, dtype = self.service.runner.run(shape_and_dtype)
+        return {
+            "shape": list(shape),
+            "dtype": b2meta.dtype_to_str(dtype),
+            "expression": self.expression,
+            "operands": self.paths,
+            "mtime": b2meta.iso_mtime(mtime),
+        }
+
+    def fetch(self, key: Key, field: str | None, filter_: str | None) -> bytes:
+        """A frame with the evaluated selection (a field of it, or the rows a filter keeps)."""
+        if field and filter_:
+            raise BadRequest("Cannot use 'field' and 'filter' together")
+
+        def use(ev: Evaluation, budget: Budget) -> np.ndarray:
+            if not filter_:
+                return evaluate_selection(ev, key, budget)
+            rows = field_filters.filter_rows(
+                blosc2.asarray(evaluate_selection(ev, None, budget)), filter_
+            )
+            items = normalise_key(key, rows.shape)
+            return rows[items] if items else rows
+
+        values = self._run(use)
+        if field:
+            names = values.dtype.names or ()
+            if field not in names:
+                raise BadRequest(
+                    f"{field!r} is not a field of this dataset (fields: {list(names)})"
+                )
+            values = values[field]
+        return datasets.frame_of_array(values)
+
+    def chunk(self, nchunk: int) -> bytes:
+        return self._run(lambda ev, budget: compute_chunk(ev, nchunk))
+
+    def download(self) -> datasets.Download:
+        """The computed result as a whole `.b2nd` frame, streamed from a temporary file."""
+        tmp = self.service.roots.new_tmp_path(self.loc.path.name)
+
+        def use(ev: Evaluation, budget: Budget) -> None:
+            try:
+                compute_to_file(ev, tmp, budget, None)
+                budget.check()  # nobody waits for a late result: drop it
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
+        self._run(use)
+        filename = self.loc.relpath.rsplit("/", 1)[-1]
+        return datasets.Download(filename, None, _blocks_then_delete(tmp), tmp.stat().st_size)
+
+
+def _blocks_then_delete(path: Path) -> Iterator[bytes]:
+    try:
+        yield from datasets.file_blocks(path)
+    finally:
+        path.unlink(missing_ok=True)

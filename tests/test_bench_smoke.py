@@ -1,0 +1,71 @@
+"""The benchmark runner works and writes what it promises; no timing is ever judged here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.report import Figure, Row, Target, figures_from_json, text_table
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_quick_run_of_one_figure_prints_the_table_and_writes_the_json(tmp_path):
+    out = tmp_path / "results.json"
+    proc = run_bench(
+        "--quick", "--only", "small_warm", "--json", str(out), "--workdir", str(tmp_path / "w")
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "quick run" in proc.stdout and "same chunk proportions" in proc.stdout
+    assert "small slice [10, 10:20, 10:20], warm" in proc.stdout
+    doc = json.loads(out.read_text())
+    meta = doc["meta"]
+    assert {"command", "mode", "machine", "versions", "git", "data", "checks"} <= meta.keys()
+    assert meta["mode"] == "quick" and meta["checks"] == {"small_warm": True}
+    assert meta["data"]["field"]["shape"] == [100, 250, 250]
+    assert list(doc["figures"]) == ["small_warm"]
+    fig = doc["figures"]["small_warm"]
+    assert {"title", "kind", "targets", "floor", "rows", "status", "notes"} <= fig.keys()
+    assert [r["variant"] for r in fig["rows"]] == ["client", "http"]
+    assert fig["targets"][0]["label"] == "median ≤ 2 ms"
+    for row in [*fig["rows"], fig["floor"]]:
+        assert {"n", "median", "p95", "min", "max", "ratio_to_floor", "status"} <= row.keys()
+        assert row["n"] == len(row["samples"]) > 0
+    assert fig["rows"][0]["status"] in ("PASS", "MISS")
+    assert not (tmp_path / "w" / "runs").exists() or not any((tmp_path / "w" / "runs").iterdir())
+
+
+def test_unknown_figure_is_refused_before_anything_starts():
+    proc = run_bench("--only", "no_such_figure", timeout=30)
+    assert proc.returncode == 2 and "no_such_figure" in proc.stderr
+
+
+def test_statistics_targets_and_json_round_trip():
+    fig = Figure(
+        "f",
+        "a figure",
+        "throughput",
+        [Row("client", [2.0, 1.0, 3.0], nbytes=10_000_000), Row("http", [], nbytes=1)],
+        Row("floor", [0.5, 0.5], nbytes=10_000_000),
+        [Target("ratio", ">=", 0.8, "≥ 0.8 of floor")],
+    )
+    client = fig.rows[0]
+    assert client.median == 2.0 and client.mbps == 5.0 and fig.ratio(client) == 0.25
+    assert fig.status(client) == "MISS" and fig.status(fig.rows[1]) == "MISS"
+    fig.floor = Row("floor", [2.0], nbytes=10_000_000)
+    assert fig.status(client) == "PASS"
+    doc = {"figures": {"f": fig.as_json()}}
+    again = figures_from_json(json.loads(json.dumps(doc)))
+    assert text_table(again) == text_table([fig])
