@@ -133,15 +133,19 @@ def read_definition(array: blosc2.NDArray) -> tuple[str, dict[str, str]] | None:
 
 def open_definition(path: Path) -> tuple[str, dict[str, str]] | None:
     """The definition stored at `path` when it is a saved expression, else None."""
-    if not path.name.endswith(".b2nd") or not path.is_file():
+    if not path.name.endswith(".b2nd"):
         return None
     try:
-        array = blosc2.open(str(path), mode="r")
+        # Shared with the read that usually follows, and so is the answer.
+        opened = datasets.CONTAINERS.get(path)
     except Exception:
         return None  # not ours to judge: the plain read path reports unreadable files
-    if not isinstance(array, blosc2.NDArray):
-        return None
-    return read_definition(array)
+    if "definition" not in opened.derived:
+        array = opened.obj
+        definition = read_definition(array) if isinstance(array, blosc2.NDArray) else None
+        opened.derived["definition"] = definition
+    definition = opened.derived["definition"]
+    return None if definition is None else (definition[0], dict(definition[1]))
 
 
 def is_saved_expression(path: Path) -> bool:
@@ -640,11 +644,10 @@ class SavedExpression:
                 "missing_ops": exc.missing,
             }
 
-        def shape_and_dtype(budget: Budget) -> tuple:
-            with self.service.evaluation(top) as ev:
-                return tuple(ev.lazy.shape), np.dtype(ev.lazy.dtype)
-
-        shape, dtype = self.service.runner.run(shape_and_dtype)
+        # Inferring shape and dtype evaluates nothing (constructors are sized before they run),
+        # so it stays out of the compute pool: info answers even when the pool is busy.
+        with self.service.evaluation(top) as ev:
+            shape, dtype = tuple(ev.lazy.shape), np.dtype(ev.lazy.dtype)
         return {
             "shape": list(shape),
             "dtype": b2meta.dtype_to_str(dtype),
@@ -653,8 +656,8 @@ class SavedExpression:
             "mtime": b2meta.iso_mtime(mtime),
         }
 
-    def fetch(self, key: Key, field: str | None, filter_: str | None) -> bytes:
-        """A frame with the evaluated selection (a field of it, or the rows a filter keeps)."""
+    def fetch(self, key: Key, field: str | None, filter_: str | None) -> datasets.ArrayResult:
+        """The evaluated selection (a field of it, or the rows a filter keeps)."""
         if field and filter_:
             raise BadRequest("Cannot use 'field' and 'filter' together")
 
@@ -675,7 +678,7 @@ class SavedExpression:
                     f"{field!r} is not a field of this dataset (fields: {list(names)})"
                 )
             values = values[field]
-        return datasets.frame_of_array(values)
+        return datasets.ArrayResult(np.asarray(values))
 
     def chunk(self, nchunk: int) -> bytes:
         return self._run(lambda ev, budget: compute_chunk(ev, nchunk))

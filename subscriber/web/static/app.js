@@ -210,7 +210,6 @@
       }
       form.addEventListener("submit", async (e) => {
         e.preventDefault();
-        const out = document.getElementById("command-output");
         const data = new URLSearchParams(new FormData(form));
         if (line && line.value.trim()) {
           const past = JSON.parse(localStorage.getItem(HISTORY) || "[]").filter((c) => c !== line.value);
@@ -222,12 +221,15 @@
           body: data,
           headers: { "Content-Type": "application/x-www-form-urlencoded" },
         });
+        // Looked up only now: a live refresh may have replaced the page while we waited.
+        const out = document.getElementById("command-output");
+        const current = document.getElementById(line ? line.id : "command");
         out.innerHTML = html;
         initAll(out);
-        if (line) line.value = "";
+        if (current) current.value = "";
         const confirm = out.querySelector("#command-confirm");
         if (confirm) confirm.focus();
-        else if (line) line.focus();
+        else if (current) current.focus();
         checkChanges();
       });
     });
