@@ -27,36 +27,13 @@ from typing import Any, BinaryIO
 import falcon
 
 from ..common.errors import BadRequest, Caterva2Error
+from ..common.falcon_app import new_app
 from .root_adapters import RootAdapter
 
 log = logging.getLogger(__name__)
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 STREAM_BLOCK = 1024 * 1024
-
-
-def _caterva2_error(req, resp, ex: Caterva2Error, params) -> None:
-    resp.status = falcon.code_to_http_status(ex.status)
-    resp.content_type = falcon.MEDIA_JSON  # a handler may have set another type already
-    resp.media = {"detail": ex.detail}
-
-
-def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
-    resp.status = ex.status
-    resp.content_type = falcon.MEDIA_JSON
-    reason = falcon.code_to_http_status(ex.status_code).split(" ", 1)[1]
-    resp.media = {"detail": ex.description or reason}
-    for name, value in (ex.headers or {}).items():
-        resp.set_header(name, value)
-
-
-def _unexpected_error(req, resp, ex: Exception, params) -> None:
-    if isinstance(ex, falcon.HTTPError | falcon.HTTPStatus):
-        raise ex
-    log.exception("unhandled error on %s %s", req.method, req.path)
-    resp.status = falcon.HTTP_500
-    resp.content_type = falcon.MEDIA_TEXT
-    resp.text = "Internal Server Error"
 
 
 def _set_etag(resp: falcon.Response, etag: str) -> None:
@@ -254,13 +231,7 @@ class StatsResource:
 def create_app(adapter: RootAdapter, stats: Stats | None = None) -> falcon.App:
     """The WSGI app serving one root."""
     stats = stats or Stats()
-    app = falcon.App()
-    # Clients never follow redirects: `/api/list/` must answer like `/api/list`.
-    app.req_options.strip_url_path_trailing_slash = True
-    app.req_options.keep_blank_qs_values = True
-    app.add_error_handler(Exception, _unexpected_error)
-    app.add_error_handler(falcon.HTTPError, _http_error)
-    app.add_error_handler(Caterva2Error, _caterva2_error)
+    app = new_app()
     app.add_route("/api/list", ListResource(adapter))
     app.add_route("/api/info/{path:path}", InfoResource(adapter))
     chunks = ChunkResource(adapter, stats)

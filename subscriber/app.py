@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import falcon
 
-from ..common.errors import Caterva2Error
+from ..common.falcon_app import new_app
 from . import api_compute, api_data, api_users, hdf5_unfold, web
 from .auth import AuthMiddleware
 from .file_ops import FileOps
@@ -18,31 +18,6 @@ from .settings import SubscriberSettings
 from .store import Store
 
 log = logging.getLogger(__name__)
-
-
-def _reason(status: int) -> str:
-    return falcon.code_to_http_status(status).split(" ", 1)[1]
-
-
-def _caterva2_error(req, resp, ex: Caterva2Error, params) -> None:
-    resp.status = falcon.code_to_http_status(ex.status)
-    resp.media = {"detail": ex.detail}
-
-
-def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
-    resp.status = ex.status
-    resp.media = {"detail": ex.description or _reason(ex.status_code)}
-    for name, value in (ex.headers or {}).items():
-        resp.set_header(name, value)
-
-
-def _unexpected_error(req, resp, ex: Exception, params) -> None:
-    if isinstance(ex, falcon.HTTPError | falcon.HTTPStatus):
-        raise ex
-    log.exception("unhandled error on %s %s", req.method, req.path)
-    resp.status = falcon.HTTP_500
-    resp.content_type = falcon.MEDIA_TEXT
-    resp.text = "Internal Server Error"
 
 
 @dataclass
@@ -74,14 +49,8 @@ def create_subscriber(settings: SubscriberSettings) -> Subscriber:
         remote = RemoteRoots(store, settings.statedir)
         follower = Follower(remote, settings.broker_url, settings.subscriber_id)
     ops = FileOps(roots, settings.quota)
-    app = falcon.App(middleware=[AuthMiddleware(store if settings.login else None)])
-    # Clients never follow redirects: `/api/list/x/` must answer like `/api/list/x`.
-    app.req_options.strip_url_path_trailing_slash = True
-    app.req_options.keep_blank_qs_values = True
+    app = new_app(middleware=[AuthMiddleware(store if settings.login else None)])
     app.resp_options.secure_cookies_by_default = False
-    app.add_error_handler(Exception, _unexpected_error)
-    app.add_error_handler(falcon.HTTPError, _http_error)
-    app.add_error_handler(Caterva2Error, _caterva2_error)
 
     # lazyexpr, concat, stack, append; `expressions` also serves reads of saved expressions.
     expressions = api_compute.register(app, roots, remote, ops, settings)
