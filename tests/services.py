@@ -63,6 +63,18 @@ def populate_from_examples(rootdir: Path) -> None:
     b2files.store_tree(EXAMPLES, rootdir)
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 20) -> int | None:
+    """SIGTERM a server and wait for its exit status (killed if it hangs); None if never run."""
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def run_cli(*args: str, env: dict | None = None, check: bool = True, **kw):
     """Run one of our console programs as `python -m module`."""
     full_env = {**os.environ, **(env or {})}
@@ -131,14 +143,7 @@ class SubscriberProcess:
         return self
 
     def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return stop_process(self.proc)
 
     def add_user(self, email: str, password: str, superuser: bool = False) -> None:
         args = ["caterva2.subscriber.adduser", email, password, "--statedir", str(self.statedir)]
@@ -191,14 +196,7 @@ class PublisherProcess:
         return self
 
     def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return stop_process(self.proc)
 
     def get(self, path: str, **kw) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", timeout=10, **kw)
