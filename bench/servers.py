@@ -145,7 +145,7 @@ class Subscriber(Server):
         env = {"CATERVA2_SECRET": SECRET, **self.env}
         if self.server == "gunicorn":
             env["CATERVA2_CONF"] = str(conf)
-            module = os.environ.get("BENCH_WSGI_APP", "bench.wsgi:app")
+            module = os.environ.get("BENCH_WSGI_APP", "caterva2.subscriber.wsgi:app")
             args = [
                 "gunicorn",
                 "--bind",

@@ -8,6 +8,7 @@ connection, while standalone use gets a one-off client per call.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import pathlib
@@ -20,16 +21,25 @@ import blosc2
 import httpx
 import numpy as np
 
+from caterva2.transport import RawResponse, Transport
+
 # A progress callback receives (bytes done so far, total bytes or None).
 Progress = Callable[[int, int | None], None]
 
 # Bytes per read when streaming transfers: big enough to keep the wire busy,
 # small enough to keep memory flat.
 CHUNK_SIZE = 1 << 20
+# The buffer of direct downloads (see `Transport.get`): fewer, bigger writes.
+DIRECT_BLOCK = 4 << 20
 
 # Characters kept literal in URL paths: everything a logical path may carry
 # (`@`, `!`, ...) except what would end or corrupt the path (`?`, `#`, `%`).
 _PATH_SAFE = "/@!$&'()*+,;=:-._~"
+
+# Small array results come as NumPy's .npy when asked for: cheaper than a Blosc2
+# frame at both ends. Servers that do not know it (upstream ones) send frames anyway.
+NPY_TYPE = "application/x-npy"
+ACCEPT_NPY = f"{NPY_TYPE}, application/octet-stream;q=0.9"
 
 _SLICE_ITEM = re.compile(r"^\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?)?$")
 
@@ -217,12 +227,15 @@ def get_auth_cookie(
 # --- data -----------------------------------------------------------------
 
 
-def decode_frame(data: bytes) -> blosc2.NDArray | blosc2.SChunk:
-    """Turn a Blosc2 cframe into an NDArray, or into an SChunk if it is not one."""
+def decode_frame(data: bytes, copy: bool = True) -> blosc2.NDArray | blosc2.SChunk:
+    """Turn a Blosc2 cframe into an NDArray, or into an SChunk if it is not one.
+
+    Without `copy` the result reads `data` in place: keep `data` alive as long.
+    """
     try:
-        return blosc2.ndarray_from_cframe(data, True)
+        return blosc2.ndarray_from_cframe(data, copy)
     except RuntimeError:
-        return blosc2.schunk_from_cframe(data, True)
+        return blosc2.schunk_from_cframe(data, copy)
 
 
 def to_plain(obj: blosc2.NDArray | blosc2.SChunk) -> np.ndarray | bytes:
@@ -230,6 +243,98 @@ def to_plain(obj: blosc2.NDArray | blosc2.SChunk) -> np.ndarray | bytes:
     if isinstance(obj, blosc2.SChunk):
         return obj[:]
     return obj[()] if obj.ndim == 0 else obj[:]
+
+
+def is_npy(response: httpx.Response | RawResponse) -> bool:
+    """Whether a fetch answer is NumPy's .npy rather than a Blosc2 frame."""
+    ctype = response.headers.get("content-type", "")
+    return ctype.split(";", 1)[0].strip().lower() == NPY_TYPE
+
+
+_NPY_HEADERS: dict[bytes, tuple[tuple[int, ...], bool, np.dtype]] = {}
+
+
+def decode_npy(data: bytes | bytearray) -> np.ndarray:
+    """A .npy body as a writable NumPy array (0-d arrays stay arrays, as `to_plain` gives).
+
+    A `bytearray` body is used in place (no copy); `bytes` are copied, being read-only.
+    """
+    view = memoryview(data)
+    version = tuple(view[6:8]) if view[:6] == b"\x93NUMPY" else None
+    if not isinstance(data, bytearray) or version not in ((1, 0), (2, 0)):
+        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    size_len = 2 if version == (1, 0) else 4
+    start = 8 + size_len + int.from_bytes(view[8 : 8 + size_len], "little")
+    header = bytes(view[:start])
+    parsed = _NPY_HEADERS.get(header)
+    if parsed is None:
+        # Parsing evaluates a Python literal (~0.1 ms); slices of one dataset repeat it.
+        head = io.BytesIO(header)
+        np.lib.format.read_magic(head)
+        read = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        parsed = read(head)
+        if len(_NPY_HEADERS) >= 256:
+            _NPY_HEADERS.clear()
+        _NPY_HEADERS[header] = parsed
+    shape, fortran, dtype = parsed
+    if dtype.hasobject:
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    count = int(np.prod(shape, dtype=np.int64))
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=start)
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
+def _query_url(url: str, params: dict | None) -> str:
+    """`url` with `params` as its query, encoded as httpx would."""
+    return f"{url}?{urllib.parse.urlencode(params)}" if params else url
+
+
+def _raise_for_status(raw: RawResponse, body: bytes | bytearray, url: str) -> None:
+    """What `httpx.Response.raise_for_status` raises for a raw answer (the same error)."""
+    if 200 <= raw.status < 300:
+        return
+    response = httpx.Response(
+        raw.status,
+        headers=raw.raw_headers(),
+        content=bytes(body),
+        request=httpx.Request("GET", url),
+        extensions={"reason_phrase": raw.reason.encode("latin-1", "replace")},
+    )
+    response.raise_for_status()
+
+
+def _fetch_direct(
+    direct: Transport,
+    url: str,
+    params: dict,
+    headers: dict[str, str],
+    as_blosc2: bool,
+    timeout: Any,
+) -> Any:
+    """`fetch_data` through `Transport.get`: the body read into one buffer, used in place."""
+    full = _query_url(url, params)
+    try:
+        raw = direct.get(full, headers, timeout)
+        try:
+            body = raw.read_all()
+        finally:
+            raw.close()
+    except httpx.TimeoutException as exc:
+        raise _timeout_error(exc, timeout, url) from exc
+    _raise_for_status(raw, body, full)
+    if is_npy(raw):
+        array = decode_npy(body)
+        return blosc2.asarray(array) if as_blosc2 else array
+    if as_blosc2:
+        return decode_frame(body)
+    obj = decode_frame(body, copy=False)  # decompressed below, while `body` lives
+    plain = to_plain(obj)
+    del obj
+    return plain
 
 
 def fetch_data(
@@ -240,17 +345,32 @@ def fetch_data(
     as_blosc2: bool = False,
     timeout: float = 5,
     client: httpx.Client | None = None,
+    direct: Transport | None = None,
 ) -> Any:
-    """GET ``/api/fetch/<path>`` and decode the Blosc2 frame it returns."""
+    """GET ``/api/fetch/<path>`` and decode the Blosc2 frame (or .npy) it returns.
+
+    With ``direct`` (the transport of ``client``) the request skips the httpx layers.
+    """
     params = {k: v for k, v in (params or {}).items() if v is not None}
+    # NumPy wanted: offer .npy, which the server uses for small arrays.
+    headers = {} if as_blosc2 else {"Accept": ACCEPT_NPY}
+    if direct is not None:
+        sent = {**_headers(auth_cookie), **headers}
+        return _fetch_direct(
+            direct, api_url(urlbase, "fetch", path), params, sent, as_blosc2, timeout
+        )
     response = get(
         api_url(urlbase, "fetch", path),
         params=params,
+        headers=headers,
         timeout=timeout,
         auth_cookie=auth_cookie,
         return_response=True,
         client=client,
     )
+    if is_npy(response):
+        array = decode_npy(response.content)
+        return blosc2.asarray(array) if as_blosc2 else array
     obj = decode_frame(response.content)
     return obj if as_blosc2 else to_plain(obj)
 
@@ -313,7 +433,7 @@ def upload_file(
     return response.json()
 
 
-def _attachment_name(response: httpx.Response) -> str | None:
+def _attachment_name(response: httpx.Response | RawResponse) -> str | None:
     disposition = response.headers.get("content-disposition", "")
     match = re.search(r'filename="([^"]*)"', disposition) or re.search(
         r"filename=([^;\s]+)", disposition
@@ -337,13 +457,43 @@ def download_url(
     timeout: float | httpx.Timeout = 5,
     client: httpx.Client | None = None,
     progress: Progress | None = None,
+    direct: Transport | None = None,
 ) -> pathlib.Path:
     """Stream ``url`` into ``localpath``; ``.b2`` attachments are decompressed.
 
     Returns the path written. A failed transfer leaves no partial file behind.
+    With ``direct`` (the transport of ``client``) the request skips the httpx layers.
     """
     localpath = pathlib.Path(localpath)
     localpath.parent.mkdir(parents=True, exist_ok=True)
+    if direct is not None:
+        target = _download_direct(direct, url, localpath, auth_cookie, params, timeout, progress)
+        compressed = target != localpath
+    else:
+        target, compressed = _download_httpx(
+            url, localpath, auth_cookie, params, timeout, client, progress
+        )
+    if compressed:
+        try:
+            _decompress_b2(target, localpath)
+        except BaseException:
+            localpath.unlink(missing_ok=True)
+            raise
+        finally:
+            target.unlink(missing_ok=True)
+    return localpath
+
+
+def _download_httpx(
+    url: str,
+    localpath: pathlib.Path,
+    auth_cookie: str | None,
+    params: dict | None,
+    timeout: float | httpx.Timeout,
+    client: httpx.Client | None,
+    progress: Progress | None,
+) -> tuple[pathlib.Path, bool]:
+    """Stream the body through httpx into the file it goes to: (that file, compressed?)."""
     with _use_client(client) as http:
         try:
             with http.stream(
@@ -358,15 +508,50 @@ def download_url(
                 _stream_to_file(response, target, int(total) if total else None, progress)
         except httpx.TimeoutException as exc:
             raise _timeout_error(exc, timeout, url) from exc
-    if compressed:
+    return target, compressed
+
+
+def _download_direct(
+    direct: Transport,
+    url: str,
+    localpath: pathlib.Path,
+    auth_cookie: str | None,
+    params: dict | None,
+    timeout: float | httpx.Timeout,
+    progress: Progress | None,
+) -> pathlib.Path:
+    """Stream the body straight into the file it goes to, which is returned."""
+    full = _query_url(url, params)
+    try:
+        raw = direct.get(full, _headers(auth_cookie), timeout)
         try:
-            _decompress_b2(target, localpath)
-        except BaseException:
-            localpath.unlink(missing_ok=True)
-            raise
+            if not 200 <= raw.status < 300:
+                _raise_for_status(raw, raw.read_all(), full)
+            compressed = (_attachment_name(raw) or "").endswith(".b2")
+            target = localpath.with_name(localpath.name + ".b2") if compressed else localpath
+            _read_to_file(raw, target, progress)
         finally:
-            target.unlink(missing_ok=True)
-    return localpath
+            raw.close()  # a body not read whole drops its connection
+    except httpx.TimeoutException as exc:
+        raise _timeout_error(exc, timeout, url) from exc
+    return target
+
+
+def _read_to_file(raw: RawResponse, target: pathlib.Path, progress: Progress | None) -> None:
+    """Copy a body to `target` through one buffer, in big writes."""
+    buffer = bytearray(DIRECT_BLOCK)
+    view = memoryview(buffer)
+    done = 0
+    try:
+        with open(target, "wb") as out:  # writes this big bypass the buffer
+            while n := raw.readinto(view):
+                out.write(view[:n])
+                done += n
+                if progress is not None:
+                    progress(done, raw.length)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
 
 
 def _stream_to_file(

@@ -6,6 +6,7 @@ import ast
 import functools
 import os
 import pathlib
+import urllib.request
 import warnings
 from collections.abc import Iterator, Sequence
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -17,6 +18,7 @@ import numpy as np
 
 from caterva2 import api_utils
 from caterva2.api_utils import Progress
+from caterva2.transport import Transport
 
 # Uploads and downloads wait for the server to compress or read whole files,
 # so their read timeout is never shorter than this (seconds).
@@ -54,6 +56,8 @@ class Client:
         self.timeout = timeout
         self.cookie: str | None = None
         self._http: httpx.Client | None = None
+        # What `http` built, and its transport for direct reads (see `_direct`).
+        self._own: tuple[httpx.Client, Transport | None] | None = None
         if auth is None:
             return
         if isinstance(auth, tuple) and len(auth) == 2:
@@ -78,8 +82,20 @@ class Client:
             # The auth cookie goes in an explicit header; a jar that refuses
             # every cookie keeps server cookies from piling up behind our back.
             jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-            self._http = httpx.Client(follow_redirects=False, cookies=jar)
+            transport = Transport()
+            self._http = httpx.Client(follow_redirects=False, cookies=jar, transport=transport)
+            # With proxies in the environment httpx sends some requests through them:
+            # direct reads, which would not, are off then.
+            self._own = (self._http, None if urllib.request.getproxies() else transport)
         return self._http
+
+    def _direct(self) -> Transport | None:
+        """The transport for reads that skip the httpx layers (fetch, download), if usable.
+
+        Not when `http` was replaced (by a test's mock transport, say).
+        """
+        http = self.http
+        return self._own[1] if self._own is not None and self._own[0] is http else None
 
     def close(self) -> None:
         """Close the HTTP connection (a later call opens a new one)."""
@@ -170,6 +186,7 @@ class Client:
                 auth_cookie=self.cookie,
                 timeout=self.timeout,
                 client=self.http,
+                direct=self._direct(),
             )
         return self.get_slice(path, slice_, as_blosc2=False)
 
@@ -201,6 +218,7 @@ class Client:
             as_blosc2=as_blosc2,
             timeout=self.timeout,
             client=self.http,
+            direct=self._direct(),
         )
 
     def get_chunk(self, path: str | os.PathLike, nchunk: int) -> bytes:
@@ -240,6 +258,7 @@ class Client:
             timeout=self._transfer_timeout(),
             client=self.http,
             progress=progress,
+            direct=self._direct(),
         )
 
     # --- writing ----------------------------------------------------------

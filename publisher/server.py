@@ -142,6 +142,7 @@ def serve(settings: PublisherSettings) -> None:
     """Publish until SIGTERM or SIGINT, then announce the root offline and stop."""
     import waitress
 
+    from ..common.falcon_app import tune_waitress, waitress_options
     from .announcer import Announcer
     from .api import create_app
     from .root_adapters import DirectoryRoot
@@ -181,8 +182,10 @@ def serve(settings: PublisherSettings) -> None:
         threads=settings.threads,
         ident="caterva2-publisher",
         channel_timeout=300,
+        **waitress_options(),
         **listen,
     )
+    tune_waitress(server)
     announcer = Announcer(
         settings.name,
         settings.url,

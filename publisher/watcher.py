@@ -6,9 +6,11 @@ been quiet for long enough, which depends on what the last event says:
 
 - a rename, a deletion or a new directory is complete the moment it happens:
   reported after `quiet` (a few milliseconds, to gather its sibling events);
-- a close-after-write ends a writer's work: also after `quiet`, unless the same
-  writer already closed and reopened the path (Blosc2 does so for every piece
-  it writes): then after `reopened`, or longer if its pauses were longer;
+- a close-after-write ends a writer's work: reported after `closed`, a little
+  longer in case the writer opens the file again at once; but once the same
+  writer has closed and reopened the path (Blosc2 does so for every piece it
+  writes), a close may be one more pause: after `reopened`, or longer if its
+  pauses were longer;
 - a write with no close seen yet (a file still open, or written through a
   mapping or a filesystem whose closes we cannot see): after `settle`, and only
   once its size and mtime held still between two looks.
@@ -95,9 +97,8 @@ class _Handler(FileSystemEventHandler):
         elif isinstance(event, FileClosedEvent):
             w.touch(event.src_path, CLOSED)
         elif event.is_synthetic:
-            # watchdog listing a directory that appeared (moved in, or just made): its
-            # files are complete unless events of their own say otherwise.
-            w.touch(event.src_path, DONE, if_new=True)
+            # watchdog listing a directory moved in: its files are complete.
+            w.touch(event.src_path, DONE, listed=True)
         elif isinstance(event, FileCreatedEvent | FileModifiedEvent):
             w.touch(event.src_path, WRITING)
         elif isinstance(event, FileDeletedEvent | DirDeletedEvent | DirCreatedEvent):
@@ -118,7 +119,8 @@ class Watcher:
         on_change: Callable[[str], object],
         *,
         ignore: Callable[[str], bool] = lambda relpath: False,
-        quiet: float = 0.02,
+        quiet: float = 0.01,
+        closed: float = 0.02,
         reopened: float = 0.2,
         settle: float = 1.0,
     ) -> None:
@@ -127,11 +129,13 @@ class Watcher:
         self.on_change = on_change
         self.ignore = ignore
         self.quiet = quiet
-        self.reopened = max(reopened, quiet)
+        self.closed = max(closed, quiet)
+        self.reopened = max(reopened, self.closed)
         self.settle = max(settle, self.reopened)
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set when a path becomes pending
         self._observer: Observer | None = None
         self._thread = threading.Thread(target=self._run, name="cat2pub-watcher", daemon=True)
 
@@ -147,6 +151,7 @@ class Watcher:
     def stop(self) -> None:
         """Stop watching; changes not settled yet are dropped (a rescan finds them)."""
         self._stop.set()
+        self._wake.set()
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)
@@ -159,10 +164,11 @@ class Watcher:
         with self._lock:
             return len(self._pending)
 
-    def touch(self, path: str | bytes, state: str = DONE, *, if_new: bool = False) -> None:
+    def touch(self, path: str | bytes, state: str = DONE, *, listed: bool = False) -> None:
         """Note an event (`DONE`, `CLOSED` or `WRITING`) on an absolute path.
 
-        With `if_new`, a path already pending keeps its own state (its events know better).
+        `listed`: found by listing a directory, not by an event of its own; a path
+        whose writer closed it keeps waiting (the writer may reopen it).
         """
         relpath = self._relpath(path)
         if relpath is None or self.ignore(relpath):
@@ -170,7 +176,7 @@ class Watcher:
         now = time.monotonic()
         with self._lock:
             entry = self._pending.get(relpath)
-            if entry is not None and if_new:
+            if entry is not None and listed and entry.state == CLOSED:
                 return
             if entry is None:
                 entry = self._pending[relpath] = _Pending(now, state)
@@ -186,6 +192,7 @@ class Watcher:
                 entry.closed_at = now
             elif state == WRITING:
                 entry.closed_at = None
+        self._wake.set()
 
     def _wait(self, entry: _Pending) -> float:
         """How long `entry` must stay quiet before it is looked at (again)."""
@@ -195,7 +202,7 @@ class Watcher:
             return self.quiet
         if entry.state == CLOSED:
             if entry.closes <= 1:
-                return self.quiet
+                return self.closed
             # Its writer closes and reopens it (Blosc2 does for every piece): this close
             # may be one more pause, so wait for longer than its pauses have been.
             return min(self.settle, max(self.reopened, PAUSE_FACTOR * entry.longest_pause))
@@ -211,14 +218,21 @@ class Watcher:
         return None if rel == "." else rel
 
     def _run(self) -> None:
-        # A fine tick: a rename is reported within `quiet` plus at most one tick.
+        # A fine tick while something is pending (a rename is reported within `quiet`
+        # plus at most one tick); none while nothing is.
         tick = min(0.005, self.quiet / 3)
-        while not self._stop.wait(tick):
+        idle = True
+        while True:
+            self._wake.wait(None if idle else tick)
+            self._wake.clear()  # before looking: a later event sets it again
+            if self._stop.is_set():
+                return
             try:
                 for relpath in self._settled():
                     self._report(relpath)
             except Exception:  # never let one bad path stop the watching
                 log.exception("watcher failed; continuing")
+            idle = self.pending == 0
 
     def _settled(self) -> list[str]:
         """Paths quiet long enough; those never closed also held still between two looks."""
@@ -254,8 +268,9 @@ class Watcher:
     def _report(self, relpath: str) -> None:
         path = self.rootdir / relpath
         if path.is_dir():
-            # A directory that appeared (made or moved in): its files settle one by one,
-            # and those with events of their own may still be in the middle of being written.
+            # A directory that appeared (made or moved in): its files settle one by one.
+            # Those created before watchdog watched the directory had their writes
+            # unseen, so wait no longer for them than for a rename.
             for dirpath, dirnames, filenames in os.walk(path):
                 base = Path(dirpath)
                 dirnames[:] = [
@@ -264,7 +279,7 @@ class Watcher:
                     if not self.ignore((base / d).relative_to(self.rootdir).as_posix())
                 ]
                 for name in filenames:
-                    self.touch(str(base / name), DONE, if_new=True)
+                    self.touch(str(base / name), DONE, listed=True)
             # The directory itself too: it may have replaced one whose files are gone.
         try:
             self.on_change(relpath)

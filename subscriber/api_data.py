@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import io
 import re
 
 import falcon
@@ -17,6 +18,9 @@ from .local_roots import LocalRoots, Location
 from .remote_roots import RemoteFile, RemoteRoots
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# Bigger bodies go out as a file-like stream: waitress copies a plain body whole into
+# its output buffer, while it reads a stream piece by piece as the socket takes it.
+STREAM_BODY = 1024 * 1024
 
 
 def json_body(req: falcon.Request, *keys: str) -> dict:
@@ -129,6 +133,26 @@ def _send_file(req: falcon.Request, resp: falcon.Response, path, filename: str) 
         resp.content_length = length
 
 
+def set_body(resp: falcon.Response, body: bytes) -> None:
+    """Answer with `body`, streamed when big (see `STREAM_BODY`)."""
+    if len(body) > STREAM_BODY:
+        resp.set_stream(io.BytesIO(body), len(body))  # BytesIO shares the bytes: no copy
+    else:
+        resp.data = body
+
+
+def accepts_npy(req: falcon.Request) -> bool:
+    """Whether the client named .npy in `Accept` (opt-in: `*/*` keeps the Blosc2 frames)."""
+    header = req.get_header("Accept")
+    if not header or datasets.NPY_TYPE not in header.lower():
+        return False
+    for item in header.split(","):
+        mtype, _, params = item.partition(";")
+        if mtype.strip().lower() == datasets.NPY_TYPE:
+            return not re.search(r"\bq\s*=\s*0(\.0*)?\s*(;|$)", params)
+    return False
+
+
 class FetchResource(ReadResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
         key = parse_slice(req.get_param("slice_"))
@@ -142,7 +166,11 @@ class FetchResource(ReadResource):
             else:
                 result = datasets.fetch(loc, key, field, filter_)
         resp.content_type = "application/octet-stream"
-        if isinstance(result, datasets.WholeFile):
+        if isinstance(result, datasets.ArrayResult):
+            body, resp.content_type = result.encode(npy=accepts_npy(req))
+            resp.vary = ("Accept",)
+            set_body(resp, body)
+        elif isinstance(result, datasets.WholeFile):
             _send_file(req, resp, result.path, result.path.name)
         elif isinstance(result, RemoteFile):
             resp.downloadable_as = result.filename
@@ -150,7 +178,7 @@ class FetchResource(ReadResource):
             if result.length is not None:
                 resp.content_length = result.length
         else:
-            resp.data = result
+            set_body(resp, result)
 
 
 class ChunkResource(ReadResource):

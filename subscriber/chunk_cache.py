@@ -6,6 +6,11 @@ proxy for the chunks its slice touches; the missing ones are fetched from the
 publisher as stored (compressed bytes, never recompressed), several at once,
 and written into the container. A per-dataset lock makes concurrent readers of
 the same missing chunk wait for one transfer instead of starting their own.
+
+The proxies stay open between reads (a few dozen, least recently used first
+out): opening one rereads its container and its record of fetched chunks, which
+costs more than a small read. A kept proxy is used only while its file is the
+one it opened (the same inode: replacing a cached dataset swaps the file).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import shutil
 import threading
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +31,7 @@ from ..common.paths import stored_name
 from .publisher_client import PublisherClient
 
 FETCH_CONCURRENCY = 8
+KEPT_PROXIES = 64
 
 
 def cparams_from_meta(cparams: dict[str, Any]) -> blosc2.CParams:
@@ -73,6 +80,10 @@ class RemoteArraySource(blosc2.ProxyNDSource):
     def get_chunk(self, nchunk: int) -> bytes:
         return self._client.chunk(self._path, nchunk, self._etag)
 
+    def retarget(self, meta: dict, client: PublisherClient, etag: str | None) -> None:
+        """Fetch from now on for this version (same geometry: same cached file)."""
+        self._meta, self._client, self._etag = meta, client, etag
+
 
 class RemoteFrameSource(blosc2.ProxySource):
     """An SChunk (frame or regular file) on a publisher."""
@@ -101,6 +112,10 @@ class RemoteFrameSource(blosc2.ProxySource):
     def get_chunk(self, nchunk: int) -> bytes:
         return self._client.chunk(self._path, nchunk, self._etag)
 
+    def retarget(self, meta: dict, client: PublisherClient, etag: str | None) -> None:
+        """Fetch from now on for this version (same geometry: same cached file)."""
+        self._meta, self._client, self._etag = meta, client, etag
+
 
 def source_for(meta: dict, client: PublisherClient, path: str, etag: str | None = None):
     """The proxy source matching a dataset's metadata (and version, when given)."""
@@ -119,6 +134,10 @@ class ChunkCache:
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # (root, path) → (inode of the cached file, its open proxy); used under the lock.
+        self._proxies: OrderedDict[tuple[str, str], tuple[tuple[int, int], blosc2.Proxy]] = (
+            OrderedDict()
+        )
 
     def path(self, root: str, path: str) -> Path:
         return self.dir / root / stored_name(path)
@@ -136,14 +155,49 @@ class ChunkCache:
         target = self.path(root, path)
         target.parent.mkdir(parents=True, exist_ok=True)
         with self.lock(root, path):
+            self._forget(root, path)
             os.replace(tmp, target)
 
     def remove(self, root: str, path: str) -> None:
         with self.lock(root, path):
+            self._forget(root, path)
             self.path(root, path).unlink(missing_ok=True)
 
     def remove_root(self, root: str) -> None:
+        with self._locks_guard:
+            for key in [k for k in self._proxies if k[0] == root]:
+                self._proxies.pop(key, None)
         shutil.rmtree(self.dir / root, ignore_errors=True)
+
+    def _forget(self, root: str, path: str) -> None:
+        with self._locks_guard:
+            self._proxies.pop((root, path), None)
+
+    def proxy(
+        self, root: str, path: str, meta: dict, etag: str | None, client: PublisherClient
+    ) -> blosc2.Proxy:
+        """The open proxy over the cached file, fetching for version `etag` (None: any).
+
+        Call it holding `lock(root, path)`, and use the proxy only while holding it:
+        every user of a cached file shares this one proxy, so that none writes into
+        the file behind another's record of what it holds.
+        """
+        target = self.path(root, path)
+        st = os.stat(target)  # FileNotFoundError when the dataset is not cached
+        inode = (st.st_dev, st.st_ino)
+        with self._locks_guard:
+            kept = self._proxies.get((root, path))
+            if kept is not None and kept[0] == inode:
+                self._proxies.move_to_end((root, path))
+                kept[1].src.retarget(meta, client, etag)
+                return kept[1]
+        proxy = blosc2.Proxy(source_for(meta, client, path, etag), urlpath=str(target), mode="a")
+        with self._locks_guard:
+            self._proxies[(root, path)] = (inode, proxy)
+            self._proxies.move_to_end((root, path))
+            while len(self._proxies) > KEPT_PROXIES:
+                self._proxies.popitem(last=False)
+        return proxy
 
     def read(self, root: str, path: str, meta: dict, etag: str, client: PublisherClient, key, use):
         """Call `use(container)` once every chunk `key` touches is in the cache.
@@ -152,11 +206,7 @@ class ChunkCache:
         writing fetched chunks into the same file, which a reader must not see
         half done.
         """
-        target = self.path(root, path)
         with self.lock(root, path):
-            if not target.exists():
-                raise FileNotFoundError(target)
-            source = source_for(meta, client, path, etag)
-            proxy = blosc2.Proxy(source, urlpath=str(target), mode="a")
+            proxy = self.proxy(root, path, meta, etag, client)
             container = proxy.fetch(key, max_concurrency=FETCH_CONCURRENCY)
             return use(container)

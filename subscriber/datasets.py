@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import mimetypes
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,36 +26,130 @@ from .local_roots import Location
 # Results are built to be sent at once: fast compression beats a better ratio here.
 RESULT_CPARAMS = blosc2.CParams(codec=blosc2.Codec.LZ4, clevel=1, nthreads=1)
 STREAM_BLOCK = 1024 * 1024
+# Array results go as NumPy's .npy to clients that ask for it (`Accept: application/x-npy`)
+# up to this size: building a Blosc2 frame costs a fixed ~0.3 ms, dear for a small
+# result, while bigger ones gain from being compressed on the wire.
+NPY_TYPE = "application/x-npy"
+NPY_LIMIT = 1 << 20
+FRAME_TYPE = "application/octet-stream"
 
 
 def require_file(loc: Location) -> Path:
     """The stored file of a location; 404 if missing, 400 for a directory."""
-    if loc.path.is_dir():
+    st = loc.found
+    if st is None:
+        try:
+            st = os.stat(loc.path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound("Not Found") from None
+    if stat.S_ISDIR(st.st_mode):
         raise BadRequest(f"{loc.logical} is a directory, not a dataset")
-    if not loc.path.is_file():
+    if not stat.S_ISREG(st.st_mode):
         raise NotFound("Not Found")
     return loc.path
 
 
-def open_container(path: Path) -> Any:
-    """Open a stored Blosc2 file read-only; 400 when it is not one."""
+Identity = tuple[int, int, int, int, int]
+
+
+def identity(st: os.stat_result) -> Identity:
+    """What tells one version of a file from another: replaced (inode) or written (size, times)."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+@dataclass
+class OpenFile:
+    """A container opened read-only, valid while its file keeps `ident`."""
+
+    ident: Identity
+    stat: os.stat_result
+    obj: Any
+    derived: dict[str, Any] = field(default_factory=dict)  # answers computed from `obj`
+
+    def derive(self, name: str, compute: Callable[[Any], Any]) -> Any:
+        """`compute(obj)`, computed once for this version of the file."""
+        if name not in self.derived:
+            self.derived[name] = compute(self.obj)
+        return self.derived[name]
+
+    @property
+    def is_shell(self) -> bool:
+        """Whether the container is an unfolded HDF5 dataset."""
+        return self.derive("is_shell", hdf5_shells.is_shell)
+
+
+class OpenContainers:
+    """Small LRUs of open read-only containers, one per thread.
+
+    Opening costs more than most small reads; other processes may replace or
+    rewrite a file at any time, so each use stats it and reopens when its
+    identity changed.  Sharing one container between threads would be safe
+    (Blosc2 reads hold the GIL, NDArray slices a lock of their own) but slow:
+    threads reading one NDArray at once queue on that lock, and waiting for it
+    hands the GIL back and forth (with 8 busy threads, ~100 futex calls a
+    request instead of 5, and twice the CPU).  Each thread keeps its own.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size  # per thread; each open container holds a file descriptor
+        self._local = threading.local()
+
+    def get(self, path: Path, st: os.stat_result | None = None) -> OpenFile:
+        """The open container of `path` as it is now (`st`: its stat, just taken).
+
+        Raises what `os.stat` and `blosc2.open` do.
+        """
+        key = os.fspath(path)
+        if st is None:
+            st = os.stat(key)
+        ident = identity(st)
+        entries: OrderedDict[str, OpenFile] | None = getattr(self._local, "entries", None)
+        if entries is None:
+            entries = self._local.entries = OrderedDict()
+        entry = entries.get(key)
+        if entry is not None and entry.ident == ident:
+            entries.move_to_end(key)
+            return entry
+        entry = OpenFile(ident, st, blosc2.open(key, mode="r"))
+        entries[key] = entry
+        entries.move_to_end(key)
+        while len(entries) > self.size:
+            entries.popitem(last=False)
+        return entry
+
+
+CONTAINERS = OpenContainers()
+
+
+def open_file(path: Path, st: os.stat_result | None = None) -> OpenFile:
+    """The (shared) open container of a stored Blosc2 file; 400 when it is not one."""
     try:
-        return blosc2.open(str(path), mode="r")
+        return CONTAINERS.get(path, st)
+    except FileNotFoundError:
+        raise NotFound("Not Found") from None
     except Exception as exc:
         raise BadRequest(f"{path.name} is not a readable Blosc2 file: {exc}") from None
+
+
+def open_container(path: Path) -> Any:
+    """Open a stored Blosc2 file read-only (shared, see `OpenContainers`); 400 when not one."""
+    return open_file(path).obj
 
 
 def info(loc: Location) -> dict:
     """The `/api/info` object of 3.3 for a stored file."""
     path = require_file(loc)
-    mtime = path.stat().st_mtime
     if is_hdf5(path.name):
-        return {"mtime": mtime, "size": path.stat().st_size}
+        st = path.stat()
+        return {"mtime": st.st_mtime, "size": st.st_size}
     try:
-        obj = blosc2.open(str(path), mode="r")
+        opened = CONTAINERS.get(path, loc.found)
+    except FileNotFoundError:
+        raise NotFound("Not Found") from None
     except Exception:
-        return {"mtime": b2meta.iso_mtime(mtime), "error": "Unrecognized format"}
-    if hdf5_shells.is_shell(obj):
+        return {"mtime": b2meta.iso_mtime(path.stat().st_mtime), "error": "Unrecognized format"}
+    obj, mtime = opened.obj, opened.stat.st_mtime
+    if opened.is_shell:
         return hdf5_shells.info(obj, loc.stored_logical, mtime)
     return b2meta.container_meta(obj, loc.stored_logical, mtime)
 
@@ -66,6 +164,25 @@ class WholeFile:
 def frame_of_array(values: np.ndarray) -> bytes:
     """A new NDArray cframe holding `values`."""
     return blosc2.asarray(np.asarray(values), cparams=RESULT_CPARAMS).to_cframe()
+
+
+@dataclass
+class ArrayResult:
+    """A fetched array selection, as values: encoded once the client's wishes are known."""
+
+    values: np.ndarray
+
+    def encode(self, npy: bool = False) -> tuple[bytes, str]:
+        """(body, content type): .npy when `npy` and small enough, else a Blosc2 frame."""
+        if npy and self.values.nbytes <= NPY_LIMIT and not self.values.dtype.hasobject:
+            out = io.BytesIO()
+            np.lib.format.write_array(out, self.values, allow_pickle=False)
+            return out.getvalue(), NPY_TYPE
+        return frame_of_array(self.values), FRAME_TYPE
+
+    def frame(self) -> bytes:
+        """The values as a new NDArray frame (what upstream clients get)."""
+        return frame_of_array(self.values)
 
 
 def _array_selection(array: blosc2.NDArray, key: Key, field: str | None) -> np.ndarray:
@@ -108,8 +225,10 @@ def _schunk_selection(schunk: blosc2.SChunk, key: Key) -> bytes:
     return out.to_cframe()
 
 
-def fetch(loc: Location, key: Key, field: str | None, filter_: str | None) -> WholeFile | bytes:
-    """What `/api/fetch` answers: the stored file when whole, else a new frame."""
+def fetch(
+    loc: Location, key: Key, field: str | None, filter_: str | None
+) -> WholeFile | ArrayResult | bytes:
+    """What `/api/fetch` answers: the stored file when whole, else the selection."""
     path = require_file(loc)
     if field and filter_:
         raise BadRequest("Cannot use 'field' and 'filter' together")
@@ -117,14 +236,15 @@ def fetch(loc: Location, key: Key, field: str | None, filter_: str | None) -> Wh
         raise UnsupportedMediaType(
             f"{loc.logical} is a raw HDF5 file: unfold it to read its datasets"
         )
-    obj = open_container(path)
-    if hdf5_shells.is_shell(obj):
+    opened = open_file(path, loc.found)
+    obj = opened.obj
+    if opened.is_shell:
         return hdf5_shells.fetch(loc, obj, key, field, filter_)
     if filter_:
-        return filtered_frame(obj, key, filter_)
+        return filtered_result(obj, key, filter_)
     if is_whole_read(obj_shape(obj), key, field):
         return WholeFile(path)
-    return selection_frame(obj, key, field)
+    return selection_result(obj, key, field)
 
 
 def obj_shape(obj: Any) -> tuple[int, ...]:
@@ -139,19 +259,19 @@ def is_whole_read(shape: tuple[int, ...], key: Key, field: str | None) -> bool:
     return field is None and is_whole(key, shape)
 
 
-def filtered_frame(obj: Any, key: Key, filter_: str) -> bytes:
-    """A frame with the rows matching `filter_`, then sliced by `key`."""
+def filtered_result(obj: Any, key: Key, filter_: str) -> ArrayResult:
+    """The rows matching `filter_`, then sliced by `key`."""
     if not isinstance(obj, blosc2.NDArray):
         raise BadRequest("Filters work only on structured arrays (with fields)")
     rows = field_filters.filter_rows(obj, filter_)
     items = normalise_key(key, rows.shape)
-    return frame_of_array(rows[items] if items else rows)
+    return ArrayResult(np.asarray(rows[items] if items else rows))
 
 
-def selection_frame(obj: Any, key: Key, field: str | None) -> bytes:
-    """A new frame with the part of a container that `key` (and `field`) select."""
+def selection_result(obj: Any, key: Key, field: str | None) -> ArrayResult | bytes:
+    """The part of a container that `key` (and `field`) select: values, or an SChunk frame."""
     if isinstance(obj, blosc2.NDArray):
-        return frame_of_array(_array_selection(obj, key, field))
+        return ArrayResult(_array_selection(obj, key, field))
     if field:
         raise BadRequest("A byte stream has no fields")
     return _schunk_selection(obj, key)
@@ -166,8 +286,9 @@ def chunk(loc: Location, nchunk: int) -> bytes:
     path = require_file(loc)
     if is_hdf5(path.name):
         raise UnsupportedMediaType(f"{loc.logical} is a raw HDF5 file: it has no Blosc2 chunks")
-    obj = open_container(path)  # keep the container alive: its SChunk does not own the data
-    if hdf5_shells.is_shell(obj):
+    opened = open_file(path, loc.found)
+    obj = opened.obj  # keep the container alive: its SChunk does not own the data
+    if opened.is_shell:
         return hdf5_shells.chunk(loc, obj, nchunk)
     schunk = schunk_of(obj)
     if not 0 <= nchunk < schunk.nchunks:

@@ -216,7 +216,7 @@ def fetch(loc: Location, shell: blosc2.NDArray, key: Key, field: str | None, fil
     shape = tuple(shell.shape)
     if filter_:
         whole = blosc2.ndarray_from_cframe(run(selection_task, src, (), None))
-        return datasets.filtered_frame(whole, key, filter_)
+        return datasets.filtered_result(whole, key, filter_)
     items = _checked_items(key, shape)
     size = math.prod(hdf5_convert.selection_shape(items, shape)) * shell.dtype.itemsize
     if field is None and size > STREAM_LIMIT:

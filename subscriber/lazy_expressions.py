@@ -30,7 +30,7 @@ from ..common.errors import BadRequest, Caterva2Error, NotFound, ServiceUnavaila
 from ..common.paths import check_relpath, join_logical, split_logical_path
 from ..common.slices import Key, normalise_key
 from . import datasets, field_filters, hdf5_shells
-from .chunk_cache import FETCH_CONCURRENCY, source_for
+from .chunk_cache import FETCH_CONCURRENCY
 from .compute_budget import (
     Budget,
     Runner,
@@ -131,20 +131,20 @@ def read_definition(array: blosc2.NDArray) -> tuple[str, dict[str, str]] | None:
     return expression, {str(k): str(v) for k, v in operands.items()}
 
 
-def open_definition(path: Path) -> tuple[str, dict[str, str]] | None:
-    """The definition stored at `path` when it is a saved expression, else None."""
+def open_definition(
+    path: Path, st: os.stat_result | None = None
+) -> tuple[str, dict[str, str]] | None:
+    """The definition stored at `path` (`st`: its stat, just taken) if a saved expression."""
     if not path.name.endswith(".b2nd"):
         return None
     try:
         # Shared with the read that usually follows, and so is the answer.
-        opened = datasets.CONTAINERS.get(path)
+        opened = datasets.CONTAINERS.get(path, st)
     except Exception:
         return None  # not ours to judge: the plain read path reports unreadable files
-    if "definition" not in opened.derived:
-        array = opened.obj
-        definition = read_definition(array) if isinstance(array, blosc2.NDArray) else None
-        opened.derived["definition"] = definition
-    definition = opened.derived["definition"]
+    definition = opened.derive(
+        "definition", lambda obj: read_definition(obj) if isinstance(obj, blosc2.NDArray) else None
+    )
     return None if definition is None else (definition[0], dict(definition[1]))
 
 
@@ -350,11 +350,13 @@ class Evaluation:
         self._stack.close()
 
     def _proxy(self, op: RemoteOperand) -> blosc2.Proxy:
-        target = self.remote.cache.path(op.root, op.relpath)
-        if not target.exists():
-            raise NotFound(f"{op.logical} is not in the cache yet; try again")
-        source = source_for(op.meta, self.remote.client(op.root), op.relpath)
-        return blosc2.Proxy(source, urlpath=str(target), mode="a")
+        try:
+            # The cache's own proxy (its lock is held): one record of what the file holds.
+            return self.remote.cache.proxy(
+                op.root, op.relpath, op.meta, None, self.remote.client(op.root)
+            )
+        except FileNotFoundError:
+            raise NotFound(f"{op.logical} is not in the cache yet; try again") from None
 
     def _build(self, node: Operand) -> Any:
         if isinstance(node, ArrayOperand):
@@ -508,7 +510,7 @@ class Expressions:
 
     def saved(self, loc: Location, user: User | None) -> SavedExpression | None:
         """The saved expression stored at `loc`, to be read by `user`; None for anything else."""
-        definition = open_definition(loc.path)
+        definition = open_definition(loc.path, loc.found)
         if definition is None:
             return None
         return SavedExpression(self, loc, user, *definition)

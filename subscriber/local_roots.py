@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..common import b2files
@@ -30,6 +31,8 @@ class Location:
     relpath: str
     rootdir: Path
     path: Path
+    # `path`'s stat (symlinks followed) when it was located; None: unknown or missing.
+    found: os.stat_result | None = field(default=None, compare=False, repr=False)
 
     @property
     def logical(self) -> str:
@@ -58,6 +61,8 @@ class LocalRoots:
         for name in ("public", "shared", "personal", TMP_DIR):
             (self.statedir / name).mkdir(parents=True, exist_ok=True)
         self._convert_lock = threading.Lock()
+        # Root directory → ((device, inode), real path): see `_real_root`.
+        self._real_roots: dict[str, tuple[tuple[int, int], str]] = {}
 
     def names(self, user: User | None) -> list[str]:
         """The local roots `user` can see, in the original's order."""
@@ -88,28 +93,76 @@ class LocalRoots:
     def personal_dir(self, user: User) -> Path:
         return self.statedir / "personal" / user.id
 
-    def _inside(self, rootdir: Path, path: Path) -> Path:
-        """Refuse a path whose real location (symlinks followed) leaves its root."""
-        real_root = os.path.realpath(rootdir)
-        real = os.path.realpath(path)
-        if real != real_root and not real.startswith(real_root + os.sep):
-            raise BadRequest("Invalid path: it points outside its root")
-        return path
+    def _real_root(self, rootdir: Path) -> str:
+        """The real path of a root directory, made if missing.
+
+        Resolved again only when the directory it leads to is another one (a
+        symlink on the way was changed): every request needs it, and one `stat`
+        costs a fraction of resolving the path.
+        """
+        key = str(rootdir)
+        try:
+            st = os.stat(key)
+        except FileNotFoundError:
+            rootdir.mkdir(parents=True, exist_ok=True)
+            st = os.stat(key)
+        ident = (st.st_dev, st.st_ino)
+        cached = self._real_roots.get(key)
+        if cached is not None and cached[0] == ident:
+            return cached[1]
+        if not stat.S_ISDIR(st.st_mode):
+            rootdir.mkdir(parents=True, exist_ok=True)  # raises the error it always did
+        real = os.path.realpath(key)
+        self._real_roots[key] = (ident, real)
+        return real
+
+    def _inside(self, rootdir: Path, relpath: str) -> os.stat_result | None:
+        """Refuse a path whose real location (symlinks followed) leaves its root.
+
+        Returns the path's stat (symlinks followed), None when nothing is there.
+        The root's real path is known (`_real_root`): only the components below
+        it can be symlinks, so each is looked at once (`lstat`), and meeting a
+        symlink sends the whole path through `os.path.realpath`. Every system
+        call lets other threads take the GIL, which under load costs far more
+        than the call: a plain path costs one per component.
+        """
+        real_root = self._real_root(rootdir)
+        current, st = real_root, None
+        for part in relpath.split("/"):  # normalised: no '', '.' nor '..' (check_relpath)
+            current = os.path.join(current, part)
+            try:
+                st = os.lstat(current)
+            except (FileNotFoundError, NotADirectoryError):
+                return None  # nothing there, so nothing further to follow
+            if stat.S_ISLNK(st.st_mode):
+                real = os.path.realpath(rootdir / relpath)
+                if real != real_root and not real.startswith(real_root + os.sep):
+                    raise BadRequest("Invalid path: it points outside its root")
+                try:
+                    return os.stat(real)
+                except (FileNotFoundError, NotADirectoryError):
+                    return None
+        return st
 
     def locate(self, logical: str, user: User | None, action: str | None = None) -> Location:
         """Resolve a logical path; a file is found under its stored name when it has one."""
         root, relpath = split_logical_path(logical)
         rootdir = self.rootdir(root, user, action)
-        rootdir.mkdir(parents=True, exist_ok=True)
         if not relpath:
+            self._real_root(rootdir)  # made if missing
             return Location(root, relpath, rootdir, rootdir)
-        plain = self._inside(rootdir, rootdir / relpath)
-        if plain.is_dir():
-            return Location(root, relpath, rootdir, plain)
-        stored = self._inside(rootdir, rootdir / stored_name(relpath))
-        if stored != plain and not stored.exists() and plain.is_file():
+        found = self._inside(rootdir, relpath)
+        plain = rootdir / relpath
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            return Location(root, relpath, rootdir, plain, found)
+        stored_rel = stored_name(relpath)
+        if stored_rel == relpath:  # datasets keep their names
+            return Location(root, relpath, rootdir, plain, found)
+        stored = rootdir / stored_rel
+        stored_found = self._inside(rootdir, stored_rel)
+        if stored_found is None and found is not None and stat.S_ISREG(found.st_mode):
             self._convert_dropped_file(plain, stored)
-        return Location(root, relpath, rootdir, stored)
+        return Location(root, relpath, rootdir, stored, stored_found)
 
     def _convert_dropped_file(self, plain: Path, stored: Path) -> None:
         """Compress a regular file someone dropped into a root into its `.b2` form."""

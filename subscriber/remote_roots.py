@@ -211,13 +211,15 @@ class RemoteRoots:
                 self._refresh(root, relpath, client, etag)
 
     def fetch(self, root: str, relpath: str, key: Key, field: str | None, filter_: str | None):
-        """A frame with the selection, or the whole stored file from the publisher."""
+        """The selection (values, or an SChunk frame), or the whole file from the publisher."""
         _etag, meta = self._dataset(root, relpath)
         readable(meta)
         if field and filter_:
             raise BadRequest("Cannot use 'field' and 'filter' together")
         if filter_:
-            return self._read(root, relpath, (), lambda c: datasets.filtered_frame(c, key, filter_))
+            return self._read(
+                root, relpath, (), lambda c: datasets.filtered_result(c, key, filter_)
+            )
         if "shape" in meta:
             shape = tuple(meta["shape"])
             items = normalise_key(key, shape)
@@ -225,7 +227,7 @@ class RemoteRoots:
                 return self.whole_file(root, relpath)
             proxy_key = items if items else ()
             return self._read(
-                root, relpath, proxy_key, lambda c: datasets.selection_frame(c, key, field)
+                root, relpath, proxy_key, lambda c: datasets.selection_result(c, key, field)
             )
         if field:
             raise BadRequest("A byte stream has no fields")
@@ -234,7 +236,7 @@ class RemoteRoots:
         if (start, stop) == (0, nitems):
             return self.whole_file(root, relpath)
         return self._read(
-            root, relpath, slice(start, stop), lambda c: datasets.selection_frame(c, key, None)
+            root, relpath, slice(start, stop), lambda c: datasets.selection_result(c, key, None)
         )
 
     def chunk(self, root: str, relpath: str, nchunk: int) -> bytes:

@@ -63,6 +63,7 @@ def serve(settings: SubscriberSettings) -> None:
     """Serve until SIGTERM or SIGINT, then close cleanly."""
     import waitress
 
+    from ..common.falcon_app import tune_waitress, waitress_options
     from .app import create_subscriber
 
     subscriber = create_subscriber(settings)
@@ -79,8 +80,10 @@ def serve(settings: SubscriberSettings) -> None:
         ident="caterva2",
         channel_timeout=300,
         clear_untrusted_proxy_headers=True,
+        **waitress_options(),
         **listen,
     )
+    tune_waitress(server)
 
     def stop(signum, frame):
         raise SystemExit(0)

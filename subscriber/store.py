@@ -272,7 +272,9 @@ class Store:
 
     def subscriptions(self) -> dict[str, bool]:
         """Followed roots → whether they are mirrored."""
-        return {r["root"]: bool(r["mirror"]) for r in self.db["subscriptions"].rows}
+        # Plain SQL: every read of a remote root asks, and sqlite-utils costs ~0.15 ms here.
+        rows = self._conn().execute("SELECT root, mirror FROM subscriptions").fetchall()
+        return {root: bool(mirror) for root, mirror in rows}
 
     # Remote roots announced by publishers, and the datasets of the followed ones
 
@@ -295,8 +297,12 @@ class Store:
         return {r["name"]: r for r in self.db["roots"].rows_where(order_by="name")}
 
     def remote_root(self, name: str) -> dict | None:
-        rows = list(self.db["roots"].rows_where("name = ?", [name]))
-        return rows[0] if rows else None
+        # Plain SQL: every read of a remote root asks (see `subscriptions`).
+        cursor = self._conn().execute("SELECT * FROM roots WHERE name = ?", [name])
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([c[0] for c in cursor.description], row, strict=True))
 
     def put_dataset(self, root: str, path: str, etag: str, meta: dict) -> None:
         self.db["datasets"].upsert(

@@ -228,6 +228,8 @@ class Access:
             if isinstance(obj, blosc2.NDArray):
                 return np.asarray(obj[()])
             return bytes(obj[:])
+        if isinstance(result, datasets.ArrayResult):
+            return result.values
         if isinstance(result, RemoteFile):
             result = b"".join(result.blocks)
         return decode_frame(result)
