@@ -21,7 +21,8 @@ import blosc2
 import httpx
 import numpy as np
 
-from caterva2.transport import RawResponse, Transport
+from caterva2.common import block_stream
+from caterva2.common.http_transport import RawResponse, Transport
 
 # A progress callback receives (bytes done so far, total bytes or None).
 Progress = Callable[[int, int | None], None]
@@ -40,6 +41,9 @@ _PATH_SAFE = "/@!$&'()*+,;=:-._~"
 # frame at both ends. Servers that do not know it (upstream ones) send frames anyway.
 NPY_TYPE = "application/x-npy"
 ACCEPT_NPY = f"{NPY_TYPE}, application/octet-stream;q=0.9"
+# Read straight off the connection, big selections can also come as their stored
+# blocks (`common.block_stream`), decompressed here while the rest arrives.
+ACCEPT_BLOCKS = f"{block_stream.MEDIA_TYPE}, {ACCEPT_NPY}"
 
 _SLICE_ITEM = re.compile(r"^\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?)?$")
 
@@ -130,7 +134,8 @@ def _use_client(client: httpx.Client | None) -> Iterator[httpx.Client]:
         yield one_off
 
 
-def _headers(auth_cookie: str | None) -> dict[str, str]:
+def auth_headers(auth_cookie: str | None) -> dict[str, str]:
+    """The headers that carry the login cookie, if any."""
     return {"Cookie": auth_cookie} if auth_cookie else {}
 
 
@@ -148,7 +153,7 @@ def request(
     **kwargs: Any,
 ) -> httpx.Response:
     """Send a request; raise ``HTTPStatusError`` on 4xx/5xx, ``TimeoutError`` on timeouts."""
-    headers = {**_headers(auth_cookie), **kwargs.pop("headers", {})}
+    headers = {**auth_headers(auth_cookie), **kwargs.pop("headers", {})}
     with _use_client(client) as http:
         try:
             response = http.request(method, url, headers=headers, timeout=timeout, **kwargs)
@@ -245,10 +250,13 @@ def to_plain(obj: blosc2.NDArray | blosc2.SChunk) -> np.ndarray | bytes:
     return obj[()] if obj.ndim == 0 else obj[:]
 
 
+def _media_type(response: httpx.Response | RawResponse) -> str:
+    return response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 def is_npy(response: httpx.Response | RawResponse) -> bool:
     """Whether a fetch answer is NumPy's .npy rather than a Blosc2 frame."""
-    ctype = response.headers.get("content-type", "")
-    return ctype.split(";", 1)[0].strip().lower() == NPY_TYPE
+    return _media_type(response) == NPY_TYPE
 
 
 _NPY_HEADERS: dict[bytes, tuple[tuple[int, ...], bool, np.dtype]] = {}
@@ -293,7 +301,7 @@ def _query_url(url: str, params: dict | None) -> str:
     return f"{url}?{urllib.parse.urlencode(params)}" if params else url
 
 
-def _raise_for_status(raw: RawResponse, body: bytes | bytearray, url: str) -> None:
+def raise_for_raw_status(raw: RawResponse, body: bytes | bytearray, url: str) -> None:
     """What `httpx.Response.raise_for_status` raises for a raw answer (the same error)."""
     if 200 <= raw.status < 300:
         return
@@ -320,12 +328,17 @@ def _fetch_direct(
     try:
         raw = direct.get(full, headers, timeout)
         try:
+            if raw.status == 200 and _media_type(raw) == block_stream.MEDIA_TYPE:
+                array = block_stream.read(raw.read_exact)
+                if raw.readinto(bytearray(1)):  # also reads the end of a chunked body
+                    raise httpx.RemoteProtocolError("Unexpected data after a block stream")
+                return blosc2.asarray(array) if as_blosc2 else array
             body = raw.read_all()
         finally:
             raw.close()
     except httpx.TimeoutException as exc:
         raise _timeout_error(exc, timeout, url) from exc
-    _raise_for_status(raw, body, full)
+    raise_for_raw_status(raw, body, full)
     if is_npy(raw):
         array = decode_npy(body)
         return blosc2.asarray(array) if as_blosc2 else array
@@ -355,7 +368,9 @@ def fetch_data(
     # NumPy wanted: offer .npy, which the server uses for small arrays.
     headers = {} if as_blosc2 else {"Accept": ACCEPT_NPY}
     if direct is not None:
-        sent = {**_headers(auth_cookie), **headers}
+        sent = {**auth_headers(auth_cookie), **headers}
+        if not as_blosc2:
+            sent["Accept"] = ACCEPT_BLOCKS
         return _fetch_direct(
             direct, api_url(urlbase, "fetch", path), params, sent, as_blosc2, timeout
         )
@@ -497,7 +512,7 @@ def _download_httpx(
     with _use_client(client) as http:
         try:
             with http.stream(
-                "GET", url, params=params, headers=_headers(auth_cookie), timeout=timeout
+                "GET", url, params=params, headers=auth_headers(auth_cookie), timeout=timeout
             ) as response:
                 if response.is_error:
                     response.read()  # so the error detail can be shown
@@ -523,10 +538,10 @@ def _download_direct(
     """Stream the body straight into the file it goes to, which is returned."""
     full = _query_url(url, params)
     try:
-        raw = direct.get(full, _headers(auth_cookie), timeout)
+        raw = direct.get(full, auth_headers(auth_cookie), timeout)
         try:
             if not 200 <= raw.status < 300:
-                _raise_for_status(raw, raw.read_all(), full)
+                raise_for_raw_status(raw, raw.read_all(), full)
             compressed = (_attachment_name(raw) or "").endswith(".b2")
             target = localpath.with_name(localpath.name + ".b2") if compressed else localpath
             _read_to_file(raw, target, progress)

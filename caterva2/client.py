@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import functools
 import os
 import pathlib
@@ -18,7 +17,8 @@ import numpy as np
 
 from caterva2 import api_utils
 from caterva2.api_utils import Progress
-from caterva2.transport import Transport
+from caterva2.common.b2meta import str_to_dtype
+from caterva2.common.http_transport import Transport
 
 # Uploads and downloads wait for the server to compress or read whole files,
 # so their read timeout is never shorter than this (seconds).
@@ -30,15 +30,6 @@ class BasicAuth(NamedTuple):
 
     username: str | None = None
     password: str | None = None
-
-
-def _parse_dtype(text: str) -> np.dtype:
-    """Turn the ``dtype`` string of ``/api/info`` into a NumPy dtype."""
-    try:
-        return np.dtype(text)
-    except TypeError:
-        # Structured dtypes come as the Python literal of their field list.
-        return np.dtype(ast.literal_eval(text))
 
 
 def _as_path(path: str | os.PathLike) -> str:
@@ -460,7 +451,7 @@ class File:
     def __getitem__(self, key: Any) -> Any:
         """Field or filter (string key, as Blosc2) or slice (as NumPy/bytes)."""
         if isinstance(key, str):
-            dtype = _parse_dtype(self.dtype)  # a plain File has no dtype: AttributeError
+            dtype = str_to_dtype(self.dtype)  # a plain File has no dtype: AttributeError
             if dtype.fields is None:
                 raise ValueError("Filters and fields need a structured dtype")
             if key in dtype.fields:
@@ -558,5 +549,5 @@ class Dataset(File):
         dtype = None
         if not isinstance(data, (np.ndarray, blosc2.NDArray)) and "dtype" in self.meta:
             # Lists of records only make sense in the dataset's own dtype.
-            dtype = _parse_dtype(self.meta["dtype"])
+            dtype = str_to_dtype(self.meta["dtype"])
         return self.client.append(self.path, data, dtype=dtype)

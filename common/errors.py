@@ -35,6 +35,12 @@ class Conflict(Caterva2Error):
     status = 409
 
 
+class PreconditionFailed(Caterva2Error):
+    """`If-Match` names a version that is not the current one."""
+
+    status = 412
+
+
 class PayloadTooLarge(Caterva2Error):
     status = 413
 

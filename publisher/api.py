@@ -26,35 +26,14 @@ from typing import Any, BinaryIO
 
 import falcon
 
-from ..common.errors import BadRequest, Caterva2Error
-from ..common.falcon_app import new_app
+from ..common.errors import BadRequest, PreconditionFailed
+from ..common.falcon_app import etag_matches, new_app, set_body, set_etag
 from .root_adapters import RootAdapter
 
 log = logging.getLogger(__name__)
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 STREAM_BLOCK = 1024 * 1024
-
-
-def _set_etag(resp: falcon.Response, etag: str) -> None:
-    resp.set_header("ETag", f'"{etag}"')
-
-
-def _matches(header: str | None, etag: str) -> bool:
-    """Whether an `If-None-Match`/`If-Match` header names this etag (quoted or bare)."""
-    if not header:
-        return False
-    for item in header.split(","):
-        item = item.strip().removeprefix("W/").strip('"')
-        if item == "*" or item == etag:
-            return True
-    return False
-
-
-class PreconditionFailed(Caterva2Error):
-    """`If-Match` names a version that is not the current one."""
-
-    status = 412
 
 
 class Stats:
@@ -109,12 +88,12 @@ class InfoResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
         current = self.adapter.stat(path)
-        if current is not None and _matches(req.get_header("If-None-Match"), current.etag):
+        if current is not None and etag_matches(req.get_header("If-None-Match"), current.etag):
             resp.status = falcon.HTTP_304
-            _set_etag(resp, current.etag)
+            set_etag(resp, current.etag)
             return
         stat, meta = self.adapter.info(path)
-        _set_etag(resp, stat.etag)
+        set_etag(resp, stat.etag)
         resp.media = meta
 
 
@@ -138,13 +117,13 @@ class ChunkResource:
         nchunk = _nchunk(req)
         stat, data = self.adapter.chunk(path, nchunk)
         if_match = req.get_header("If-Match")
-        if if_match and not _matches(if_match, stat.etag):
+        if if_match and not etag_matches(if_match, stat.etag):
             # The caller's metadata describes another version: a chunk of this one
             # would not fit it.
             raise PreconditionFailed(f"{path} changed: its etag is now {stat.etag}")
-        _set_etag(resp, stat.etag)
+        set_etag(resp, stat.etag)
         resp.content_type = "application/octet-stream"
-        resp.data = data
+        set_body(resp, data)
         self.stats.chunk_served(path, nchunk)
 
 
@@ -190,7 +169,7 @@ class FileResource:
         stored = self.adapter.open_file(path)
         try:
             etag = stored.stat.etag
-            not_modified = _matches(req.get_header("If-None-Match"), etag)
+            not_modified = etag_matches(req.get_header("If-None-Match"), etag)
             header = req.get_header("Range")
             span = None
             if header and stored.size and not not_modified:
@@ -198,7 +177,7 @@ class FileResource:
         except BaseException:
             stored.file.close()
             raise
-        _set_etag(resp, etag)
+        set_etag(resp, etag)
         resp.set_header("Last-Modified", email.utils.formatdate(stored.stat.mtime, usegmt=True))
         resp.accept_ranges = "bytes"
         if not_modified:

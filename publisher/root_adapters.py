@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,11 +22,14 @@ import blosc2
 from ..common import b2files, b2meta
 from ..common.errors import BadRequest, Caterva2Error, NotFound
 from ..common.paths import check_relpath
+from ..common.stored_chunks import Identity, file_identity, read_chunk
 
 NATIVE_SUFFIXES = (".b2nd", ".b2frame")
 """Blosc2 containers served as they are stored."""
 STORED_SUFFIX = ".b2"
 """A regular file already compressed (as the subscriber stores them): served as `<name>`."""
+KEPT_CONTAINERS = 64
+"""Native containers kept open between requests (see `DirectoryRoot._open_container`)."""
 
 # Names that editors, downloaders and atomic writers use for work in progress;
 # they never become datasets, so a half-written file is never announced.
@@ -148,6 +152,9 @@ class DirectoryRoot(RootAdapter):
         self._excluded = {Path(p).resolve() for p in (*exclude, self.cachedir)}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # Open native containers by path, with the identity of the file they read:
+        # opening costs more than serving a chunk. Used under the dataset's lock.
+        self._opened: OrderedDict[str, tuple[Identity, Any]] = OrderedDict()
         if self.cachedir.is_dir():
             # Copies half-built when a previous run was killed.
             for tmp in self.cachedir.rglob(".*.tmp"):
@@ -249,13 +256,33 @@ class DirectoryRoot(RootAdapter):
     def _cache_path(self, relpath: str) -> Path:
         return self.cachedir / (relpath + STORED_SUFFIX)
 
-    def _open_container(self, path: Path, mtime: float | None) -> Any:
+    def _open_container(self, path: Path, st: os.stat_result) -> Any:
+        """The open container of a native file as `st` describes it (kept for the next call)."""
+        key = str(path)
+        ident = file_identity(st)
+        with self._locks_guard:
+            kept = self._opened.get(key)
+            if kept is not None and kept[0] == ident:
+                self._opened.move_to_end(key)
+                return kept[1]
         try:
-            return blosc2.open(str(path), mode="r")
+            obj = blosc2.open(key, mode="r")
         except FileNotFoundError:
             raise
         except Exception as exc:  # blosc2 raises RuntimeError/ValueError for bad frames
-            raise UnreadableDataset(_unreadable_meta(mtime, "Unrecognized format")) from exc
+            raise UnreadableDataset(_unreadable_meta(st.st_mtime, "Unrecognized format")) from exc
+        with self._locks_guard:
+            self._opened[key] = (ident, obj)
+            self._opened.move_to_end(key)
+            while len(self._opened) > KEPT_CONTAINERS:
+                self._opened.popitem(last=False)
+        return obj
+
+    def _identity(self, path: Path, obj: Any) -> Identity | None:
+        """The identity of the file a kept-open container was opened from, if it is one."""
+        with self._locks_guard:
+            kept = self._opened.get(str(path))
+        return kept[0] if kept is not None and kept[1] is obj else None
 
     def _open(self, relpath: str) -> tuple[DatasetStat, Any, Path]:
         """Open the container behind a dataset: (version, container, stored file)."""
@@ -268,7 +295,7 @@ class DirectoryRoot(RootAdapter):
                 before = path.stat()
                 if native:
                     stored = path
-                    obj = self._open_container(path, before.st_mtime)
+                    obj = self._open_container(path, before)
                 else:
                     stored = self._cache_path(relpath)
                     obj = self._cached_copy(path, stored, before)
@@ -325,7 +352,7 @@ class DirectoryRoot(RootAdapter):
         if nchunk < 0:
             raise BadRequest("Chunk number required (a non-negative integer)")
         with self._locked(relpath):
-            st, obj, _ = self._open(relpath)
+            st, obj, stored = self._open(relpath)
             # Keep `obj` alive while using its SChunk: a dropped NDArray frees it.
             schunk = obj.schunk if isinstance(obj, blosc2.NDArray) else obj
             if not isinstance(schunk, blosc2.SChunk):
@@ -334,7 +361,7 @@ class DirectoryRoot(RootAdapter):
                 raise NotFound(
                     f"Chunk {nchunk} out of range: {relpath} has {schunk.nchunks} chunks"
                 )
-            data = schunk.get_chunk(nchunk)
+            data = read_chunk(schunk, nchunk, self._identity(stored, obj))
             del schunk, obj
             return st, data
 
@@ -360,10 +387,13 @@ class DirectoryRoot(RootAdapter):
         return StoredFile(f, os.fstat(f.fileno()).st_size, path.name, st)
 
     def forget(self, relpath: str) -> None:
-        """Remove the compressed copy of a regular file that is gone."""
+        """Remove the compressed copy of a regular file that is gone (and let go of its file)."""
         relpath = check_relpath(relpath)
         if not relpath:
             return
+        with self._locks_guard:  # an open container keeps its deleted file on disk
+            for name in (relpath, relpath + STORED_SUFFIX):
+                self._opened.pop(str(self.rootdir / name), None)
         with self._locked(relpath):
             cached = self._cache_path(relpath)
             cached.unlink(missing_ok=True)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import email.utils
-import io
 import re
 
 import falcon
 
-from ..common.errors import BadRequest, NotFound, ValidationError
+from ..common import block_stream
+from ..common.errors import BadRequest, NotFound, PreconditionFailed, ValidationError
+from ..common.falcon_app import set_body, set_etag
 from ..common.paths import split_logical_path
 from ..common.slices import parse_slice
 from . import datasets
@@ -18,9 +19,6 @@ from .local_roots import LocalRoots, Location
 from .remote_roots import RemoteFile, RemoteRoots
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-# Bigger bodies go out as a file-like stream: waitress copies a plain body whole into
-# its output buffer, while it reads a stream piece by piece as the socket takes it.
-STREAM_BODY = 1024 * 1024
 
 
 def json_body(req: falcon.Request, *keys: str) -> dict:
@@ -88,13 +86,21 @@ class ListResource(ReadResource):
 
 
 class InfoResource(ReadResource):
+    """Metadata; for Blosc2 arrays also an ETag, which `/api/chunk` takes as `If-Match`."""
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
         if remote := self.remote_path(path):
-            resp.media = self.remote.info(*remote)
-            return
-        loc = self.roots.locate(path, req.context.user)
-        expr = self.saved_expression(loc, req)
-        resp.media = expr.info() if expr else datasets.info(loc)
+            resp.media, tag = self.remote.versioned_info(*remote)
+        else:
+            loc = self.roots.locate(path, req.context.user)
+            expr = self.saved_expression(loc, req)
+            if expr:
+                resp.media, tag = expr.info(), None  # computed chunks have no stored version
+            else:
+                tag = datasets.info_version(loc)
+                resp.media = datasets.info(loc)
+        if tag is not None:
+            set_etag(resp, tag)
 
 
 def _send_file(req: falcon.Request, resp: falcon.Response, path, filename: str) -> None:
@@ -133,22 +139,14 @@ def _send_file(req: falcon.Request, resp: falcon.Response, path, filename: str) 
         resp.content_length = length
 
 
-def set_body(resp: falcon.Response, body: bytes) -> None:
-    """Answer with `body`, streamed when big (see `STREAM_BODY`)."""
-    if len(body) > STREAM_BODY:
-        resp.set_stream(io.BytesIO(body), len(body))  # BytesIO shares the bytes: no copy
-    else:
-        resp.data = body
-
-
-def accepts_npy(req: falcon.Request) -> bool:
-    """Whether the client named .npy in `Accept` (opt-in: `*/*` keeps the Blosc2 frames)."""
+def accepts(req: falcon.Request, media_type: str) -> bool:
+    """Whether the client named `media_type` in `Accept` (opt-in: `*/*` keeps the Blosc2 frames)."""
     header = req.get_header("Accept")
-    if not header or datasets.NPY_TYPE not in header.lower():
+    if not header or media_type not in header.lower():
         return False
     for item in header.split(","):
         mtype, _, params = item.partition(";")
-        if mtype.strip().lower() == datasets.NPY_TYPE:
+        if mtype.strip().lower() == media_type:
             return not re.search(r"\bq\s*=\s*0(\.0*)?\s*(;|$)", params)
     return False
 
@@ -157,19 +155,23 @@ class FetchResource(ReadResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
         key = parse_slice(req.get_param("slice_"))
         field, filter_ = req.get_param("field"), req.get_param("filter")
+        blocks = accepts(req, block_stream.MEDIA_TYPE)
         if remote := self.remote_path(path):
-            result = self.remote.fetch(*remote, key, field, filter_)
+            result = self.remote.fetch(*remote, key, field, filter_, blocks)
         else:
             loc = self.roots.locate(path, req.context.user)
             if expr := self.saved_expression(loc, req):
                 result = expr.fetch(key, field, filter_)
             else:
-                result = datasets.fetch(loc, key, field, filter_)
+                result = datasets.fetch(loc, key, field, filter_, blocks)
         resp.content_type = "application/octet-stream"
+        resp.vary = ("Accept",)
         if isinstance(result, datasets.ArrayResult):
-            body, resp.content_type = result.encode(npy=accepts_npy(req))
-            resp.vary = ("Accept",)
+            body, resp.content_type = result.encode(npy=accepts(req, datasets.NPY_TYPE))
             set_body(resp, body)
+        elif isinstance(result, datasets.BlockStream):
+            resp.content_type = block_stream.MEDIA_TYPE
+            resp.stream = result.pieces
         elif isinstance(result, datasets.WholeFile):
             _send_file(req, resp, result.path, result.path.name)
         elif isinstance(result, RemoteFile):
@@ -194,13 +196,19 @@ class ChunkResource(ReadResource):
             raise ValidationError(
                 "query", "nchunk", "Input should be a valid integer", "int_parsing", raw
             ) from None
+        if_match = req.get_header("If-Match")
         if remote:
-            resp.data = self.remote.chunk(*remote, nchunk)
+            data, tag = self.remote.chunk(*remote, nchunk, if_match)
         elif expr := self.saved_expression(loc, req):
-            resp.data = expr.chunk(nchunk)
+            if if_match is not None:
+                raise PreconditionFailed(f"{path} is computed: it has no version to match")
+            data, tag = expr.chunk(nchunk), None
         else:
-            resp.data = datasets.chunk(loc, nchunk)
+            data, tag = datasets.chunk(loc, nchunk, if_match)
+        if tag is not None:
+            set_etag(resp, tag)
         resp.content_type = "application/octet-stream"
+        set_body(resp, data)
 
 
 class DownloadResource(ReadResource):

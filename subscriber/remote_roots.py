@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import blosc2
 
-from ..common.errors import BadRequest, NotFound, ServiceUnavailable
+from ..common.b2meta import str_to_dtype
+from ..common.errors import BadRequest, NotFound, PreconditionFailed, ServiceUnavailable
+from ..common.falcon_app import etag_matches
 from ..common.paths import logical_name, stored_name
 from ..common.slices import Key, normalise_key
 from . import datasets
@@ -195,13 +197,24 @@ class RemoteRoots:
             meta["urlpath"] = f"{root}/{stored_name(relpath)}"
         return meta
 
-    def _read(self, root: str, relpath: str, key, use):
-        """Read through the cache; a version change met on the way is applied, then retried."""
+    def versioned_info(self, root: str, relpath: str) -> tuple[dict, str | None]:
+        """`info` and the ETag naming its version, for arrays stored as Blosc2 containers."""
+        etag, _meta = self._dataset(root, relpath)
+        return self.info(root, relpath), (etag if chunked_array(relpath, _meta) else None)
+
+    def _read(self, root: str, relpath: str, key, use, if_match: str | None = None):
+        """Read through the cache; a version change met on the way is applied, then retried.
+
+        With `if_match`, only that version is read: (result, etag) or 412, no retry.
+        """
         for attempt in range(2):
             etag, meta = self._dataset(root, relpath)
+            if if_match is not None and not etag_matches(if_match, etag):
+                raise PreconditionFailed(f"{root}/{relpath} changed: its version is now {etag}")
             client = self.client(root)
             try:
-                return self.cache.read(root, relpath, meta, etag, client, key, use)
+                result = self.cache.read(root, relpath, meta, etag, client, key, use)
+                return result if if_match is None else (result, etag)
             except FileNotFoundError:
                 raise NotFound("Not Found") from None
             except StaleDataset:
@@ -210,12 +223,33 @@ class RemoteRoots:
                 # The change message may still be on its way: do not wait for it.
                 self._refresh(root, relpath, client, etag)
 
-    def fetch(self, root: str, relpath: str, key: Key, field: str | None, filter_: str | None):
-        """The selection (values, or an SChunk frame), or the whole file from the publisher."""
-        _etag, meta = self._dataset(root, relpath)
+    def fetch(
+        self,
+        root: str,
+        relpath: str,
+        key: Key,
+        field: str | None,
+        filter_: str | None,
+        blocks: bool = False,
+    ):
+        """The selection (values, or an SChunk frame), or the whole file from the publisher.
+
+        `blocks`: the client takes big array selections as stored blocks (`BlockStream`).
+        """
+        etag, meta = self._dataset(root, relpath)
         readable(meta)
         if field and filter_:
             raise BadRequest("Cannot use 'field' and 'filter' together")
+        if blocks and not field and not filter_ and chunked_array(relpath, meta):
+            stream = datasets.block_stream_of(
+                (meta["shape"], meta["chunks"], meta["blocks"]),
+                str_to_dtype(meta["dtype"]),
+                key,
+                # One version throughout: a chunk of any other ends the stream.
+                lambda nchunk, _blocks: self.chunk(root, relpath, nchunk, etag)[0],
+            )
+            if stream is not None:
+                return stream
         if filter_:
             return self._read(
                 root, relpath, (), lambda c: datasets.filtered_result(c, key, filter_)
@@ -239,17 +273,26 @@ class RemoteRoots:
             root, relpath, slice(start, stop), lambda c: datasets.selection_result(c, key, None)
         )
 
-    def chunk(self, root: str, relpath: str, nchunk: int) -> bytes:
-        """A compressed chunk, through the cache."""
-        _etag, meta = self._dataset(root, relpath)
+    def chunk(
+        self, root: str, relpath: str, nchunk: int, if_match: str | None = None
+    ) -> tuple[bytes, str | None]:
+        """A compressed chunk, through the cache, and its version (for arrays).
+
+        With `if_match`, a chunk of any other version is refused (412).
+        """
+        etag, meta = self._dataset(root, relpath)
         readable(meta)
         schunk_meta = meta.get("schunk", meta)
         nchunks = schunk_meta["nchunks"]
         if not 0 <= nchunk < nchunks:
             raise BadRequest(f"Chunk {nchunk} out of range (the dataset has {nchunks} chunks)")
-        return self._read(
-            root, relpath, chunk_key(meta, nchunk), lambda c: schunk_of(c).get_chunk(nchunk)
-        )
+        key = chunk_key(meta, nchunk)
+        use = lambda c: schunk_of(c).get_chunk(nchunk)  # noqa: E731
+        if not chunked_array(relpath, meta):
+            if if_match is not None:
+                raise PreconditionFailed(f"{root}/{relpath} has no version to match")
+            return self._read(root, relpath, key, use), None
+        return self._read(root, relpath, key, use, if_match or "*")
 
     def whole_file(self, root: str, relpath: str) -> RemoteFile:
         """Stream the stored file from the publisher."""
@@ -289,6 +332,11 @@ def readable(meta: dict) -> None:
     """400 with the publisher's reason for a dataset it lists but cannot serve."""
     if "error" in meta and "shape" not in meta and "nbytes" not in meta:
         raise BadRequest(f"The dataset cannot be read: {meta['error']}")
+
+
+def chunked_array(relpath: str, meta: dict) -> bool:
+    """Whether clients may assemble reads of a dataset from its chunks (Blosc2 arrays only)."""
+    return relpath.endswith(".b2nd") and "shape" in meta and "blocks" in meta
 
 
 def schunk_of(container):

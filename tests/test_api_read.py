@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import os
+import threading
 
 import blosc2
 import numpy as np
@@ -253,6 +256,96 @@ def test_fetch_unknown_field_is_400(sub):
 def test_fetch_raw_hdf5_is_415(sub):
     resp = anonymous(sub.urlbase).get("/api/fetch/@public/root-example.h5")
     assert resp.status_code == 415 and "unfold" in resp.json()["detail"]
+
+
+def test_fetch_answers_npy_only_to_who_asks_for_it(sub, examples_dir):
+    client = anonymous(sub.urlbase)
+    path, params = "/api/fetch/@public/dir1/ds-3d.b2nd", {"slice_": "0:2, 1:3, :"}
+    expected = blosc2.open(str(examples_dir / "dir1" / "ds-3d.b2nd"))[()][0:2, 1:3, :]
+    # Upstream clients send no such header (or */*): they keep getting Blosc2 frames.
+    for accept in (None, "*/*", "application/octet-stream", "application/x-npy;q=0"):
+        resp = client.get(path, params=params, headers={"Accept": accept} if accept else {})
+        assert resp.headers["content-type"] == "application/octet-stream", accept
+        np.testing.assert_array_equal(decode(resp.content), expected)
+    resp = client.get(path, params=params, headers={"Accept": "application/x-npy, */*;q=0.5"})
+    assert resp.headers["content-type"] == "application/x-npy"
+    assert "accept" in resp.headers["vary"].lower()
+    got = np.load(io.BytesIO(resp.content), allow_pickle=False)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_fetch_answers_big_results_as_frames_even_to_npy_clients(sub):
+    path = sub.statedir / "public" / "big-for-npy.b2nd"
+    data = np.arange(300_000, dtype=np.float64)  # a 1.6 MB slice: above the .npy limit
+    blosc2.asarray(data, urlpath=str(path), mode="w")
+    try:
+        resp = anonymous(sub.urlbase).get(
+            "/api/fetch/@public/big-for-npy.b2nd",
+            params={"slice_": "0:200000"},
+            headers={"Accept": "application/x-npy"},
+        )
+        assert resp.headers["content-type"] == "application/octet-stream"
+        np.testing.assert_array_equal(decode(resp.content), data[:200_000])
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def test_dataset_rewritten_or_replaced_by_another_process_is_read_anew(sub):
+    public = sub.statedir / "public"
+    path = public / "rewritten.b2nd"
+    client = anonymous(sub.urlbase)
+    fetch = "/api/fetch/@public/rewritten.b2nd"
+    npy = {"Accept": "application/x-npy"}
+    try:
+        for offset, n in ((0, 5), (1, 9), (2, 9)):  # the last one: same shape, other values
+            values = np.arange(n) * 10 + offset
+            blosc2.asarray(values, urlpath=str(path), mode="w")
+            assert client.get(f"/api/info/@public/{path.name}").json()["shape"] == [n]
+            for headers in ({}, npy):  # every server thread must see the new file
+                for _ in range(8):
+                    resp = client.get(fetch, params={"slice_": "0:3"}, headers=headers)
+                    got = resp.content
+                    got = np.load(io.BytesIO(got)) if headers else decode(got)
+                    np.testing.assert_array_equal(got, values[:3])
+        aside = sub.statedir / "tmp" / "replacement.b2nd"
+        blosc2.asarray(np.arange(4) + 100, urlpath=str(aside), mode="w")
+        os.replace(aside, path)
+        for _ in range(8):
+            resp = client.get(fetch, params={"slice_": "0:3"})
+            np.testing.assert_array_equal(decode(resp.content), [100, 101, 102])
+        path.unlink()
+        for _ in range(8):
+            assert client.get(fetch, params={"slice_": "0:3"}).status_code == 404
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def test_concurrent_reads_of_one_dataset_all_get_their_own_values(sub, examples_dir):
+    expected = blosc2.open(str(examples_dir / "ds-1d.b2nd"))[()]
+    errors: list[str] = []
+
+    def read(seed: int) -> None:
+        client = anonymous(sub.urlbase)
+        rng = np.random.default_rng(seed)
+        for n in range(40):
+            start = int(rng.integers(0, 990))
+            headers = {"Accept": "application/x-npy"} if n % 2 else {}
+            resp = client.get(
+                "/api/fetch/@public/ds-1d.b2nd",
+                params={"slice_": f"{start}:{start + 10}"},
+                headers=headers,
+            )
+            got = np.load(io.BytesIO(resp.content)) if n % 2 else decode(resp.content)
+            if not np.array_equal(got, expected[start : start + 10]):
+                errors.append(f"{start}: {got}")
+
+    threads = [threading.Thread(target=read, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
 
 
 def test_chunk_is_the_stored_compressed_chunk(sub, examples_dir):

@@ -17,8 +17,10 @@ import pika
 import pytest
 
 import caterva2 as cat2
+from caterva2 import api_utils
 from caterva2.broker import topology
 from caterva2.broker.connection import parameters
+from caterva2.common import block_stream
 
 from .broker_support import RUN, TcpProxy
 from .services import PublisherProcess, SubscriberProcess, run_cli
@@ -39,10 +41,10 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = WAIT) ->
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def write_array(path: Path, values, chunks=None) -> None:
+def write_array(path: Path, values, chunks=None, blocks=None) -> None:
     """Write a dataset the way another program would: aside, then renamed into place."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    blosc2.asarray(np.asarray(values), urlpath=str(tmp), mode="w", chunks=chunks)
+    blosc2.asarray(np.asarray(values), urlpath=str(tmp), mode="w", chunks=chunks, blocks=blocks)
     tmp.rename(path)
 
 
@@ -187,6 +189,28 @@ def test_slice_of_uncached_chunks_fetches_only_those_chunks(lab):
     assert pub.chunk_transfers("hundred.b2nd") == {n: 1 for n in range(9, 21)}
 
 
+def test_big_client_slice_of_a_remote_dataset_streams_only_the_chunks_it_touches(lab):
+    pub = lab.publisher("blocks")
+    values = np.random.default_rng(3).normal(size=(1500, 1000))  # 12 MB: big enough to stream
+    write_array(pub.rootdir / "big.b2nd", values, chunks=(300, 1000), blocks=(50, 1000))
+    sub = lab.subscriber()
+    follow(sub, pub.name)
+    path = f"{pub.name}/big.b2nd"
+    wait_for(lambda: remote_shape(sub, path) == (1500, 1000), "the dataset")
+    resp = httpx.get(
+        f"{sub.urlbase}/api/fetch/{path}",
+        params={"slice_": "350:1450"},
+        headers={"Accept": api_utils.ACCEPT_BLOCKS},
+        timeout=30,
+    )
+    assert resp.headers["content-type"] == block_stream.MEDIA_TYPE
+    assert pub.chunk_transfers("big.b2nd") == {1: 1, 2: 1, 3: 1, 4: 1}
+    with cat2.Client(sub.urlbase) as client:
+        np.testing.assert_array_equal(client.get(path)[350:1450], values[350:1450])
+        np.testing.assert_array_equal(client.get(path)[:], values)
+    assert pub.chunk_transfers("big.b2nd") == {n: 1 for n in range(5)}
+
+
 def test_eight_concurrent_readers_of_one_uncached_chunk_cause_one_transfer(lab):
     pub = lab.publisher("concurrent")
     write_array(pub.rootdir / "c.b2nd", np.arange(10_000), chunks=(1000,))
@@ -207,6 +231,26 @@ def test_eight_concurrent_readers_of_one_uncached_chunk_cause_one_transfer(lab):
         t.join()
     assert len(results) == 8 and all((r == np.arange(5500, 5510)).all() for r in results)
     assert pub.chunk_transfers("c.b2nd") == {5: 1}
+
+
+def test_cached_chunks_survive_a_restart_and_a_new_version_replaces_them(lab):
+    pub = lab.publisher("restart")
+    write_array(pub.rootdir / "r.b2nd", np.arange(1000), chunks=(100,))
+    sub = lab.subscriber()
+    follow(sub, pub.name)
+    path = f"{pub.name}/r.b2nd"
+    wait_for(lambda: remote_shape(sub, path) == (1000,), "the dataset")
+    np.testing.assert_array_equal(fetch(sub, path, "150:250"), np.arange(150, 250))
+    sub.stop()
+    sub.start()
+    np.testing.assert_array_equal(fetch(sub, path, "150:250"), np.arange(150, 250))
+    np.testing.assert_array_equal(fetch(sub, path, "350:360"), np.arange(350, 360))
+    assert pub.chunk_transfers("r.b2nd") == {1: 1, 2: 1, 3: 1}
+    # A new version: the kept cache of the old one must not answer for it.
+    write_array(pub.rootdir / "r.b2nd", np.arange(1000) * 2, chunks=(100,))
+    wait_for(lambda: fetch(sub, path, "150:160")[0] == 300, "the new version")
+    np.testing.assert_array_equal(fetch(sub, path, "150:250"), np.arange(150, 250) * 2)
+    np.testing.assert_array_equal(fetch(sub, path, "355:356"), [710])
 
 
 def test_stopped_subscriber_catches_up_from_its_durable_queue(lab):

@@ -1,4 +1,4 @@
-"""HTTP/1.1 for the client on the standard library's `http.client`.
+"""HTTP/1.1 on the standard library's `http.client`, for the client and the subscriber.
 
 httpx spends about a millisecond of CPU per request in its own layers (URL and
 header models, cookies, h11's state machine) and reads bodies 64 KiB at a time:
@@ -76,11 +76,26 @@ class RawResponse:
 
     def readinto(self, buffer: Any) -> int:
         """Read the next bytes of the body into `buffer`; 0 at the end."""
-        with _mapped(read=True):
-            n = self._resp.readinto(buffer)
+        try:
+            with _mapped(read=True):
+                n = self._resp.readinto(buffer)
+        except BaseException:
+            self.fail()
+            raise
         if n == 0:
             self.close()
         return n
+
+    def read_exact(self, n: int) -> bytearray:
+        """The next `n` bytes of the body; `httpx.RemoteProtocolError` if it ends before."""
+        buffer = bytearray(n)
+        view, done = memoryview(buffer), 0
+        while done < n:
+            got = self.readinto(view[done:])
+            if got == 0:
+                raise httpx.RemoteProtocolError("Server disconnected in the middle of a body")
+            done += got
+        return buffer
 
     def read_all(self) -> bytearray:
         """The whole body, in one writable buffer (no copy when the length is known)."""
@@ -90,14 +105,19 @@ class RawResponse:
             while done < self.length:
                 n = self.readinto(view[done:])
                 if n == 0:
+                    self.fail()
                     raise httpx.RemoteProtocolError("Server disconnected in the middle of a body")
                 done += n
             self.close()
             return body
         body = bytearray()
-        with _mapped(read=True):
-            while data := self._resp.read1(READ_SIZE):
-                body += data
+        try:
+            with _mapped(read=True):
+                while data := self._resp.read1(READ_SIZE):
+                    body += data
+        except BaseException:
+            self.fail()
+            raise
         self.close()
         return body
 
@@ -107,6 +127,12 @@ class RawResponse:
             return
         self._done = True
         self._transport._finish(self._key, self._conn, self._resp)
+
+    def fail(self) -> None:
+        """Drop the connection: reading the body went wrong."""
+        self._done = True
+        self._resp.close()
+        self._conn.close()
 
 
 class _mapped:
@@ -177,9 +203,13 @@ class _Body(httpx.SyncByteStream):
 
     def __iter__(self) -> Iterator[bytes]:
         resp = self._raw._resp
-        with _mapped(read=True, request=self._request):
-            while data := resp.read1(READ_SIZE):
-                yield data
+        try:
+            with _mapped(read=True, request=self._request):
+                while data := resp.read1(READ_SIZE):
+                    yield data
+        except BaseException:
+            self._raw.fail()
+            raise
         self._raw.close()
 
     def close(self) -> None:
@@ -232,8 +262,9 @@ class Transport(httpx.BaseTransport):
 
     def _finish(self, key: Key, conn: http.client.HTTPConnection, resp: Any) -> None:
         """Return a connection whose response was read whole; close any other."""
-        # `read1` leaves a body read to its last byte open: its length says it is done.
-        whole = resp.isclosed() or (not resp.chunked and resp.length == 0)
+        # The length left says whether a body was read whole (`read1` leaves one read to
+        # its last byte open); a chunked body is closed after its last chunk.
+        whole = resp.length == 0 if resp.length is not None else resp.isclosed()
         if whole and not resp.will_close and conn.sock is not None:
             resp.close()  # http.client sends no new request before this
             with self._lock:
