@@ -465,17 +465,23 @@ def xplane(ctx: Context) -> Figure:
     return _array_read(ctx, "xplane", f"x-plane {key_text(key)}", key, ctx.plan.io_reps, [])
 
 
+# Big reads are judged where the stored blocks can travel: our client asks for them
+# (`application/x-caterva2-blocks`); a plain HTTP reader gets a new Blosc2 frame, which
+# the server must compress first (its rows are measured, not judged).
+BLOCK_READERS = ("client",)
+
+
 def slab(ctx: Context) -> Figure:
     """A quarter of the array along the first axis: [n/8 : 3n/8, :, :] (100 MB in full)."""
     n = ctx.plan.field.shape[0]
     key = (slice(n // 8, n // 8 + n // 4), slice(None), slice(None))
-    target = Target("ratio", ">=", 0.8, "≥ 0.8 of floor")
+    target = Target("ratio", ">=", 0.8, "≥ 0.8 of floor", BLOCK_READERS)
     return _array_read(ctx, "slab", f"slab {key_text(key)}", key, ctx.plan.io_reps, [target])
 
 
 def whole(ctx: Context) -> Figure:
     """The whole array into NumPy."""
-    target = Target("ratio", ">=", 0.8, "≥ 0.8 of floor")
+    target = Target("ratio", ">=", 0.8, "≥ 0.8 of floor", BLOCK_READERS)
     return _array_read(ctx, "whole", "whole array into NumPy", (), ctx.plan.whole_reps, [target])
 
 

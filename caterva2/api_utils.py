@@ -329,7 +329,7 @@ def _fetch_direct(
         raw = direct.get(full, headers, timeout)
         try:
             if raw.status == 200 and _media_type(raw) == block_stream.MEDIA_TYPE:
-                array = block_stream.read(raw.read_exact)
+                array = block_stream.read(raw)
                 if raw.readinto(bytearray(1)):  # also reads the end of a chunked body
                     raise httpx.RemoteProtocolError("Unexpected data after a block stream")
                 return blosc2.asarray(array) if as_blosc2 else array

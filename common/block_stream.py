@@ -26,7 +26,7 @@ import queue
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Protocol
 
 import blosc2
 import numpy as np
@@ -38,7 +38,7 @@ from .chunk_plan import Bounds, Plan, block_indices, place, plan
 MEDIA_TYPE = "application/x-caterva2-blocks"
 _LENGTH = struct.Struct("<I")
 _RECORD = struct.Struct("<IB3xI")
-AHEAD = 8  # parts received ahead of the one being decompressed
+AHEAD = 8  # parts received ahead of the one being decompressed, at most
 
 
 def header(
@@ -77,13 +77,20 @@ def records(the_plan: Plan, get_chunk: ChunkGetter) -> Iterator[bytes | memoryvi
         yield data
 
 
-def read(read_exact: Callable[[int], Any]) -> np.ndarray:
-    """Decode a stream into the NumPy array it selects.
+class Source(Protocol):
+    """Where a stream is read from: an HTTP response (`http_transport.RawResponse`), a file."""
 
-    `read_exact(n)`: the next `n` bytes of the stream (raising if it ends first).
-    """
-    (length,) = _LENGTH.unpack(read_exact(_LENGTH.size))
-    meta = json.loads(bytes(read_exact(length)))
+    def read_into(self, view: memoryview) -> None:
+        """Fill `view` with the next bytes; raise if the stream ends first."""
+
+    def abort(self) -> None:
+        """Stop reading for good (a reader blocked in `read_into` returns or raises)."""
+
+
+def read(source: Source) -> np.ndarray:
+    """Decode a stream into the NumPy array it selects."""
+    (length,) = _LENGTH.unpack(_read(source, _LENGTH.size))
+    meta = json.loads(bytes(_read(source, length)))
     dtype = str_to_dtype(meta["dtype"])
     the_plan = plan(
         tuple(meta["shape"]),
@@ -94,22 +101,28 @@ def read(read_exact: Callable[[int], Any]) -> np.ndarray:
     )
     out = np.empty(the_plan.shape, dtype=dtype)
     scratch = np.empty(0, dtype=np.uint8)
-    arrived: queue.Queue = queue.Queue(maxsize=AHEAD)
+    # Receive buffers go round between the two threads: fresh memory for every chunk
+    # would cost page faults, as would a fresh decompression buffer.
+    free: queue.Queue = queue.Queue()
+    for _ in range(AHEAD + 1):
+        free.put(bytearray())
+    arrived: queue.Queue = queue.Queue()
     stop = threading.Event()
 
     def receive() -> None:
-        # Another thread waits on the socket (which lets go of the GIL) while this one
+        # This thread waits on the socket (which lets go of the GIL) while the caller's
         # decompresses what came before.
         try:
             for _ in the_plan.parts:
-                nchunk, whole, size = _RECORD.unpack(read_exact(_RECORD.size))
-                item = (nchunk, whole, read_exact(size))
-                while not stop.is_set():
-                    try:
-                        arrived.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                nchunk, whole, size = _RECORD.unpack(_read(source, _RECORD.size))
+                buffer = free.get()
+                if stop.is_set():
+                    return
+                if len(buffer) < size:
+                    buffer = bytearray(size)
+                view = memoryview(buffer)[:size]
+                source.read_into(view)
+                arrived.put((nchunk, whole, buffer, view))
         except BaseException as exc:
             arrived.put(exc)
 
@@ -120,17 +133,27 @@ def read(read_exact: Callable[[int], Any]) -> np.ndarray:
             item = arrived.get()
             if isinstance(item, BaseException):
                 raise item
-            nchunk, whole, data = item
+            nchunk, whole, buffer, data = item
             if nchunk != part.nchunk:
                 raise ValueError(f"Block stream out of order: chunk {nchunk}, not {part.nchunk}")
             nbytes = blosc2.get_cbuffer_sizes(data)[0]
             if nbytes > scratch.size:
                 scratch = np.empty(nbytes, dtype=np.uint8)
-            # One reused buffer: fresh memory for each chunk would cost page faults.
             blosc2.decompress2(data, dst=scratch)
-            del data, item
+            data.release()
+            free.put(buffer)
             place(the_plan, part, scratch[:nbytes].view(dtype), bool(whole), out)
-    finally:
+    except BaseException:
         stop.set()
+        source.abort()  # the receiver may be waiting on the socket
+        free.put(bytearray())  # or for a buffer
+        raise
+    finally:
         receiver.join()
     return out.reshape(the_plan.result_shape)
+
+
+def _read(source: Source, n: int) -> bytearray:
+    buffer = bytearray(n)
+    source.read_into(memoryview(buffer))
+    return buffer

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import select
+import socket
 import ssl
 import threading
 import time
@@ -86,16 +87,24 @@ class RawResponse:
             self.close()
         return n
 
-    def read_exact(self, n: int) -> bytearray:
-        """The next `n` bytes of the body; `httpx.RemoteProtocolError` if it ends before."""
-        buffer = bytearray(n)
-        view, done = memoryview(buffer), 0
+    def read_into(self, view: memoryview) -> None:
+        """Fill `view` with the next bytes of the body; `httpx.RemoteProtocolError` if it ends."""
+        done, n = 0, len(view)
         while done < n:
             got = self.readinto(view[done:])
             if got == 0:
                 raise httpx.RemoteProtocolError("Server disconnected in the middle of a body")
             done += got
-        return buffer
+
+    def abort(self) -> None:
+        """Drop the connection now, from any thread (a read waiting on it ends)."""
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.fail()
 
     def read_all(self) -> bytearray:
         """The whole body, in one writable buffer (no copy when the length is known)."""

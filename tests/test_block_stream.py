@@ -64,17 +64,25 @@ def stream_of(array: blosc2.NDArray, key) -> bytes:
     return head + b"".join(bytes(p) for p in block_stream.records(plan, stored))
 
 
-def decode(stream: bytes) -> np.ndarray:
-    f = io.BytesIO(stream)
+class BytesSource:
+    """A stream held in memory, read as the client reads a response."""
 
-    def read_exact(n):
-        data = f.read(n)
-        if len(data) != n:
+    def __init__(self, data: bytes) -> None:
+        self.file = io.BytesIO(data)
+        self.aborted = False
+
+    def read_into(self, view: memoryview) -> None:
+        if self.file.readinto(view) != len(view):
             raise EOFError
-        return data
 
-    result = block_stream.read(read_exact)
-    assert f.read() == b""  # every byte used
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def decode(stream: bytes) -> np.ndarray:
+    source = BytesSource(stream)
+    result = block_stream.read(source)
+    assert source.file.read() == b"" and not source.aborted  # every byte used
     return result
 
 
@@ -132,8 +140,21 @@ def test_truncated_stream_is_an_error_not_a_result(tmp_path):
     path = str(tmp_path / "t.b2nd")
     array = blosc2.asarray(RNG.normal(size=(60, 60)), urlpath=path, mode="w", chunks=(20, 20))
     stream = stream_of(array, ())
+    source = BytesSource(stream[:-100])
     with pytest.raises(EOFError):
-        decode(stream[:-100])
+        block_stream.read(source)
+
+
+def test_corrupt_stream_stops_the_reader_and_drops_the_source(tmp_path):
+    path = str(tmp_path / "c.b2nd")
+    array = blosc2.asarray(RNG.normal(size=(60, 60)), urlpath=path, mode="w", chunks=(20, 20))
+    stream = bytearray(stream_of(array, ()))
+    head = 4 + int.from_bytes(stream[:4], "little")
+    stream[head] = 7  # the first record names chunk 7, not chunk 0
+    source = BytesSource(bytes(stream))
+    with pytest.raises(ValueError, match="out of order"):
+        block_stream.read(source)
+    assert source.aborted
 
 
 # --- reading stored chunks from the file --------------------------------------------------------

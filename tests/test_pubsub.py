@@ -134,6 +134,21 @@ def follow(sub: SubscriberProcess, root: str, mirror: bool = False) -> None:
     assert resp.status_code == 200 and resp.json() == "Ok", resp.text
 
 
+def followed_array(lab: Lab, label: str, name: str, values, **layout):
+    """A publisher serving `values` as `name`, and a subscriber that follows it and lists it.
+
+    Returns (publisher, subscriber, logical path).
+    """
+    pub = lab.publisher(label)
+    write_array(pub.rootdir / name, values, **layout)
+    sub = lab.subscriber()
+    follow(sub, pub.name)
+    path = f"{pub.name}/{name}"
+    shape = np.shape(values)
+    wait_for(lambda: remote_shape(sub, path) == shape, "the dataset")
+    return pub, sub, path
+
+
 def test_created_modified_deleted_files_reach_every_following_subscriber(lab):
     pub = lab.publisher("events")
     subs = [lab.subscriber(), lab.subscriber()]
@@ -176,13 +191,8 @@ def test_subscriber_following_only_root_a_gets_nothing_of_root_b(lab):
 
 
 def test_slice_of_uncached_chunks_fetches_only_those_chunks(lab):
-    pub = lab.publisher("chunks")
     values = np.arange(1000, dtype=np.int32)
-    write_array(pub.rootdir / "hundred.b2nd", values, chunks=(10,))
-    sub = lab.subscriber()
-    follow(sub, pub.name)
-    path = f"{pub.name}/hundred.b2nd"
-    wait_for(lambda: remote_shape(sub, path) == (1000,), "the dataset")
+    pub, sub, path = followed_array(lab, "chunks", "hundred.b2nd", values, chunks=(10,))
     np.testing.assert_array_equal(fetch(sub, path, "95:205"), values[95:205])
     assert pub.chunk_transfers("hundred.b2nd") == {n: 1 for n in range(9, 21)}
     np.testing.assert_array_equal(fetch(sub, path, "100:200"), values[100:200])
@@ -190,13 +200,10 @@ def test_slice_of_uncached_chunks_fetches_only_those_chunks(lab):
 
 
 def test_big_client_slice_of_a_remote_dataset_streams_only_the_chunks_it_touches(lab):
-    pub = lab.publisher("blocks")
     values = np.random.default_rng(3).normal(size=(1500, 1000))  # 12 MB: big enough to stream
-    write_array(pub.rootdir / "big.b2nd", values, chunks=(300, 1000), blocks=(50, 1000))
-    sub = lab.subscriber()
-    follow(sub, pub.name)
-    path = f"{pub.name}/big.b2nd"
-    wait_for(lambda: remote_shape(sub, path) == (1500, 1000), "the dataset")
+    pub, sub, path = followed_array(
+        lab, "blocks", "big.b2nd", values, chunks=(300, 1000), blocks=(50, 1000)
+    )
     resp = httpx.get(
         f"{sub.urlbase}/api/fetch/{path}",
         params={"slice_": "350:1450"},
@@ -212,12 +219,7 @@ def test_big_client_slice_of_a_remote_dataset_streams_only_the_chunks_it_touches
 
 
 def test_eight_concurrent_readers_of_one_uncached_chunk_cause_one_transfer(lab):
-    pub = lab.publisher("concurrent")
-    write_array(pub.rootdir / "c.b2nd", np.arange(10_000), chunks=(1000,))
-    sub = lab.subscriber()
-    follow(sub, pub.name)
-    path = f"{pub.name}/c.b2nd"
-    wait_for(lambda: remote_shape(sub, path) == (10_000,), "the dataset")
+    pub, sub, path = followed_array(lab, "concurrent", "c.b2nd", np.arange(10_000), chunks=(1000,))
     results, barrier = [], threading.Barrier(8)
 
     def read() -> None:
@@ -234,12 +236,7 @@ def test_eight_concurrent_readers_of_one_uncached_chunk_cause_one_transfer(lab):
 
 
 def test_cached_chunks_survive_a_restart_and_a_new_version_replaces_them(lab):
-    pub = lab.publisher("restart")
-    write_array(pub.rootdir / "r.b2nd", np.arange(1000), chunks=(100,))
-    sub = lab.subscriber()
-    follow(sub, pub.name)
-    path = f"{pub.name}/r.b2nd"
-    wait_for(lambda: remote_shape(sub, path) == (1000,), "the dataset")
+    pub, sub, path = followed_array(lab, "restart", "r.b2nd", np.arange(1000), chunks=(100,))
     np.testing.assert_array_equal(fetch(sub, path, "150:250"), np.arange(150, 250))
     sub.stop()
     sub.start()
@@ -297,12 +294,7 @@ def test_connection_cut_during_200_changes_loses_nothing(lab, broker_url):
 
 
 def test_publisher_stopped_cached_data_served_uncached_read_is_503(lab):
-    pub = lab.publisher("offline")
-    write_array(pub.rootdir / "d.b2nd", np.arange(100), chunks=(10,))
-    sub = lab.subscriber()
-    follow(sub, pub.name)
-    path = f"{pub.name}/d.b2nd"
-    wait_for(lambda: remote_shape(sub, path) == (100,), "the dataset")
+    pub, sub, path = followed_array(lab, "offline", "d.b2nd", np.arange(100), chunks=(10,))
     np.testing.assert_array_equal(fetch(sub, path, "0:10"), np.arange(10))
     pub.stop()
     np.testing.assert_array_equal(fetch(sub, path, "2:8"), np.arange(2, 8))
