@@ -34,6 +34,7 @@ import numpy as np
 from .b2meta import dtype_to_str, str_to_dtype
 from .chunk_blocks import BlocksUnavailable, select_blocks
 from .chunk_plan import Bounds, Plan, block_indices, place, plan
+from .stored_chunks import Piece
 
 MEDIA_TYPE = "application/x-caterva2-blocks"
 _LENGTH = struct.Struct("<I")
@@ -57,24 +58,36 @@ def header(
     return _LENGTH.pack(len(text)) + text
 
 
-ChunkGetter = Callable[[int, "list[int] | None"], "bytes | memoryview"]
-"""`get(nchunk, blocks)`: a stored chunk; of `blocks` (None: all) the bytes must be there."""
-
-
-def records(the_plan: Plan, get_chunk: ChunkGetter) -> Iterator[bytes | memoryview]:
-    """The parts of a plan, each chunk from `get_chunk` cut to the blocks needed."""
+def records(the_plan: Plan, get_chunk: Callable[[int], bytes]) -> Iterator[bytes]:
+    """The parts of a plan, each stored chunk `get_chunk(nchunk)` cut to the blocks needed."""
     for part in the_plan.parts:
+        data = get_chunk(part.nchunk)
         indices = block_indices(part, the_plan.grid)
-        data = get_chunk(part.nchunk, indices)
         whole = indices is None
         if not whole:
             try:
                 data = select_blocks(data, indices)
             except BlocksUnavailable:
-                # Sent whole, and read whole: only the blocks asked for had to be there.
-                data, whole = get_chunk(part.nchunk, None), True
+                whole = True  # sent as it is; the reader takes what it needs
         yield _RECORD.pack(part.nchunk, whole, len(data))
         yield data
+
+
+def pieces_of(the_plan: Plan, get_piece: Callable[[int, list[int] | None], Piece]) -> list[Piece]:
+    """What each part of a plan will send (`stored_chunks.stored_piece`), sizes known."""
+    return [get_piece(p.nchunk, block_indices(p, the_plan.grid)) for p in the_plan.parts]
+
+
+def length(head: bytes, pieces: list[Piece]) -> int:
+    """The length of a stream of `pieces`: known before any is read."""
+    return len(head) + sum(_RECORD.size + piece.size for piece in pieces)
+
+
+def piece_records(the_plan: Plan, pieces: list[Piece]) -> Iterator[bytes]:
+    """The parts of a plan from their pieces, read one at a time."""
+    for part, piece in zip(the_plan.parts, pieces, strict=True):
+        yield _RECORD.pack(part.nchunk, piece.whole, piece.size)
+        yield from piece.read()
 
 
 class Source(Protocol):

@@ -144,20 +144,51 @@ def _check_streams(buf: memoryview, start: int, end: int, nstreams: int) -> None
         raise BlocksUnavailable(f"block at offset {start} does not parse as {nstreams} streams")
 
 
-def select_blocks(chunk: bytes | bytearray | memoryview, indices: Sequence[int]) -> bytes:
-    """A chunk holding only the blocks `indices` (ascending, distinct) of `chunk`, as stored."""
-    buf = _view(chunk)
+def _check_cut(buf: memoryview, indices: Sequence[int]) -> tuple[list[int], int, int]:
+    """(blocks picked, number of blocks, blocksize) if a chunk with this header can be cut."""
     nblocks, blocksize = chunk_blocks(buf)
     _check_header(buf)
-    nbytes, _, cbytes = struct.unpack_from("<iii", buf, 4)
-    if cbytes != len(buf):
-        raise BlocksUnavailable(f"header says {cbytes} bytes but the chunk has {len(buf)}")
+    nbytes = struct.unpack_from("<i", buf, 4)[0]
     if nbytes == 0:
         raise BlocksUnavailable("chunk holds no data")
     if nbytes % blocksize:
         # A short last block is split into fewer streams; keep the cut to equal blocks.
         raise BlocksUnavailable("chunk nbytes is not a whole number of blocks")
     picked = _check_indices(indices, nblocks)
+    # DELTA decodes every block against block 0 of the output (delta_decoder in delta.c), so
+    # the first block of the new chunk must be the original block 0.
+    if (_DELTA in bytes(buf[16:22]) or buf[2] & _DODELTA) and picked[0] != 0:
+        if not buf[2] & _MEMCPYED:  # blosc ignores the filters of a memcpyed chunk
+            raise BlocksUnavailable("chunk uses the DELTA filter: include block 0 to split it")
+    return picked, nblocks, blocksize
+
+
+def cut_header(
+    header: bytes | bytearray | memoryview, indices: Sequence[int], cbytes: int
+) -> bytes:
+    """The header `select_blocks` would give a cut of `cbytes` bytes (from the original's 32).
+
+    For readers that fetch the blocks themselves, then lay them out as `select_blocks`
+    does: this header, the new block starts (int32, none if `is_memcpyed`), the
+    blocks' bytes in order.  BlocksUnavailable and IndexError as `select_blocks`.
+    """
+    buf = _view(header)
+    picked, _, blocksize = _check_cut(buf, indices)
+    return _header(buf, len(picked) * blocksize, cbytes)
+
+
+def is_memcpyed(header: bytes | bytearray | memoryview) -> bool:
+    """Whether a chunk's blocks are stored raw, one after the other, with no block starts."""
+    return bool(_view(header)[2] & _MEMCPYED)
+
+
+def select_blocks(chunk: bytes | bytearray | memoryview, indices: Sequence[int]) -> bytes:
+    """A chunk holding only the blocks `indices` (ascending, distinct) of `chunk`, as stored."""
+    buf = _view(chunk)
+    picked, nblocks, blocksize = _check_cut(buf, indices)
+    nbytes, _, cbytes = struct.unpack_from("<iii", buf, 4)
+    if cbytes != len(buf):
+        raise BlocksUnavailable(f"header says {cbytes} bytes but the chunk has {len(buf)}")
     memcpyed = bool(buf[2] & _MEMCPYED)
 
     if memcpyed:
@@ -174,10 +205,6 @@ def select_blocks(chunk: bytes | bytearray | memoryview, indices: Sequence[int])
     nstreams = 1 if buf[2] & _DONT_SPLIT else buf[3]  # split blocks have one stream per byte
     for i in picked:
         _check_streams(buf, starts[i], ends[starts[i]], nstreams)
-    # DELTA decodes every block against block 0 of the output (delta_decoder in delta.c), so
-    # the first block of the new chunk must be the original block 0.
-    if (_DELTA in bytes(buf[16:22]) or buf[2] & _DODELTA) and picked[0] != 0:
-        raise BlocksUnavailable("chunk uses the DELTA filter: include block 0 to split it")
     if len(picked) == nblocks:
         return bytes(buf)
 

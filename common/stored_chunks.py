@@ -5,27 +5,28 @@ into a new bytes object) and took 1.3 ms for a 1.5 MB chunk, more than serving
 it.  The chunk's *lazy* form costs microseconds: its header, its block starts,
 and a trailer that says where the chunk lies in the file and how long each of
 its blocks is.  One `os.pread` of that range gives the same bytes in one copy
-(0.07 ms), and a reader that needs only some blocks can read only those.
-Anything unexpected (chunks held in memory, special-value chunks, a file
-replaced since the container was opened, a header that does not match) goes
-the slow way.
+(0.07 ms), and a reader that needs only some blocks reads only those, knowing
+the size of what it will send before reading it.  Anything unexpected (chunks
+held in memory, special-value chunks, a file replaced since the container was
+opened, a header that does not match) goes the slow way.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import blosc2
-import numpy as np
+
+from .chunk_blocks import BlocksUnavailable, cut_header, is_memcpyed, select_blocks
 
 HEADER = 32  # the extended Blosc2 chunk header
 FLAGS = 31  # the header byte of the Blosc2 flags
 FLAGS2 = 30  # nonzero for variable-length blocks, whose trailer differs
 LAZY = 0x08  # set in FLAGS on the lazy form only
-MEMCPYED = 0x02  # in the flags byte (2): blocks stored raw, without block starts
 
 Identity = tuple[int, int, int, int, int]
 
@@ -60,73 +61,38 @@ def _where(lazy: bytes) -> tuple[int, int] | None:
     return offset, cbytes
 
 
-def _block_ranges(lazy: bytes, blocks: Sequence[int]) -> list[tuple[int, int]] | None:
-    """[start, end) within the chunk of `blocks`, merged where they touch; None if unknown."""
-    nblocks = _nblocks(lazy)
-    if lazy[2] & MEMCPYED or not blocks or min(blocks) < 0 or max(blocks) >= nblocks:
-        return None  # a memcpyed lazy chunk has no block starts
-    starts = struct.unpack_from(f"<{nblocks}i", lazy, HEADER)
-    sizes = struct.unpack_from(f"<{nblocks}i", lazy, HEADER + 4 * nblocks + 12)
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted((starts[i], starts[i] + sizes[i]) for i in blocks):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def _read_ranges(
-    fd: int, offset: int, cbytes: int, lazy: bytes, ranges: list[tuple[int, int]]
-) -> memoryview | None:
-    """A chunk-sized buffer with the header, the block starts and `ranges` read from `fd`."""
-    head = HEADER + 4 * _nblocks(lazy)
-    if any(start < head or end > cbytes for start, end in ranges):
-        return None
-    # Zeroed by calloc: the pages never read are never touched either.
-    view = memoryview(np.zeros(cbytes, dtype=np.uint8))
-    view[:head] = lazy[:head]
-    view[FLAGS] = lazy[FLAGS] & ~LAZY
-    for start, end in ranges:
-        if os.preadv(fd, [view[start:end]], offset + start) != end - start:
-            return None
-    return view
-
-
-def read_chunk(
-    schunk: Any,
-    nchunk: int,
-    identity: Identity | None,
-    strict: bool = False,
-    blocks: Sequence[int] | None = None,
-) -> bytes | memoryview:
-    """Chunk `nchunk` of a file-backed SChunk, as stored (`SChunk.get_chunk`, faster).
-
-    `identity`: of the file the container was opened from (`file_identity`); a
-    file found different, or no identity, is read the slow way (`strict`: a file
-    found different raises `FileChanged`).  With `blocks`, only the header, the
-    block starts and those blocks may be read, the other bytes left zero (for
-    `chunk_blocks.select_blocks`, which reads no others).
-    """
+def _lazy(schunk: Any, nchunk: int, identity: Identity | None) -> bytes:
+    """The lazy chunk, when the chunk may be read from the file by it (else b"")."""
     path = getattr(schunk, "urlpath", None)
     fast = identity is not None and path and getattr(schunk, "contiguous", False)
-    lazy = schunk.get_lazychunk(nchunk) if fast else b""
-    where = _where(lazy)
-    if where is None:
-        return schunk.get_chunk(nchunk)
-    offset, cbytes = where
-    ranges = _block_ranges(lazy, blocks) if blocks is not None else None
+    return schunk.get_lazychunk(nchunk) if fast else b""
+
+
+def _open_same(path: str, identity: Identity | None) -> int | None:
+    """A descriptor of `path` if it is still the file `identity` names, else None."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
+        return None
+    if file_identity(os.fstat(fd)) != identity:
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_chunk(schunk: Any, nchunk: int, identity: Identity | None) -> bytes:
+    """Chunk `nchunk` of a file-backed SChunk, as stored (`SChunk.get_chunk`, faster).
+
+    `identity`: of the file the container was opened from (`file_identity`); a
+    file found different, or no identity, is read the slow way.
+    """
+    lazy = _lazy(schunk, nchunk, identity)
+    where = _where(lazy)
+    fd = _open_same(schunk.urlpath, identity) if where is not None else None
+    if fd is None:
         return schunk.get_chunk(nchunk)
+    offset, cbytes = where
     try:
-        if file_identity(os.fstat(fd)) != identity:
-            if strict:
-                raise FileChanged(path)
-            return schunk.get_chunk(nchunk)
-        if ranges is not None and (part := _read_ranges(fd, offset, cbytes, lazy, ranges)):
-            return part
         data = os.pread(fd, cbytes, offset)
     finally:
         os.close(fd)
@@ -138,3 +104,96 @@ def read_chunk(
         and data[HEADER : HEADER + 4] == lazy[HEADER : HEADER + 4]
     )
     return data if same else schunk.get_chunk(nchunk)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A stored chunk, or a cut of it to some blocks, whose size is known before it is read.
+
+    `read()` gives its bytes in pieces (joining them would copy them), or raises
+    `FileChanged` if the file is no longer the one the container was opened from.
+    """
+
+    whole: bool
+    size: int
+    read: Callable[[], list[bytes]]
+
+
+def stored_piece(
+    schunk: Any, nchunk: int, identity: Identity | None, blocks: Sequence[int] | None
+) -> Piece:
+    """Chunk `nchunk` cut to `blocks` (None: all), as `chunk_blocks.select_blocks` would.
+
+    From the file only the blocks wanted are read, found by the lazy chunk; a
+    chunk that cannot be cut is whole.  Chunks not read from the file (special
+    values, chunks in memory) are read now.
+    """
+    lazy = _lazy(schunk, nchunk, identity)
+    where = _where(lazy)
+    if where is None:
+        data = schunk.get_chunk(nchunk)
+        if blocks is not None:
+            try:
+                cut = select_blocks(data, blocks)
+                return Piece(False, len(cut), lambda: [cut])
+            except BlocksUnavailable:
+                pass
+        return Piece(True, len(data), lambda: [data])
+    offset, cbytes = where
+    path = schunk.urlpath
+    if blocks is not None:
+        try:
+            return _cut_piece(lazy, path, offset, identity, blocks)
+        except BlocksUnavailable:
+            pass
+    return Piece(True, cbytes, lambda: _pread(path, identity, [(offset, cbytes)]))
+
+
+def _cut_piece(
+    lazy: bytes, path: str, offset: int, identity: Identity | None, blocks: Sequence[int]
+) -> Piece:
+    """The cut of a chunk to `blocks`, laid out as `select_blocks` does, read block by block."""
+    nblocks = _nblocks(lazy)
+    picked = list(blocks)
+    if not picked or min(picked) < 0 or max(picked) >= nblocks:
+        raise IndexError(f"blocks {picked} out of range for a chunk of {nblocks} blocks")
+    header = bytearray(lazy[:HEADER])
+    header[FLAGS] &= ~LAZY
+    sizes = struct.unpack_from(f"<{nblocks}i", lazy, HEADER + 4 * nblocks + 12)
+    if is_memcpyed(header):
+        # Raw blocks, one after the other from the header on; no block starts.
+        blocksize = blosc2.get_cbuffer_sizes(lazy)[2]
+        starts = tuple(HEADER + i * blocksize for i in range(nblocks))
+        cbytes = HEADER + sum(sizes[i] for i in picked)
+        head = cut_header(header, picked, cbytes)
+    else:
+        starts = struct.unpack_from(f"<{nblocks}i", lazy, HEADER)
+        cbytes = HEADER + 4 * len(picked) + sum(sizes[i] for i in picked)
+        head = cut_header(header, picked, cbytes)  # refuses what `select_blocks` refuses
+        new_starts, pos = [], HEADER + 4 * len(picked)
+        for i in picked:
+            new_starts.append(pos)
+            pos += sizes[i]
+        head += struct.pack(f"<{len(picked)}i", *new_starts)
+    # Blocks stored one after the other are read in one go.
+    runs: list[tuple[int, int]] = []
+    for i in picked:
+        if runs and sum(runs[-1]) == offset + starts[i]:
+            runs[-1] = (runs[-1][0], runs[-1][1] + sizes[i])
+        else:
+            runs.append((offset + starts[i], sizes[i]))
+    return Piece(False, cbytes, lambda: [head, *_pread(path, identity, runs)])
+
+
+def _pread(path: str, identity: Identity | None, runs: list[tuple[int, int]]) -> list[bytes]:
+    """The byte ranges (offset, length) of the file, if it is still the one `identity` names."""
+    fd = _open_same(path, identity)
+    if fd is None:
+        raise FileChanged(path)
+    try:
+        pieces = [os.pread(fd, length, start) for start, length in runs]
+    finally:
+        os.close(fd)
+    if any(len(p) != length for p, (_, length) in zip(pieces, runs, strict=True)):
+        raise FileChanged(f"{path} is shorter than its chunks say")
+    return pieces

@@ -172,6 +172,9 @@ class FetchResource(ReadResource):
         elif isinstance(result, datasets.BlockStream):
             resp.content_type = block_stream.MEDIA_TYPE
             resp.stream = result.pieces
+            if result.length is not None:
+                # Else the body goes chunked: waitress copies every piece once more.
+                resp.content_length = result.length
         elif isinstance(result, datasets.WholeFile):
             _send_file(req, resp, result.path, result.path.name)
         elif isinstance(result, RemoteFile):

@@ -22,7 +22,7 @@ from ..common.errors import BadRequest, NotFound, PreconditionFailed, Unsupporte
 from ..common.falcon_app import etag_matches
 from ..common.paths import is_hdf5
 from ..common.slices import Key, is_whole, normalise_key
-from ..common.stored_chunks import Identity, file_identity, read_chunk
+from ..common.stored_chunks import Identity, Piece, file_identity, read_chunk, stored_piece
 from . import field_filters, hdf5_shells
 from .local_roots import Location
 
@@ -247,14 +247,16 @@ def fetch(
     if filter_:
         return filtered_result(obj, key, filter_)
     if blocks and field is None and isinstance(obj, blosc2.NDArray):
-        schunk = obj.schunk
+        schunk = obj.schunk  # `obj` lives as long as the stream: its schunk stays valid
 
-        def stored_chunk(nchunk: int, blocks: list[int] | None) -> bytes | memoryview:
-            # `obj` lives as long as this stream: its schunk stays valid.
-            return read_chunk(schunk, nchunk, opened.ident, strict=True, blocks=blocks)
+        def pieces(the_plan: chunk_plan.Plan) -> list[Piece]:
+            def piece(nchunk: int, blocks: list[int] | None) -> Piece:
+                return stored_piece(schunk, nchunk, opened.ident, blocks)
+
+            return block_stream.pieces_of(the_plan, piece)
 
         layout = (obj.shape, obj.chunks, obj.blocks)
-        stream = block_stream_of(layout, obj.dtype, key, stored_chunk)
+        stream = block_stream_of(layout, obj.dtype, key, pieces=pieces)
         if stream is not None:
             return stream
     if is_whole_read(obj_shape(obj), key, field):
@@ -267,17 +269,21 @@ class BlockStream:
     """An array selection answered as its stored blocks (`common.block_stream`)."""
 
     pieces: Iterator[bytes]
+    length: int | None  # known when every chunk's size is known before it is read
 
 
 def block_stream_of(
     layout: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]],
     dtype: np.dtype,
     key: Key,
-    get_chunk: block_stream.ChunkGetter,
+    get_chunk: Callable[[int], bytes] | None = None,
+    pieces: Callable[[chunk_plan.Plan], list[Piece]] | None = None,
 ) -> BlockStream | None:
     """The selection `key` of an array as stored blocks; None when too small to gain.
 
-    `layout`: the array's (shape, chunks, blocks); `get_chunk`: its stored chunks.
+    `layout`: the array's (shape, chunks, blocks).  Its chunks come from `pieces`
+    (`stored_chunks.Piece`s, whose sizes give the stream a length), else from
+    `get_chunk(nchunk)`, a stored chunk.
     """
     shape, chunks, blocks = (tuple(int(n) for n in dims) for dims in layout)
     if not shape or dtype.hasobject:
@@ -291,7 +297,12 @@ def block_stream_of(
     if chunk_plan.nbytes(the_plan, dtype.itemsize) < BLOCKS_MIN:
         return None
     head = block_stream.header(shape, chunks, blocks, dtype, bounds, squeeze)
-    return BlockStream(itertools.chain([head], block_stream.records(the_plan, get_chunk)))
+    if pieces is not None:
+        parts = pieces(the_plan)
+        body = block_stream.piece_records(the_plan, parts)
+        return BlockStream(itertools.chain([head], body), block_stream.length(head, parts))
+    body = block_stream.records(the_plan, get_chunk)
+    return BlockStream(itertools.chain([head], body), None)
 
 
 def obj_shape(obj: Any) -> tuple[int, ...]:

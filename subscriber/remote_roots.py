@@ -246,7 +246,7 @@ class RemoteRoots:
                 str_to_dtype(meta["dtype"]),
                 key,
                 # One version throughout: a chunk of any other ends the stream.
-                lambda nchunk, _blocks: self.chunk(root, relpath, nchunk, etag)[0],
+                lambda nchunk: self.chunk(root, relpath, nchunk, etag)[0],
             )
             if stream is not None:
                 return stream

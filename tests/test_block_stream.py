@@ -20,7 +20,7 @@ from caterva2 import api_utils
 from caterva2.common import block_stream, chunk_plan
 from caterva2.common.chunk_blocks import select_blocks
 from caterva2.common.slices import normalise_key
-from caterva2.common.stored_chunks import FileChanged, file_identity, read_chunk
+from caterva2.common.stored_chunks import FileChanged, file_identity, read_chunk, stored_piece
 
 from .services import SubscriberProcess
 
@@ -54,14 +54,18 @@ def stream_of(array: blosc2.NDArray, key) -> bytes:
     bounds, squeeze = chunk_plan.selection_bounds(items, array.shape)
     plan = chunk_plan.plan(array.shape, array.chunks, array.blocks, bounds, squeeze)
     ident = file_identity(os.stat(array.schunk.urlpath))
-
-    def stored(nchunk, blocks):
-        return read_chunk(array.schunk, nchunk, ident, strict=True, blocks=blocks)
-
+    pieces = block_stream.pieces_of(
+        plan, lambda nchunk, blocks: stored_piece(array.schunk, nchunk, ident, blocks)
+    )
     head = block_stream.header(
         array.shape, array.chunks, array.blocks, array.dtype, bounds, squeeze
     )
-    return head + b"".join(bytes(p) for p in block_stream.records(plan, stored))
+    stream = head + b"".join(block_stream.piece_records(plan, pieces))
+    assert len(stream) == block_stream.length(head, pieces)
+    # The other way, from whole stored chunks (as remote roots do), gives the same bytes.
+    others = block_stream.records(plan, array.schunk.get_chunk)
+    assert head + b"".join(others) == stream
+    return stream
 
 
 class BytesSource:
@@ -179,13 +183,16 @@ def test_chunks_read_from_the_file_equal_blosc2s_own(tmp_path, cparams):
     ident = file_identity(os.stat(path))
     for n in range(array.schunk.nchunks):
         full = array.schunk.get_chunk(n)
-        assert bytes(read_chunk(array.schunk, n, ident)) == full
-        part = read_chunk(array.schunk, n, ident, blocks=[1, 2, 4])
-        try:
-            expected = select_blocks(full, [1, 2, 4])
-        except ValueError:  # not cut: nothing to compare
-            continue
-        assert select_blocks(part, [1, 2, 4]) == expected
+        assert read_chunk(array.schunk, n, ident) == full
+        for blocks in ([1, 2, 4], [0, 5], None):
+            piece = stored_piece(array.schunk, n, ident, blocks)
+            data = b"".join(piece.read())
+            assert len(data) == piece.size
+            try:
+                expected = select_blocks(full, blocks) if blocks else full
+            except ValueError:
+                expected = full  # not cut: sent whole
+            assert data == expected and piece.whole == (expected == full), (n, blocks)
 
 
 def test_chunks_of_arrays_in_memory_come_from_blosc2():
@@ -195,13 +202,19 @@ def test_chunks_of_arrays_in_memory_come_from_blosc2():
 
 def test_replaced_file_is_never_read_with_the_old_offsets(tmp_path):
     path = str(tmp_path / "r.b2nd")
-    array = blosc2.asarray(np.arange(10_000.0), urlpath=path, mode="w", chunks=(1000,))
+    array = blosc2.asarray(
+        np.arange(10_000.0), urlpath=path, mode="w", chunks=(1000,), blocks=(100,)
+    )
     ident = file_identity(os.stat(path))
     replacement = str(tmp_path / "new.b2nd")
     blosc2.asarray(np.arange(10_000.0) * 3, urlpath=replacement, mode="w", chunks=(1000,))
+    piece = stored_piece(array.schunk, 2, ident, [1, 2])
+    assert read_chunk(array.schunk, 2, file_identity(os.stat(path))) == array.schunk.get_chunk(2)
     os.replace(replacement, path)
     with pytest.raises(FileChanged):
-        read_chunk(array.schunk, 2, ident, strict=True)
+        piece.read()
+    with pytest.raises(FileChanged):
+        stored_piece(array.schunk, 2, ident, None).read()
 
 
 # --- through a subscriber -----------------------------------------------------------------------
