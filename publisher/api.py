@@ -21,19 +21,17 @@ import email.utils
 import logging
 import re
 import threading
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
 import falcon
 
 from ..common.errors import BadRequest, PreconditionFailed
-from ..common.falcon_app import etag_matches, new_app, set_body, set_etag
+from ..common.falcon_app import etag_matches, file_part, new_app, set_body, set_etag
 from .root_adapters import RootAdapter
 
 log = logging.getLogger(__name__)
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-STREAM_BLOCK = 1024 * 1024
 
 
 class Stats:
@@ -127,21 +125,6 @@ class ChunkResource:
         self.stats.chunk_served(path, nchunk)
 
 
-def _blocks(f: BinaryIO, start: int, length: int) -> Iterator[bytes]:
-    """Stream part of an open file, closing it at the end (or when the client goes away)."""
-    try:
-        f.seek(start)
-        left = length
-        while left > 0:
-            block = f.read(min(STREAM_BLOCK, left))
-            if not block:
-                break
-            left -= len(block)
-            yield block
-    finally:
-        f.close()
-
-
 def _byte_range(header: str, size: int) -> tuple[int, int] | None:
     """(start, end) of a single `bytes=` range; None to ignore it; 416 if unsatisfiable."""
     match = RANGE_RE.match(header.strip())
@@ -191,7 +174,7 @@ class FileResource:
             resp.status = falcon.HTTP_206
             resp.content_range = (start, end, stored.size)
         resp.content_length = end - start + 1
-        resp.stream = _blocks(stored.file, start, end - start + 1)
+        resp.stream = file_part(stored.file, start, end - start + 1)
         self.stats.file_served(path)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import socket
 import sys
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any
 
 from ..broker.connection import BrokerConfigError, parameters, redact, resolve_url
 from ..common.config import ConfigError, load_config, parse_http, section
-from ..common.logs import setup_logging
+from ..common.daemon import http_server, run, stop_on_signals
 from ..common.paths import is_hdf5
 
 log = logging.getLogger("caterva2.publisher")
@@ -140,21 +139,14 @@ def _lock_statedir(statedir: Path) -> Any:
 
 def serve(settings: PublisherSettings) -> None:
     """Publish until SIGTERM or SIGINT, then announce the root offline and stop."""
-    import waitress
 
-    from ..common.falcon_app import tune_waitress, waitress_options
     from .announcer import Announcer
     from .api import create_app
     from .root_adapters import DirectoryRoot
     from .state import State, StateError
     from .watcher import Watcher
 
-    def stop(signum, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
+    stop_on_signals()
     settings.statedir.mkdir(parents=True, exist_ok=True)
     lock = _lock_statedir(settings.statedir)
     try:
@@ -170,22 +162,8 @@ def serve(settings: PublisherSettings) -> None:
         adapter = DirectoryRoot(
             settings.root, settings.statedir / "cache", exclude=[settings.statedir]
         )
-    address = parse_http(settings.http)
-    listen = (
-        {"unix_socket": address}
-        if isinstance(address, str)
-        else {"host": address[0], "port": address[1]}
-    )
     # Listen before announcing: subscribers come asking as soon as they hear of us.
-    server = waitress.create_server(
-        create_app(adapter),
-        threads=settings.threads,
-        ident="caterva2-publisher",
-        channel_timeout=300,
-        **waitress_options(),
-        **listen,
-    )
-    tune_waitress(server)
+    server = http_server(create_app(adapter), settings.http, settings.threads, "caterva2-publisher")
     announcer = Announcer(
         settings.name,
         settings.url,
@@ -228,17 +206,7 @@ def serve(settings: PublisherSettings) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `cat2pub`."""
     args = parse_args(argv)
-    try:
-        settings = load_settings(args)
-        setup_logging(settings.loglevel)
-        if logging.getLogger().level > logging.DEBUG:
-            # pika narrates every connection step at INFO; keep that for debugging.
-            logging.getLogger("pika").setLevel(logging.WARNING)
-        serve(settings)
-    except (ConfigError, ValueError, OSError) as exc:
-        print(f"cat2pub: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run("cat2pub", lambda: load_settings(args), serve, lambda s: s.loglevel, 1)
 
 
 if __name__ == "__main__":

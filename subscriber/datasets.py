@@ -19,7 +19,7 @@ import numpy as np
 
 from ..common import b2files, b2meta, block_stream, chunk_plan
 from ..common.errors import BadRequest, NotFound, PreconditionFailed, UnsupportedMediaType
-from ..common.falcon_app import etag_matches
+from ..common.falcon_app import etag_matches, file_part
 from ..common.paths import is_hdf5
 from ..common.slices import Key, is_whole, normalise_key
 from ..common.stored_chunks import Identity, Piece, file_identity, read_chunk, stored_piece
@@ -28,7 +28,6 @@ from .local_roots import Location
 
 # Results are built to be sent at once: fast compression beats a better ratio here.
 RESULT_CPARAMS = blosc2.CParams(codec=blosc2.Codec.LZ4, clevel=1, nthreads=1)
-STREAM_BLOCK = 1024 * 1024
 # Array results go as NumPy's .npy to clients that ask for it (`Accept: application/x-npy`)
 # up to this size: building a Blosc2 frame costs a fixed ~0.3 ms, dear for a small
 # result, while bigger ones gain from being compressed on the wire.
@@ -385,15 +384,7 @@ def chunk(loc: Location, nchunk: int, if_match: str | None = None) -> tuple[byte
 
 def file_blocks(path: Path, start: int = 0, length: int | None = None) -> Iterator[bytes]:
     """Stream part of a file from disk in blocks, without holding it in memory."""
-    with open(path, "rb") as f:
-        f.seek(start)
-        left = os.path.getsize(path) - start if length is None else length
-        while left > 0:
-            block = f.read(min(STREAM_BLOCK, left))
-            if not block:
-                break
-            left -= len(block)
-            yield block
+    return file_part(open(path, "rb"), start, length)
 
 
 @dataclass

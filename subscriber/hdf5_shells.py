@@ -15,7 +15,6 @@ import math
 import mimetypes
 import os
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 
 from ..common import b2meta, hdf5_convert, hdf5_workers
 from ..common.errors import BadRequest, NotFound
+from ..common.falcon_app import file_part
 from ..common.hdf5_convert import SHELL_FTYPE, HDF5Error
 from ..common.paths import HDF5_SUFFIXES
 from ..common.slices import Key, is_whole, normalise_key
@@ -199,13 +199,7 @@ def _streamed(loc: Location, src: Source, items: tuple | None, vlmeta: dict) -> 
         f = open(tmp, "rb")
     finally:
         tmp.unlink(missing_ok=True)  # the open handle keeps the data until it is closed
-    return RemoteFile(None, os.fstat(f.fileno()).st_size, _blocks(f))
-
-
-def _blocks(f: Any) -> Iterator[bytes]:
-    with f:
-        while block := f.read(1024 * 1024):
-            yield block
+    return RemoteFile(None, os.fstat(f.fileno()).st_size, file_part(f))
 
 
 def fetch(loc: Location, shell: blosc2.NDArray, key: Key, field: str | None, filter_: str | None):

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 
-from ..common.config import ConfigError, load_config, parse_http, section
-from ..common.logs import setup_logging
+from ..common.config import load_config, section
 from .settings import SubscriberSettings, build_settings
 
 log = logging.getLogger("caterva2.subscriber")
@@ -61,35 +59,19 @@ def load_settings(args: argparse.Namespace) -> SubscriberSettings:
 
 def serve(settings: SubscriberSettings) -> None:
     """Serve until SIGTERM or SIGINT, then close cleanly."""
-    import waitress
-
-    from ..common.falcon_app import tune_waitress, waitress_options
+    from ..common.daemon import http_server, stop_on_signals
     from .app import create_subscriber
 
     subscriber = create_subscriber(settings)
-    address = parse_http(settings.http)
-    listen = (
-        {"unix_socket": address}
-        if isinstance(address, str)
-        else {"host": address[0], "port": address[1]}
-    )
-    server = waitress.create_server(
+    server = http_server(
         subscriber.app,
-        threads=settings.threads,
+        settings.http,
+        settings.threads,
+        "caterva2",
         url_prefix=settings.url_prefix,
-        ident="caterva2",
-        channel_timeout=300,
         clear_untrusted_proxy_headers=True,
-        **waitress_options(),
-        **listen,
     )
-    tune_waitress(server)
-
-    def stop(signum, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop_on_signals()
     log.warning("cat2sub serving %s on %s", settings.statedir, settings.http)
     print(
         f"cat2sub: serving {settings.statedir} at {settings.urlbase} ({settings.http})", flush=True
@@ -105,15 +87,10 @@ def serve(settings: SubscriberSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..common.daemon import run
+
     args = parse_args(argv)
-    try:
-        settings = load_settings(args)
-        setup_logging(settings.loglevel)
-        serve(settings)
-    except (ConfigError, ValueError, OSError) as exc:
-        print(f"cat2sub: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run("cat2sub", lambda: load_settings(args), serve, lambda s: s.loglevel, 2)
 
 
 if __name__ == "__main__":

@@ -438,21 +438,32 @@ def _via(proxy: TcpProxy, broker_url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{auth}@127.0.0.1:{proxy.port}"))
 
 
-def test_changes_made_while_the_broker_is_unreachable_are_delivered_when_it_is_back(
-    tmp_path, broker_url
-):
+def _behind_proxy(tmp_path, broker_url: str, label: str):
+    """(proxy, tap, publisher): a publisher reaching the broker through a proxy we can cut."""
     params = parameters(broker_url)
     proxy = TcpProxy(params.host, params.port)
     (tmp_path / "root").mkdir()
-    name = new_root("outage")
+    name = new_root(label)
     tap = Tap(broker_url, name)
     pub = PublisherProcess(name, tmp_path / "root", tmp_path / "state", _via(proxy, broker_url))
+    return proxy, tap, pub
+
+
+def _change_while_cut(pub, proxy, tap, filename: str) -> None:
+    """Start the publisher, cut its broker connection, create `filename`: it waits in the outbox."""
+    pub.start()
+    tap.announcement()
+    proxy.cut()
+    make_array(pub.rootdir / filename, np.arange(100))
+    _wait(lambda: pub.outbox_size() == 1, what="the change to reach the outbox")
+
+
+def test_changes_made_while_the_broker_is_unreachable_are_delivered_when_it_is_back(
+    tmp_path, broker_url
+):
+    proxy, tap, pub = _behind_proxy(tmp_path, broker_url, "outage")
     try:
-        pub.start()
-        tap.announcement()
-        proxy.cut()
-        make_array(pub.rootdir / "during.b2nd", np.arange(100))
-        _wait(lambda: pub.outbox_size() == 1, what="the change to reach the outbox")
+        _change_while_cut(pub, proxy, tap, "during.b2nd")
         assert tap.changes(0, quiet=0.5) == []
         proxy.restore()
         (change,) = tap.changes(1, timeout=15)
@@ -465,18 +476,9 @@ def test_changes_made_while_the_broker_is_unreachable_are_delivered_when_it_is_b
 
 
 def test_outbox_left_at_stop_is_sent_at_next_start(tmp_path, broker_url):
-    params = parameters(broker_url)
-    proxy = TcpProxy(params.host, params.port)
-    (tmp_path / "root").mkdir()
-    name = new_root("outbox")
-    tap = Tap(broker_url, name)
-    pub = PublisherProcess(name, tmp_path / "root", tmp_path / "state", _via(proxy, broker_url))
+    proxy, tap, pub = _behind_proxy(tmp_path, broker_url, "outbox")
     try:
-        pub.start()
-        tap.announcement()
-        proxy.cut()
-        make_array(pub.rootdir / "pending.b2nd", np.arange(100))
-        _wait(lambda: pub.outbox_size() == 1, what="the change to reach the outbox")
+        _change_while_cut(pub, proxy, tap, "pending.b2nd")
         assert pub.stop() == 0  # gives up waiting for the broker, keeps the outbox
         assert pub.outbox_size() == 1
         proxy.restore()
