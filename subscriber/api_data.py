@@ -9,7 +9,7 @@ import falcon
 
 from ..common import block_stream
 from ..common.errors import BadRequest, NotFound, PreconditionFailed, ValidationError
-from ..common.falcon_app import set_body, set_etag
+from ..common.falcon_app import set_body, set_etag, set_pieces
 from ..common.paths import split_logical_path
 from ..common.slices import parse_slice
 from . import datasets
@@ -171,10 +171,10 @@ class FetchResource(ReadResource):
             set_body(resp, body)
         elif isinstance(result, datasets.BlockStream):
             resp.content_type = block_stream.MEDIA_TYPE
-            resp.stream = result.pieces
             if result.length is not None:
-                # Else the body goes chunked: waitress copies every piece once more.
-                resp.content_length = result.length
+                set_pieces(req, resp, result.pieces, result.length)
+            else:  # sent chunked: waitress copies every piece once more
+                resp.stream = result.pieces
         elif isinstance(result, datasets.WholeFile):
             _send_file(req, resp, result.path, result.path.name)
         elif isinstance(result, RemoteFile):

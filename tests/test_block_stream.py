@@ -7,6 +7,7 @@ and keys; the subscriber and the client over real HTTP with real files.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import uuid
 
@@ -308,3 +309,35 @@ def test_info_names_a_version_and_chunk_refuses_another_with_412(sub):
     assert stale.status_code == 412, stale.text
     assert "changed" in stale.json()["detail"]
     assert httpx.get(url.format("info")).headers["ETag"] != etag
+
+
+# --- the body waitress sends without copying ---------------------------------------------------
+
+
+def test_pieces_file_is_sent_whole_by_waitress_file_buffer():
+    from waitress.buffers import ReadOnlyFileBasedBuffer
+
+    from caterva2.common.falcon_app import PiecesFile
+
+    pieces = [b"head", b"", RNG.bytes(3000), b"x", RNG.bytes(5000)]
+    body = b"".join(pieces)
+    buffer = ReadOnlyFileBasedBuffer(PiecesFile(iter(pieces), len(body)))
+    assert buffer.prepare() == len(body)
+    sent = bytearray()
+    for size in itertools.cycle([700, 4096, 1, 2500]):  # partial sends, as a socket makes
+        chunk = buffer.get(size)
+        if not chunk:
+            break
+        taken = bytes(chunk[: max(1, len(chunk) // 2)])
+        sent += taken
+        buffer.skip(len(taken), True)
+    assert bytes(sent) == body
+
+
+def test_pieces_file_that_runs_short_is_an_error():
+    from caterva2.common.falcon_app import PiecesFile
+
+    body = PiecesFile(iter([b"abc"]), 10)
+    assert body.read(3) == b"abc"
+    with pytest.raises(OSError, match="ended at 3 bytes of 10"):
+        body.read(3)
