@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..common.config import ConfigError, parse_size, secret_from_env
+from ..common.config import ConfigError, parse_http, parse_size, secret_from_env
 
 DEFAULT_STATEDIR = "_caterva2/sub"
 DEFAULT_HTTP = "localhost:8000"
@@ -62,6 +62,19 @@ def _bool(value: Any, name: str) -> bool:
     raise ConfigError(f"{name} must be true or false, not {value!r}")
 
 
+def _urlbase_of(http: Any) -> str:
+    """Where clients reach a subscriber listening on `http`, when no urlbase is configured."""
+    if http is None:
+        return DEFAULT_URLBASE
+    address = parse_http(str(http))
+    if isinstance(address, str):
+        return DEFAULT_URLBASE  # a Unix socket: whatever proxies it decides
+    host, port = address
+    if host in ("0.0.0.0", "::"):  # every interface: this machine's own name for it
+        host = "localhost"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> SubscriberSettings:
     """Merge the `[subscriber]` section with command-line overrides (None = not given)."""
     values = {k: v for k, v in conf.items() if not isinstance(v, dict)}
@@ -69,7 +82,7 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
     settings = SubscriberSettings(
         statedir=Path(values.get("statedir", DEFAULT_STATEDIR)),
         http=str(values.get("http", DEFAULT_HTTP)),
-        urlbase=str(values.get("urlbase", DEFAULT_URLBASE)).rstrip("/"),
+        urlbase=str(values.get("urlbase") or _urlbase_of(values.get("http"))).rstrip("/"),
         quota=parse_size(values.get("quota")),
         maxusers=int(values["maxusers"]) if values.get("maxusers") else None,
         login=_bool(values.get("login", True), "login"),

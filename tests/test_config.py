@@ -54,6 +54,23 @@ def test_flags_override_the_file(monkeypatch):
     assert settings.url_prefix == "/demo" and settings.secret == "x"
 
 
+@pytest.mark.parametrize(
+    "http, urlbase",
+    [
+        (None, "http://localhost:8000"),
+        ("127.0.0.1:8123", "http://127.0.0.1:8123"),
+        ("0.0.0.0:9000", "http://localhost:9000"),
+        ("[::1]:9001", "http://[::1]:9001"),
+        ("/run/caterva2.sock", "http://localhost:8000"),
+    ],
+)
+def test_urlbase_follows_the_http_address_unless_configured(monkeypatch, http, urlbase):
+    monkeypatch.setenv("CATERVA2_SECRET", "x")
+    assert build_settings({}, {"http": http}).urlbase == urlbase
+    configured = build_settings({"urlbase": "https://data.example.org/"}, {"http": http})
+    assert configured.urlbase == "https://data.example.org"
+
+
 def test_invalid_toml_is_reported(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[subscriber\n")
