@@ -248,14 +248,11 @@ def fetch(
     if blocks and field is None and isinstance(obj, blosc2.NDArray):
         schunk = obj.schunk  # `obj` lives as long as the stream: its schunk stays valid
 
-        def pieces(the_plan: chunk_plan.Plan) -> list[Piece]:
-            def piece(nchunk: int, blocks: list[int] | None) -> Piece:
-                return stored_piece(schunk, nchunk, opened.ident, blocks)
-
-            return block_stream.pieces_of(the_plan, piece)
+        def piece(nchunk: int, blocks: list[int] | None) -> Piece:
+            return stored_piece(schunk, nchunk, opened.ident, blocks)
 
         layout = (obj.shape, obj.chunks, obj.blocks)
-        stream = block_stream_of(layout, obj.dtype, key, pieces=pieces)
+        stream = block_stream_of(layout, obj.dtype, key, get_piece=piece)
         if stream is not None:
             return stream
     if is_whole_read(obj_shape(obj), key, field):
@@ -276,13 +273,13 @@ def block_stream_of(
     dtype: np.dtype,
     key: Key,
     get_chunk: Callable[[int], bytes] | None = None,
-    pieces: Callable[[chunk_plan.Plan], list[Piece]] | None = None,
+    get_piece: Callable[[int, list[int] | None], Piece] | None = None,
 ) -> BlockStream | None:
     """The selection `key` of an array as stored blocks; None when too small to gain.
 
-    `layout`: the array's (shape, chunks, blocks).  Its chunks come from `pieces`
-    (`stored_chunks.Piece`s, whose sizes give the stream a length), else from
-    `get_chunk(nchunk)`, a stored chunk.
+    `layout`: the array's (shape, chunks, blocks).  Its chunks come from
+    `get_piece(nchunk, blocks)` (a `stored_chunks.Piece`, whose size gives the
+    stream a length), else from `get_chunk(nchunk)`, a stored chunk.
     """
     shape, chunks, blocks = (tuple(int(n) for n in dims) for dims in layout)
     if not shape or dtype.hasobject:
@@ -296,8 +293,8 @@ def block_stream_of(
     if chunk_plan.nbytes(the_plan, dtype.itemsize) < BLOCKS_MIN:
         return None
     head = block_stream.header(shape, chunks, blocks, dtype, bounds, squeeze)
-    if pieces is not None:
-        parts = pieces(the_plan)
+    if get_piece is not None:
+        parts = block_stream.pieces_of(the_plan, get_piece)
         body = block_stream.piece_records(the_plan, parts)
         return BlockStream(itertools.chain([head], body), block_stream.length(head, parts))
     body = block_stream.records(the_plan, get_chunk)

@@ -190,17 +190,17 @@ class RemoteRoots:
         return [p[len(prefix) :] for p in paths if p.startswith(prefix)]
 
     def info(self, root: str, relpath: str) -> dict:
-        meta = dict(self._dataset(root, relpath)[1])
+        return self.versioned_info(root, relpath)[0]
+
+    def versioned_info(self, root: str, relpath: str) -> tuple[dict, str | None]:
+        """`info` and the ETag naming its version, for arrays stored as Blosc2 containers."""
+        etag, stored = self._dataset(root, relpath)
+        meta = dict(stored)
         if "schunk" in meta:
             meta["schunk"] = {**meta["schunk"], "urlpath": f"{root}/{stored_name(relpath)}"}
         elif "urlpath" in meta:
             meta["urlpath"] = f"{root}/{stored_name(relpath)}"
-        return meta
-
-    def versioned_info(self, root: str, relpath: str) -> tuple[dict, str | None]:
-        """`info` and the ETag naming its version, for arrays stored as Blosc2 containers."""
-        etag, _meta = self._dataset(root, relpath)
-        return self.info(root, relpath), (etag if chunked_array(relpath, _meta) else None)
+        return meta, (etag if chunked_array(relpath, stored) else None)
 
     def _read(self, root: str, relpath: str, key, use, if_match: str | None = None):
         """Read through the cache; a version change met on the way is applied, then retried.
