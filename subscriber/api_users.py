@@ -7,7 +7,7 @@ import shutil
 import falcon
 
 from ..common.errors import BadRequest, Conflict, NotFound, Unauthorized, ValidationError
-from . import passwords
+from . import mail, passwords
 from .api_data import json_body
 from .auth import clear_login_cookie, require_user, set_login_cookie
 from .local_roots import LocalRoots
@@ -72,6 +72,36 @@ class RegisterResource:
         del data["hashed_password"]
         resp.media = data
         resp.status = falcon.HTTP_201
+
+
+def _json_null(resp: falcon.Response) -> None:
+    """Answer JSON `null`, as the original does (falcon would send no body for media None)."""
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = b"null"
+
+
+class ForgotPasswordResource:
+    """Mail a password-reset link; 202 whether or not the account exists."""
+
+    def __init__(self, store: Store, urlbase: str) -> None:
+        self.store = store
+        self.urlbase = urlbase
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, "email")
+        mail.request_reset(self.store, str(body["email"]), self.urlbase)
+        _json_null(resp)
+        resp.status = falcon.HTTP_202
+
+
+class ResetPasswordResource:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, "token", "password")
+        self.store.reset_password(str(body["token"]), str(body["password"]))
+        _json_null(resp)
 
 
 class AddUserResource:

@@ -74,6 +74,9 @@ def create_subscriber(settings: SubscriberSettings) -> Subscriber:
     if settings.login:
         app.add_route("/auth/jwt/login", api_users.LoginResource(store))
         app.add_route("/auth/jwt/logout", api_users.LogoutResource(store))
+        forgot = api_users.ForgotPasswordResource(store, settings.urlbase)
+        app.add_route("/auth/forgot-password", forgot)
+        app.add_route("/auth/reset-password", api_users.ResetPasswordResource(store))
         app.add_route("/api/adduser", api_users.AddUserResource(store, settings.maxusers))
         app.add_route("/api/deluser/{username}", api_users.DelUserResource(store, roots))
         app.add_route("/api/listusers", api_users.ListUsersResource(store))

@@ -28,6 +28,7 @@ from . import passwords
 DB_NAME = "db.sqlite"
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 DEFAULT_TOKEN_LIFETIME = 12 * 3600
+RESET_TOKEN_LIFETIME = 3600  # seconds a password-reset link works
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,48 @@ class Store:
 
     def delete_token(self, token: str) -> None:
         self._conn().execute("DELETE FROM tokens WHERE token_hash = ?", [self._token_hash(token)])
+
+    # Password resets
+
+    def _reset_signature(self, user: User, expires: int) -> str:
+        # Signed over the current password hash: once the password changes, every
+        # reset token given before stops working (each is good for one reset).
+        message = f"reset|{user.id}|{expires}|{user.hashed_password}".encode()
+        return hmac.new(self._token_key, message, hashlib.sha256).hexdigest()
+
+    def create_reset_token(self, user: User, lifetime: float = RESET_TOKEN_LIFETIME) -> str:
+        """A token that lets whoever holds it set `user`'s password once, within `lifetime` s."""
+        if not self._token_key:
+            raise RuntimeError("password resets need a secret (CATERVA2_SECRET)")
+        expires = int(time.time() + lifetime)
+        return f"{user.id}.{expires}.{self._reset_signature(user, expires)}"
+
+    def reset_password(self, token: str, password: str) -> User:
+        """Set the password a reset token names; BadRequest with fastapi-users' codes if not."""
+        user_id, _, rest = str(token).partition(".")
+        expires_text, _, signature = rest.partition(".")
+        user = self.get_user(user_id) if user_id else None
+        valid = (
+            user is not None
+            and user.is_active
+            and expires_text.isdigit()
+            and int(expires_text) > time.time()
+            and self._token_key
+            and hmac.compare_digest(signature, self._reset_signature(user, int(expires_text)))
+        )
+        if not valid:
+            raise BadRequest("RESET_PASSWORD_BAD_TOKEN")
+        problem = passwords.password_problem(password)
+        if problem:
+            raise BadRequest({"code": "RESET_PASSWORD_INVALID_PASSWORD", "reason": problem})
+        conn = self._conn()
+        with conn:  # a new password ends every session the old one opened
+            conn.execute(
+                "UPDATE users SET hashed_password = ? WHERE id = ?",
+                [passwords.hash_password(password), user.id],
+            )
+            conn.execute("DELETE FROM tokens WHERE user_id = ?", [user.id])
+        return self.get_user(user.id)
 
     # Subscriptions (remote roots followed by this subscriber)
 

@@ -14,7 +14,7 @@ import jinja2
 
 from ...common.errors import BadRequest, Caterva2Error, Conflict, Forbidden, NotFound
 from ...common.paths import join_logical, split_logical_path, suffix
-from .. import passwords
+from .. import mail, passwords
 from ..auth import COOKIE_NAME, clear_login_cookie, set_login_cookie
 from ..file_ops import FileOps
 from ..local_roots import LocalRoots
@@ -840,6 +840,70 @@ class RegisterPage(Page):
         web.redirect(req, resp, "/")
 
 
+class ForgotPasswordPage(Page):
+    @guarded
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        web = self.web
+        sent = req.path.endswith("-ok")
+        web.render(req, resp, "forgot_password.html", title="Forgotten password", sent=sent)
+
+    @guarded
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        web = self.web
+        email = _form_value(req.get_media() or {}, "email").strip()
+        if not EMAIL_RE.match(email):
+            web.render(
+                req,
+                resp,
+                "forgot_password.html",
+                falcon.HTTP_400,
+                title="Forgotten password",
+                sent=False,
+                form_error="Enter a valid email address.",
+            )
+            return
+        mail.request_reset(web.store, email, web.settings.urlbase)
+        web.redirect(req, resp, "/forgot-password-ok")
+
+
+class ResetPasswordPage(Page):
+    @guarded
+    def on_get(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
+        self.web.render(req, resp, "reset_password.html", title="New password", token=token)
+
+    @guarded
+    def on_post(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
+        web = self.web
+        form = req.get_media() or {}
+        password, again = _form_value(form, "password"), _form_value(form, "password2")
+        problem = None
+        if password != again:
+            problem = "The two passwords differ."
+        else:
+            try:
+                user = web.store.reset_password(token, password)
+            except BadRequest as exc:
+                detail = exc.detail
+                problem = (
+                    f"{detail['reason']}."
+                    if isinstance(detail, dict)
+                    else "This link is not valid any more: ask for a new one."
+                )
+        if problem:
+            web.render(
+                req,
+                resp,
+                "reset_password.html",
+                falcon.HTTP_400,
+                title="New password",
+                token=token,
+                form_error=problem,
+            )
+            return
+        web.flash(resp, f"Your password is changed, {user.email}: log in with it.")
+        web.redirect(req, resp, "/login")
+
+
 class Favicon(Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = "image/svg+xml"
@@ -874,6 +938,10 @@ def register(
     if web.store is not None:
         app.add_route("/login", LoginPage(web))
         app.add_route("/logout", LogoutPage(web))
+        forgot = ForgotPasswordPage(web)
+        app.add_route("/forgot-password", forgot)
+        app.add_route("/forgot-password-ok", forgot)
+        app.add_route("/reset-password/{token}", ResetPasswordPage(web))
         if settings.register:
             app.add_route("/register", RegisterPage(web))
     app.add_static_route("/static", str(STATIC))
