@@ -166,3 +166,32 @@ def test_gui_forgot_and_reset_pages_change_the_password(local):
 def test_gui_forgot_password_refuses_a_malformed_email(local):
     resp = httpx.post(f"{local.urlbase}/forgot-password", data={"email": "not-an-email"})
     assert resp.status_code == 400 and "Enter a valid email address." in resp.text
+
+
+def test_forgotten_password_in_a_real_browser(local):
+    from .gui_support import LAPTOP, chromium
+
+    email, _ = new_user(local)
+    with chromium() as browser:
+        context = browser.new_context(viewport=LAPTOP, base_url=local.urlbase)
+        tab = context.new_page()
+        tab.set_default_timeout(10_000)
+        errors: list[str] = []
+        tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        tab.goto("/login")
+        tab.click("text=Forgot your password?")
+        tab.fill("#email", email)
+        tab.click("button[type=submit]")
+        tab.wait_for_selector("#reset-sent")
+        tab.goto(f"/reset-password/{mailed_token(local, email)}")
+        tab.fill("#password", "browserpass1")
+        tab.fill("#password2", "browserpass1")
+        tab.click("button[type=submit]")
+        tab.wait_for_url("**/login")
+        assert "Your password is changed" in tab.content()
+        tab.fill("#username", email)
+        tab.fill("#password", "browserpass1")
+        tab.click("#login-form button[type=submit]")
+        tab.wait_for_selector("#user-menu")
+        context.close()
+    assert not errors, f"JavaScript errors: {errors}"
