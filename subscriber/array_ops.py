@@ -18,7 +18,7 @@ import numpy as np
 from ..common.errors import BadRequest
 from ..common.paths import SPECIAL_ROOTS, suffix
 from .compute_budget import Budget, piece_shape, pieces
-from .file_ops import COPY_BLOCK, QUOTA_MESSAGE, _write_lock
+from .file_ops import COPY_BLOCK, _write_lock, quota_exceeded
 from .lazy_expressions import Expressions, open_definition
 from .store import User
 
@@ -33,7 +33,7 @@ def _check_special(path: object, verb: str) -> str:
 
 def _quota_check(path: Path, room: int | None, what: str) -> None:
     if room is not None and path.stat().st_size > room:
-        raise BadRequest(QUOTA_MESSAGE.replace("Upload", what))
+        raise quota_exceeded(what)
 
 
 class ArrayOps:

@@ -17,10 +17,30 @@ from .local_roots import LocalRoots, Location
 from .store import User
 
 COPY_BLOCK = 1024 * 1024
-QUOTA_MESSAGE = "Upload failed because quota limit has been exceeded."
 
 # Writers are serialised so two concurrent uploads cannot both pass the quota check.
 _write_lock = threading.Lock()
+
+
+def quota_exceeded(what: str = "Upload") -> BadRequest:
+    """The error of a write the quota has no room for (`what`: Upload, Append, Unfold...)."""
+    return BadRequest(f"{what} failed because quota limit has been exceeded.")
+
+
+def put_in_place(
+    tmp: Path, target: Path, shown: str, room: int | None = None, what: str = "Upload"
+) -> None:
+    """Move a finished file onto `target` (call with `_write_lock` held).
+
+    Refused when it is bigger than `room` bytes, or `target` (`shown` in the
+    message) is a directory; `tmp` is the caller's to remove if it stays.
+    """
+    if room is not None and tmp.stat().st_size > room:
+        raise quota_exceeded(what)
+    if target.is_dir():
+        raise BadRequest(f"{shown} is a directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, target)
 
 
 def receive_stream(stream: BinaryIO, dst: Path, limit: int | None = None) -> int:
@@ -30,7 +50,7 @@ def receive_stream(stream: BinaryIO, dst: Path, limit: int | None = None) -> int
         while block := stream.read(COPY_BLOCK):
             size += len(block)
             if limit is not None and size > limit:
-                raise BadRequest(QUOTA_MESSAGE)
+                raise quota_exceeded()
             f.write(block)
     return size
 
@@ -88,24 +108,20 @@ class FileOps:
         try:
             with _write_lock:
                 room = self._room(target)
-                receive_stream(stream, tmp, room)
+                receive_stream(stream, tmp, room)  # checks the room as it goes
                 if relpath.endswith(NATIVE_SUFFIXES):
                     if is_hdf5(relpath):
                         validate_hdf5_file(tmp, relpath)
                     else:
                         validate_blosc2_file(tmp, relpath)
+                    put_in_place(tmp, target, loc.logical)
                 else:
                     raw, tmp = tmp, self.roots.new_tmp_path(target.name)
                     try:
                         b2files.compress_file(raw, tmp)
                     finally:
                         raw.unlink(missing_ok=True)
-                    if room is not None and tmp.stat().st_size > room:
-                        raise BadRequest(QUOTA_MESSAGE)
-                if target.is_dir():
-                    raise BadRequest(f"{loc.logical} is a directory")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, target)
+                    put_in_place(tmp, target, loc.logical, room)
         finally:
             tmp.unlink(missing_ok=True)
         return join_logical(loc.root, logical_name(relpath))
@@ -159,7 +175,7 @@ class FileOps:
             if not move:
                 room = self._room(stored)
                 if room is not None and size_of(src.path) > room:
-                    raise BadRequest(QUOTA_MESSAGE.replace("Upload", "Copy"))
+                    raise quota_exceeded("Copy")
             stored.parent.mkdir(parents=True, exist_ok=True)
             if move:
                 if stored.is_dir():

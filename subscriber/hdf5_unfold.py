@@ -22,11 +22,10 @@ from ..common.errors import BadRequest
 from ..common.hdf5_convert import GROUP_ATTRS_NAME, SHELL_FTYPE
 from ..common.paths import is_hdf5
 from . import hdf5_shells
-from .file_ops import FileOps, _write_lock
+from .file_ops import FileOps, _write_lock, quota_exceeded
 from .store import User
 
 log = logging.getLogger(__name__)
-QUOTA_MESSAGE = "Unfold failed because quota limit has been exceeded."
 
 
 def unfold_task(h5path: str, outdir: str) -> dict[str, Any]:
@@ -98,7 +97,7 @@ def unfold(ops: FileOps, logical: str, user: User | None) -> str:
         with _write_lock:
             # The tree is already on the state's disk (in tmp): usage counts it.
             if ops.quota and ops.roots.disk_usage() > ops.quota:
-                raise BadRequest(QUOTA_MESSAGE)
+                raise quota_exceeded("Unfold")
             _install(tmp, loc.path.with_name(stem))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

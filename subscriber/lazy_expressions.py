@@ -41,7 +41,7 @@ from .compute_budget import (
     region_of,
 )
 from .expression_language import INVALID, ParsedExpression, check_operand_name, parse_expression
-from .file_ops import FileOps, _write_lock
+from .file_ops import FileOps, _write_lock, put_in_place, quota_exceeded
 from .local_roots import LocalRoots, Location
 from .remote_roots import RemoteRoots
 from .store import User
@@ -455,7 +455,7 @@ def compute_to_file(ev: Evaluation, path: Path, budget: Budget, room: int | None
             ev.prefetch(absolute)
             out[absolute] = lazy[absolute]
             if room is not None and path.stat().st_size > room:
-                raise BadRequest("Computing failed because quota limit has been exceeded.")
+                raise quota_exceeded("Computing")
 
 
 def compute_chunk(ev: Evaluation, nchunk: int) -> bytes:
@@ -519,13 +519,7 @@ class Expressions:
         """Move a finished file into place atomically, if the quota allows it."""
         try:
             with _write_lock:
-                room = self.ops._room(target)
-                if room is not None and tmp.stat().st_size > room:
-                    raise BadRequest(f"{what} failed because quota limit has been exceeded.")
-                if target.is_dir():
-                    raise BadRequest(f"{target.name} is a directory")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, target)
+                put_in_place(tmp, target, target.name, self.ops._room(target), what)
         finally:
             tmp.unlink(missing_ok=True)
 
