@@ -169,7 +169,7 @@ def _missing_exchanges(conn: pika.BlockingConnection) -> list[str]:
 def _collect_roots(conn: pika.BlockingConnection, wait: float) -> dict[str, RootAnnouncement]:
     channel = conn.channel()
     queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
-    channel.queue_bind(queue, topology.ROOTS_EXCHANGE)
+    channel.queue_bind(queue, topology.ROOTS_EXCHANGE, routing_key=topology.ALL_ROOTS)
     request = DiscoverRequest(reply_to=f"cat2bro-{os.getpid()}")
     exchange, key = topology.route(request)
     channel.basic_publish(exchange, key, encode(request))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import logging
 import queue
@@ -23,6 +24,21 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[ChangeMessage | RootAnnouncement], Any]
 
+REASON_HEADER = "x-caterva2-reason"
+"""Header of a dead letter that says why it was refused."""
+SENDER_HEADER = "x-caterva2-sender"
+"""Header of a dead letter naming the broker user that sent it ('' when it did not say)."""
+QUEUE_HEADER = "x-caterva2-queue"
+"""Header of a dead letter naming the queue that refused it."""
+
+
+class Refused(Exception):
+    """Raised by a handler for a message it will never apply (not just not now).
+
+    The consumer dead-letters it with the reason, instead of requeueing it.
+    """
+
+
 # How long the I/O thread blocks in pika at most; other threads wake it earlier.
 _POLL = 1.0
 
@@ -31,7 +47,7 @@ _POLL = 1.0
 class _Op:
     """Work for the I/O thread, queued by any thread."""
 
-    kind: str  # ack | nack | bind | unbind | discover
+    kind: str  # ack | nack | refuse | bind | unbind | discover
     arg: Any = None  # delivery tag or root
     gen: int = 0  # channel generation an ack/nack belongs to
     future: Future | None = field(default=None)
@@ -41,7 +57,11 @@ class _Op:
 class _Delivery:
     gen: int
     tag: int
-    message: ChangeMessage | RootAnnouncement
+    message: ChangeMessage | RootAnnouncement | None
+    sender: str | None = None
+    exchange: str = ""
+    routing_key: str = ""
+    body: bytes = b""
 
 
 class Consumer:
@@ -85,6 +105,9 @@ class Consumer:
         self._ops: collections.deque[_Op] = collections.deque()  # appends/pops are atomic
         self._work: queue.Queue[_Delivery | None] = queue.Queue()
         self._gen = 0
+        self.refused = 0
+        self._may_publish_dead_letters = True
+        """Messages dead-lettered as invalid or refused by the handler, since start."""
         self._conn: pika.BlockingConnection | None = None
         self._ready = threading.Event()
         self._stopping = threading.Event()
@@ -204,9 +227,8 @@ class Consumer:
             self._gen += 1
             gen = self._gen
             roots = sorted(self._followed)
-        channel = conn.channel()
+        channel = topology.ensure_topology(conn)
         channel.basic_qos(prefetch_count=self._prefetch)
-        topology.declare_topology(channel)
         topology.declare_subscriber_queue(channel, self.subscriber_id)
         for root in roots:
             # Bindings are durable; re-binding heals a queue that was deleted and re-created.
@@ -234,13 +256,16 @@ class Consumer:
                 op = self._ops.popleft()
             except IndexError:
                 return
-            if op.kind in ("ack", "nack"):
+            if op.kind in ("ack", "nack", "refuse"):
                 if op.gen != gen:
                     continue  # its channel is gone; the broker redelivers that message
                 if op.kind == "ack":
                     channel.basic_ack(op.arg)
-                else:
+                elif op.kind == "nack":
                     channel.basic_nack(op.arg, requeue=True)
+                else:
+                    delivery, reason = op.arg
+                    self._dead_letter(channel, delivery, reason)
                 continue
             try:
                 if op.kind == "bind":
@@ -261,24 +286,59 @@ class Consumer:
         # Transient: a discover request is only worth something right now.
         channel.basic_publish(exchange, routing_key, encode(request))
 
+    def _dead_letter(self, channel: Any, delivery: _Delivery, reason: str) -> None:
+        """Send a refused message to the dead-letter exchange with why, then drop it here."""
+        self.refused += 1
+        log.warning(
+            "%s: refused message from %r on %r (key %r): %s",
+            self.queue,
+            delivery.sender,
+            delivery.exchange,
+            delivery.routing_key,
+            reason,
+        )
+        headers = {
+            REASON_HEADER: reason[:1000],
+            SENDER_HEADER: delivery.sender or "",
+            QUEUE_HEADER: self.queue,
+            "x-caterva2-exchange": delivery.exchange,
+            "x-caterva2-routing-key": delivery.routing_key,
+        }
+        if not self._may_publish_dead_letters:
+            # The broker dead-letters it all the same, only without our reason.
+            channel.basic_reject(delivery.tag, requeue=False)
+            return
+        try:
+            channel.basic_publish(
+                topology.DEAD_EXCHANGE,
+                delivery.routing_key,
+                delivery.body,
+                properties=pika.BasicProperties(headers=headers),
+            )
+            channel.basic_ack(delivery.tag)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 403:
+                log.warning("%s: may not publish to %s", self.queue, topology.DEAD_EXCHANGE)
+                self._may_publish_dead_letters = False
+            raise  # the message comes back on the next connection
+
     def _on_message(
-        self, gen: int, expected: type, channel: Any, method: Any, _props: Any, body: bytes
+        self, gen: int, expected: type, channel: Any, method: Any, props: Any, body: bytes
     ) -> None:
+        # RabbitMQ refuses a user_id that is not the publishing connection's user, so this
+        # identity is the broker's word; a message that gives none has no identity at all.
+        sender = props.user_id if isinstance(props.user_id, str) and props.user_id else None
+        delivery = _Delivery(gen, method.delivery_tag, None, sender, method.exchange)
+        delivery.routing_key, delivery.body = method.routing_key, body
         try:
             message = decode(body)
             if not isinstance(message, expected):
                 raise MessageError(f"unexpected {message.type} message")
         except MessageError as exc:
-            log.error(
-                "%s: dead-lettering undecodable message from %r (key %r): %s",
-                self.queue,
-                method.exchange,
-                method.routing_key,
-                exc,
-            )
-            channel.basic_reject(method.delivery_tag, requeue=False)
+            self._dead_letter(channel, delivery, f"invalid message: {exc}")
             return
-        self._work.put(_Delivery(gen, method.delivery_tag, message))
+        delivery.message = dataclasses.replace(message, sender=sender)
+        self._work.put(delivery)
 
     # -- worker thread -------------------------------------------------------
 
@@ -292,6 +352,10 @@ class Consumer:
             try:
                 self._handler(delivery.message)
                 ok = True
+            except Refused as exc:
+                self._ops.append(_Op("refuse", (delivery, str(exc)), delivery.gen))
+                self._wake()
+                continue
             except Exception:
                 log.exception("%s: handler failed on %r", self.queue, delivery.message)
                 ok = False

@@ -8,8 +8,13 @@ from typing import Any, ClassVar
 
 import msgpack
 
+from ..common.errors import BadRequest
+from ..common.paths import check_publisher_url, check_remote_path, check_root_name
+
 VERSION = 1
 """Current message format version; decode() rejects any other."""
+MAX_MESSAGE_BYTES = 1 << 20
+"""Bigger bodies are refused before decoding (a change's metadata is a few KB)."""
 
 CHANGE_KINDS = frozenset({"created", "modified", "deleted"})
 
@@ -29,6 +34,8 @@ class ChangeMessage:
     mtime: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     v: int = VERSION
+    sender: str | None = field(default=None, compare=False)
+    """The broker user that published it (validated `user_id`); never taken from the body."""
 
     type: ClassVar[str] = "change"
 
@@ -47,6 +54,8 @@ class ChangeMessage:
         if not isinstance(self.meta, dict):
             raise MessageError(f"meta must be a map, not {type(self.meta).__name__}")
         _check_version(self.v)
+        _check_valid(check_root_name, self.root)
+        _check_valid(check_remote_path, self.path)
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ class RootAnnouncement:
     etag: str | None = None
     online: bool = True
     v: int = VERSION
+    sender: str | None = field(default=None, compare=False)
+    """The broker user that published it (validated `user_id`); never taken from the body."""
 
     type: ClassVar[str] = "root"
 
@@ -68,6 +79,8 @@ class RootAnnouncement:
         if not isinstance(self.online, bool):
             raise MessageError(f"online must be a boolean, not {self.online!r}")
         _check_version(self.v)
+        _check_valid(check_root_name, self.root)
+        _check_valid(check_publisher_url, self.url)
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,8 @@ class DiscoverRequest:
 
     def __post_init__(self) -> None:
         _check_name("reply_to", self.reply_to)
+        if len(self.reply_to) > 255:
+            raise MessageError("reply_to must be at most 255 characters")
         _check_version(self.v)
 
 
@@ -95,11 +110,15 @@ def encode(message: Message) -> bytes:
     """Encode a message as a msgpack map carrying its `type` and `v`."""
     if type(message) not in _TYPES.values():
         raise TypeError(f"not a caterva2 message: {message!r}")
-    return msgpack.packb({"type": message.type, **asdict(message)}, use_bin_type=True)
+    body = asdict(message)
+    body.pop("sender", None)  # the broker tells who sent it, not the body
+    return msgpack.packb({"type": message.type, **body}, use_bin_type=True)
 
 
 def decode(data: bytes) -> Message:
     """Decode bytes made by encode(); raise MessageError if they are not a valid message."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MessageError(f"message of {len(data)} bytes is over {MAX_MESSAGE_BYTES}")
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types for bad input
@@ -114,7 +133,8 @@ def decode(data: bytes) -> Message:
     cls = _TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise MessageError(f"unknown message type {kind!r}")
-    known = {f.name: f for f in fields(cls)}
+    # `sender` is set by the consumer from the broker's validated user_id, never by the body.
+    known = {f.name: f for f in fields(cls) if f.name != "sender"}
     required = [
         n for n, f in known.items() if f.default is MISSING and f.default_factory is MISSING
     ]
@@ -135,6 +155,14 @@ def _check_version(v: Any) -> None:
         raise MessageError(f"version 'v' must be an integer, not {v!r}")
     if v != VERSION:
         raise MessageError(f"unknown message version {v} (this code speaks {VERSION})")
+
+
+def _check_valid(check: Any, value: str) -> None:
+    """Run a `common.paths` check; what it refuses is an invalid message."""
+    try:
+        check(value)
+    except BadRequest as exc:
+        raise MessageError(str(exc.detail)) from None
 
 
 def _check_name(name: str, value: Any) -> None:

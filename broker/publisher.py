@@ -64,6 +64,12 @@ class ConfirmedPublisher:
     ) -> None:
         """Start the I/O thread that connects to url (and keeps reconnecting)."""
         self._params = parameters(url, name)
+        # Stamped on every message: the broker refuses a user_id that is not the
+        # connection's own user, so subscribers can trust it to tell who sent what.
+        self._user_id = getattr(self._params.credentials, "username", None) or None
+        # Exchanges are first declared passively (no permission needed); only when
+        # one is missing does the next connection declare them for real.
+        self._passive = True
         self._url = redact(url)
         self._on_discover = on_discover
         self._backoff = backoff or Backoff()
@@ -231,6 +237,8 @@ class ConfirmedPublisher:
         if channel is not self._channel:
             return
         self._channel = None
+        if getattr(reason, "reply_code", None) == 404:
+            self._passive = False  # an exchange is missing: declare it on the next connection
         conn = self._conn
         if conn is not None and conn.is_open:
             # The broker closed just the channel, e.g. an exchange was deleted under us:
@@ -251,6 +259,7 @@ class ConfirmedPublisher:
             name,
             exchange_type=kind,
             durable=True,
+            passive=self._passive,
             callback=lambda _frame: self._declare_exchange(index + 1),
         )
 
@@ -311,6 +320,7 @@ class ConfirmedPublisher:
                     delivery_mode=pika.DeliveryMode.Persistent,
                     content_type="application/msgpack",
                     type=entry.mtype,
+                    user_id=self._user_id,
                 ),
             )
 

@@ -4,6 +4,17 @@ Every durable name is fixed and every queue argument is constant, so re-declarin
 from any process (or any node of a cluster, or through federation) never clashes.
 Functions here take a pika BlockingChannel; the async publisher declares the
 same names with the same arguments (see `EXCHANGES`).
+
+Changes and announcements go through *topic* exchanges keyed by root name, so
+that the broker's topic permissions can allow each publisher user to publish
+only its own roots (a direct or fanout exchange is never checked by routing
+key). They replaced the direct `cat2.changes` and fanout `cat2.roots` of
+topology v1, whose names are kept in `LEGACY_EXCHANGES` for `cat2bro setup
+--migrate`: an exchange's type cannot change in place.
+
+Daemons first declare the exchanges passively (which needs no permission), and
+declare them for real only when they are missing: a least-privilege user may
+use a topology that `cat2bro setup` made, but not make or delete one.
 """
 
 from __future__ import annotations
@@ -11,12 +22,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pika.exceptions
+
+from ..common.errors import BadRequest
+from ..common.paths import check_root_name
 from .messages import ChangeMessage, DiscoverRequest, Message, RootAnnouncement
 
-CHANGES_EXCHANGE = "cat2.changes"
-"""Durable direct exchange; routing key = root name; one message per dataset change."""
-ROOTS_EXCHANGE = "cat2.roots"
-"""Durable fanout exchange for root announcements."""
+CHANGES_EXCHANGE = "cat2.v2.changes"
+"""Durable topic exchange; routing key = root name; one message per dataset change."""
+ROOTS_EXCHANGE = "cat2.v2.roots"
+"""Durable topic exchange for root announcements; routing key = root name."""
+LEGACY_EXCHANGES = ("cat2.changes", "cat2.roots")
+"""Topology v1's exchanges (direct and fanout), removed by `cat2bro setup --migrate`."""
+ALL_ROOTS = "#"
+"""Binding key that receives the announcements of every root."""
 DISCOVER_EXCHANGE = "cat2.discover"
 """Durable fanout exchange on which publishers hear discover requests."""
 DEAD_EXCHANGE = "cat2.dead"
@@ -32,8 +51,8 @@ DEAD_LETTERS_MAX = 100_000
 
 # (name, type) of every exchange, all durable and never auto-deleted.
 EXCHANGES: tuple[tuple[str, str], ...] = (
-    (CHANGES_EXCHANGE, "direct"),
-    (ROOTS_EXCHANGE, "fanout"),
+    (CHANGES_EXCHANGE, "topic"),
+    (ROOTS_EXCHANGE, "topic"),
     (DISCOVER_EXCHANGE, "fanout"),
     (DEAD_EXCHANGE, "fanout"),
 )
@@ -71,10 +90,11 @@ def subscriber_queue(subscriber_id: str) -> str:
 
 
 def check_root(root: str) -> str:
-    """Return root if it can be a routing key (non-empty, at most 255 UTF-8 bytes)."""
-    if not isinstance(root, str) or not root or len(root.encode()) > 255:
-        raise ValueError(f"invalid root name {root!r}: need 1-255 bytes of UTF-8")
-    return root
+    """Return root if it is a valid root name (also a routing key without wildcards)."""
+    try:
+        return check_root_name(root)
+    except BadRequest as exc:
+        raise ValueError(exc.detail) from None
 
 
 def route(message: Message) -> tuple[str, str]:
@@ -82,7 +102,7 @@ def route(message: Message) -> tuple[str, str]:
     if isinstance(message, ChangeMessage):
         return CHANGES_EXCHANGE, check_root(message.root)
     if isinstance(message, RootAnnouncement):
-        return ROOTS_EXCHANGE, ""
+        return ROOTS_EXCHANGE, check_root(message.root)
     if isinstance(message, DiscoverRequest):
         return DISCOVER_EXCHANGE, ""
     raise TypeError(f"not a caterva2 message: {message!r}")
@@ -106,6 +126,30 @@ def declare_topology(channel: Any) -> None:
     declare_dead_letters(channel)
 
 
+def check_topology(channel: Any) -> None:
+    """Check that every exchange and the dead-letter queue exist (passive: needs no rights).
+
+    Raises pika's ChannelClosedByBroker (404) when one is missing; the channel is then closed.
+    """
+    for name, _kind in EXCHANGES:
+        channel.exchange_declare(name, passive=True)
+    channel.queue_declare(DEAD_LETTERS_QUEUE, passive=True)
+
+
+def ensure_topology(conn: Any) -> Any:
+    """Return a channel on conn once the topology exists, declaring it only if it is missing."""
+    channel = conn.channel()
+    try:
+        check_topology(channel)
+        return channel
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code != 404:
+            raise
+    channel = conn.channel()
+    declare_topology(channel)  # a 403 here: this user may not, `cat2bro setup` must
+    return channel
+
+
 def declare_subscriber_queue(channel: Any, subscriber_id: str) -> str:
     """Declare the durable quorum queue of a subscriber and return its name (idempotent)."""
     name = subscriber_queue(subscriber_id)
@@ -119,7 +163,7 @@ def declare_announcement_queue(channel: Any) -> str:
         "", exclusive=True, auto_delete=True, arguments=ANNOUNCEMENT_QUEUE_ARGS
     )
     name = result.method.queue
-    channel.queue_bind(name, ROOTS_EXCHANGE)
+    channel.queue_bind(name, ROOTS_EXCHANGE, routing_key=ALL_ROOTS)
     return name
 
 

@@ -1,12 +1,16 @@
 """Logical dataset paths (`<root>/<relpath>`) and their names on disk.
 
-Every path that comes from a client goes through `split_logical_path`, so a
-`..`, an absolute path, an empty path or a NUL byte never reaches the disk.
+Every path that comes from outside goes through `check_relpath` (a client's
+through `split_logical_path`; a broker message's or a publisher answer's through
+`check_remote_path`), so a `..`, an absolute path, an empty path, a control
+character, a backslash or an encoded separator never reaches the disk.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
+from urllib.parse import urlsplit
 
 from .errors import BadRequest
 
@@ -16,16 +20,99 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 SPECIAL_ROOTS = ("@public", "@personal", "@shared")
 
 
+MAX_NAME_BYTES = 255
+"""Longest file or folder name (most file systems refuse longer ones)."""
+MAX_PATH_BYTES = 4096
+"""Longest path relative to a root (Linux's PATH_MAX)."""
+MAX_ROOT_NAME = 100
+"""Longest name of a published root (it is a routing key and a cache folder)."""
+MAX_URL = 2048
+"""Longest publisher URL a root announcement may carry."""
+
+# C0 controls and DEL: a newline in a name ends up in HTTP headers and logs.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# `%2e`, `%2f`, `%5c`, `%00`: a name that some layer may decode into `..`, `/`, `\\` or NUL.
+_ENCODED_SEPARATOR = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
+# Published root names: routing keys without topic wildcards (`*`, `#`), and
+# never one of the local roots, whose names start with `@`.
+_ROOT_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ROOT_NAME - 1}}}")
+
+
 def check_relpath(relpath: str) -> str:
     """Validate a path relative to a root and return it normalised ('' = the root)."""
+    if not isinstance(relpath, str):
+        raise BadRequest(f"Invalid path {relpath!r}: not a string")
     if "\x00" in relpath:
         raise BadRequest("Invalid path: NUL byte in path")
+    if _CONTROL.search(relpath):
+        raise BadRequest(f"Invalid path {relpath!r}: control characters are not allowed")
+    if "\\" in relpath:
+        raise BadRequest(f"Invalid path {relpath!r}: backslashes are not allowed")
     if relpath.startswith("/"):
         raise BadRequest(f"Invalid path {relpath!r}: absolute paths are not allowed")
+    if _ENCODED_SEPARATOR.search(relpath):
+        raise BadRequest(
+            f"Invalid path {relpath!r}: percent-encoded dots, separators and NUL are not allowed"
+        )
+    if len(relpath.encode()) > MAX_PATH_BYTES:
+        raise BadRequest(f"Invalid path: longer than {MAX_PATH_BYTES} bytes")
     parts = [p for p in relpath.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise BadRequest(f"Invalid path {relpath!r}: '..' is not allowed")
+    for part in parts:
+        if len(part.encode()) > MAX_NAME_BYTES:
+            raise BadRequest(f"Invalid path: the name {part[:40]!r}... is over 255 bytes")
     return "/".join(parts)
+
+
+def check_remote_path(relpath: str) -> str:
+    """Validate a dataset path named by a broker message or a publisher's answer.
+
+    The same rules as a client's path (`check_relpath`), and it must name
+    something inside the root, as given: a path that only normalises into a
+    valid one (`a//b`, `./a`) is refused too, since the sender meant something else.
+    """
+    checked = check_relpath(relpath)
+    if not checked:
+        raise BadRequest("Invalid path: a dataset path is required")
+    if checked != relpath:
+        raise BadRequest(f"Invalid path {relpath!r}: not in normal form ({checked!r})")
+    return checked
+
+
+def check_root_name(name: str) -> str:
+    """Validate the name of a published root (announcements, change messages, cache folders)."""
+    if not isinstance(name, str) or not _ROOT_NAME.fullmatch(name):
+        shown = name[:60] + "..." if isinstance(name, str) and len(name) > 60 else name
+        raise BadRequest(
+            f"Invalid root name {shown!r}: use 1-{MAX_ROOT_NAME} of A-Z a-z 0-9 . _ -, "
+            "starting with a letter or digit"
+        )
+    if name in (".", ".."):
+        raise BadRequest(f"Invalid root name {name!r}")
+    return name
+
+
+def check_publisher_url(url: str) -> str:
+    """Validate the URL a root announcement gives for its publisher (http or https)."""
+    if not isinstance(url, str) or not url:
+        raise BadRequest("Invalid publisher URL: empty")
+    if len(url) > MAX_URL:
+        raise BadRequest(f"Invalid publisher URL: longer than {MAX_URL} characters")
+    if _CONTROL.search(url) or " " in url:
+        raise BadRequest(f"Invalid publisher URL {url[:80]!r}: spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise BadRequest(f"Invalid publisher URL {url[:80]!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(f"Invalid publisher URL {url[:80]!r}: need http(s)://host[:port][/path]")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise BadRequest(
+            f"Invalid publisher URL {url[:80]!r}: no credentials, query or fragment allowed"
+        )
+    return url
 
 
 def split_logical_path(path: str) -> tuple[str, str]:

@@ -21,7 +21,7 @@ import blosc2
 
 from ..common import b2files, b2meta
 from ..common.errors import BadRequest, Caterva2Error, NotFound
-from ..common.paths import check_relpath
+from ..common.paths import check_relpath, check_remote_path
 from ..common.stored_chunks import Identity, file_identity, read_chunk
 
 NATIVE_SUFFIXES = (".b2nd", ".b2frame")
@@ -168,10 +168,15 @@ class DirectoryRoot(RootAdapter):
         return self.rootdir
 
     def is_ignored(self, fs_relpath: str) -> bool:
-        """Temp and hidden names anywhere in the path, and excluded directories."""
+        """Temp and hidden names anywhere in the path, excluded directories, invalid names."""
         if not fs_relpath:
             return False
         if any(is_temp_name(part) for part in fs_relpath.split("/")):
+            return True
+        try:
+            # A name subscribers would refuse (a newline, a backslash...) is never announced.
+            check_remote_path(fs_relpath)
+        except BadRequest:
             return True
         full = self.rootdir / fs_relpath
         return any(full == ex or ex in full.parents for ex in self._excluded)
@@ -183,21 +188,29 @@ class DirectoryRoot(RootAdapter):
             return fs_relpath[: -len(STORED_SUFFIX)]
         return fs_relpath
 
+    def _inside(self, path: Path) -> bool:
+        """Whether a file really lies inside the root once every symlink is followed."""
+        return Path(os.path.realpath(path)).is_relative_to(self.rootdir)
+
     def _source(self, relpath: str) -> tuple[Path, bool] | None:
-        """The file behind a dataset path and whether it is served natively."""
+        """The file behind a dataset path and whether it is served natively.
+
+        A symlink (to a file, or in a folder of the path) that leads out of the
+        root is no dataset: the publisher never serves a byte from outside it.
+        """
         if not relpath or self.is_ignored(relpath):
             return None
         if relpath.endswith(NATIVE_SUFFIXES):
             path = self.rootdir / relpath
-            return (path, True) if path.is_file() else None
+            return (path, True) if path.is_file() and self._inside(path) else None
         # An already compressed `<name>.b2` wins over a raw `<name>` next to it.
         stored = self.rootdir / (relpath + STORED_SUFFIX)
-        if stored.is_file():
+        if stored.is_file() and self._inside(stored):
             return stored, True
         if relpath.endswith(STORED_SUFFIX):
             return None  # `x.b2` on disk is the dataset `x`, never `x.b2`
         path = self.rootdir / relpath
-        return (path, False) if path.is_file() else None
+        return (path, False) if path.is_file() and self._inside(path) else None
 
     def _checked(self, relpath: str) -> str:
         relpath = check_relpath(relpath)

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ..broker.connection import BrokerConfigError, parameters, redact, resolve_url
+from ..common import paths
 from ..common.config import ConfigError, load_config, parse_http, section
 from ..common.daemon import http_server, run, stop_on_signals
+from ..common.errors import BadRequest
 from ..common.paths import is_hdf5
 
 log = logging.getLogger("caterva2.publisher")
@@ -37,14 +39,11 @@ class PublisherSettings:
 
 
 def check_root_name(name: str) -> str:
-    """A root name is one path component, usable as a routing key, not a special root."""
-    if not name or name in (".", "..") or "/" in name or "\x00" in name:
-        raise ConfigError(f"invalid root name {name!r}: it must be a single path component")
-    if name.startswith("@"):
-        raise ConfigError(f"invalid root name {name!r}: names starting with '@' are reserved")
-    if len(name.encode()) > 255:
-        raise ConfigError(f"invalid root name {name!r}: longer than 255 bytes")
-    return name
+    """A root name is a routing key without wildcards, never a special root (`@...`)."""
+    try:
+        return paths.check_root_name(name)
+    except BadRequest as exc:
+        raise ConfigError(str(exc.detail)) from None
 
 
 def default_url(http: str) -> str:
@@ -110,11 +109,16 @@ def load_settings(args: argparse.Namespace) -> PublisherSettings:
         parameters(broker_url)  # refuse a malformed URL now, not in a background thread
     except BrokerConfigError as exc:
         raise ConfigError(str(exc)) from exc
+    url = str(values.get("url") or default_url(http)).rstrip("/")
+    try:
+        paths.check_publisher_url(url)  # subscribers refuse announcements of any other kind
+    except BadRequest as exc:
+        raise ConfigError(str(exc.detail)) from None
     return PublisherSettings(
         name=name,
         root=root.resolve(),
         http=http,
-        url=str(values.get("url") or default_url(http)).rstrip("/"),
+        url=url,
         statedir=Path(values.get("statedir") or f"_caterva2/pub.{name}"),
         broker_url=broker_url,
         heartbeat=heartbeat,

@@ -27,7 +27,8 @@ import blosc2
 import numpy as np
 
 from ..common.b2meta import str_to_dtype
-from ..common.paths import stored_name
+from ..common.errors import BadRequest
+from ..common.paths import check_remote_path, check_root_name, stored_name
 from .publisher_client import PublisherClient
 
 FETCH_CONCURRENCY = 8
@@ -140,7 +141,12 @@ class ChunkCache:
         )
 
     def path(self, root: str, path: str) -> Path:
-        return self.dir / root / stored_name(path)
+        """The cached file of a dataset: built only from validated names, and inside the cache."""
+        target = self.dir / check_root_name(root) / stored_name(check_remote_path(path))
+        # Belt and braces: the checks above already exclude every way out.
+        if not target.resolve().is_relative_to(self.dir):
+            raise BadRequest(f"Invalid path {path!r}: outside the cache")
+        return target
 
     def lock(self, root: str, path: str) -> threading.Lock:
         with self._locks_guard:
@@ -167,7 +173,7 @@ class ChunkCache:
         with self._locks_guard:
             for key in [k for k in self._proxies if k[0] == root]:
                 self._proxies.pop(key, None)
-        shutil.rmtree(self.dir / root, ignore_errors=True)
+        shutil.rmtree(self.dir / check_root_name(root), ignore_errors=True)
 
     def _forget(self, root: str, path: str) -> None:
         with self._locks_guard:

@@ -61,10 +61,17 @@ class Follower:
         """Apply one message; raising makes the consumer requeue it."""
         if isinstance(message, ChangeMessage):
             self.remote.apply_change(
-                message.root, message.path, message.kind, message.etag, message.meta
+                message.root,
+                message.path,
+                message.kind,
+                message.etag,
+                message.meta,
+                message.sender,
             )
         elif isinstance(message, RootAnnouncement):
-            self.remote.announce(message.root, message.url, message.etag, message.online)
+            self.remote.announce(
+                message.root, message.url, message.etag, message.online, message.sender
+            )
 
     def _resume(self) -> None:
         """After a restart: revalidate every followed root (catch-up comes from the queue)."""

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import blosc2
 
+from ..broker.consumer import Refused
 from ..common.b2meta import str_to_dtype
 from ..common.errors import BadRequest, NotFound, PreconditionFailed, ServiceUnavailable
 from ..common.falcon_app import etag_matches
-from ..common.paths import logical_name, stored_name
+from ..common.paths import check_remote_path, logical_name, stored_name
 from ..common.slices import Key, normalise_key
 from . import datasets
 from .chunk_cache import ChunkCache
@@ -46,8 +47,16 @@ class RemoteFile:
 class RemoteRoots:
     """Remote roots known from announcements, and the datasets of followed ones."""
 
-    def __init__(self, store: Store, statedir, on_follow: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        statedir,
+        on_follow: Callable[[str], None] | None = None,
+        owners: dict[str, str] | None = None,
+    ):
         self.store = store
+        # Roots whose owner the operator configured: never pinned to whoever announces first.
+        self.owners = dict(owners or {})
         self.cache = ChunkCache(statedir)
         self.pool = PublisherPool()
         self.on_follow = on_follow  # binds the broker queue; set by the follower
@@ -70,6 +79,9 @@ class RemoteRoots:
                 "subscribed": name in subs,
                 # A publisher that died without saying so stops sending heartbeats.
                 "online": bool(row["online"]) and now - row["seen"] < STALE_AFTER,
+                "owner": self.owners.get(name) or row.get("owner"),
+                "refused": row.get("refused") or 0,
+                "refusal": row.get("refusal"),
             }
             for name, row in self.store.remote_roots().items()
         }
@@ -83,9 +95,36 @@ class RemoteRoots:
             raise NotFound(f"{root} not known by the broker")
         return self.pool.client(root, row["url"])
 
-    def announce(self, root: str, url: str, etag: str | None, online: bool) -> None:
-        """Record a root announcement; a followed root whose etag moved is resynced."""
-        previous = self.store.upsert_root(root, url, etag, online)
+    def check_sender(self, root: str, sender: str | None, what: str) -> str:
+        """The owner of `root` if `sender` may speak for it; else refuse, record and say why.
+
+        A root belongs to the broker user configured for it, or else to the first
+        one that announced it (pinned in the store); `sender` is the broker's
+        validated `user_id` of the message, never a field of its body.
+        """
+        row = self.store.remote_root(root)
+        owner = self.owners.get(root) or (row or {}).get("owner")
+        if sender is None:
+            reason = f"{what} for root {root!r} without a validated sender (user_id)"
+        elif owner == sender:
+            return sender
+        elif owner is None:
+            if row is not None:
+                self.store.pin_root_owner(root, sender)
+            return sender
+        else:
+            reason = f"{what} for root {root!r} from {sender!r}; the root belongs to {owner!r}"
+        if row is not None:
+            self.store.record_refusal(root, reason)
+        log.warning("refused: %s", reason)
+        raise Refused(reason)
+
+    def announce(
+        self, root: str, url: str, etag: str | None, online: bool, sender: str | None = None
+    ) -> None:
+        """Record a root announcement by its owner; resync a followed root whose etag moved."""
+        owner = self.check_sender(root, sender, "announcement")
+        previous = self.store.upsert_root(root, url, etag, online, owner)
         followed = root in self.store.subscriptions()
         if followed and online and (previous is None or (previous["etag"] or "") != (etag or "")):
             threading.Thread(target=self._quiet_sync, args=(root,), daemon=True).start()
@@ -125,12 +164,24 @@ class RemoteRoots:
         """Revalidate every dataset of a root against its publisher (If-None-Match)."""
         client = self.client(root)
         with self._sync_lock(root):
-            listed = set(client.list())
+            listed = set(self._valid_paths(root, client.list()))
             known = self.store.dataset_etags(root)
             for path in sorted(listed):
                 self._refresh(root, path, client, known.get(path))
             for path in set(known) - listed:
                 self._drop(root, path)
+
+    def _valid_paths(self, root: str, paths) -> list[str]:
+        """The dataset paths of a publisher's listing that are safe to name files after."""
+        valid = []
+        for path in paths:
+            try:
+                valid.append(check_remote_path(path))
+            except BadRequest as exc:
+                reason = f"listing of {root!r} names an invalid path: {exc.detail}"
+                log.warning("ignored: %s", reason)
+                self.store.record_refusal(root, reason)
+        return valid
 
     def _refresh(self, root: str, path: str, client: PublisherClient, etag: str | None) -> None:
         try:
@@ -154,10 +205,20 @@ class RemoteRoots:
         self.cache.remove(root, path)
         self.store.delete_dataset(root, path)
 
-    def apply_change(self, root: str, path: str, kind: str, etag: str | None, meta: dict) -> None:
-        """Apply one change message (idempotent: a repeat or a stale one changes nothing)."""
+    def apply_change(
+        self,
+        root: str,
+        path: str,
+        kind: str,
+        etag: str | None,
+        meta: dict,
+        sender: str | None = None,
+    ) -> None:
+        """Apply one change message from the root's owner (idempotent: repeats change nothing)."""
         if root not in self.store.subscriptions():
             return
+        self.check_sender(root, sender, f"{kind} change of {path!r}")
+        path = check_remote_path(path)  # messages are checked on decoding; this is the last door
         if kind == "deleted":
             self._drop(root, path)
             return

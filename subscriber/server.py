@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..common.config import load_config, section
-from .settings import SubscriberSettings, build_settings
+from .settings import SubscriberSettings, build_settings, root_owners
 
 log = logging.getLogger("caterva2.subscriber")
 
@@ -51,6 +51,7 @@ def load_settings(args: argparse.Namespace) -> SubscriberSettings:
     settings.broker_url = (
         args.broker or os.environ.get("CATERVA2_BROKER_URL") or conf.get("broker", {}).get("url")
     )
+    settings.root_owners = root_owners(conf.get("root_owners", {}))
     if args.id and not settings.subscriber_id:
         settings.subscriber_id = args.id
     settings.check()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..common.config import ConfigError, parse_http, parse_size, secret_from_env
+from ..common.errors import BadRequest
+from ..common.paths import check_root_name
 
 DEFAULT_STATEDIR = "_caterva2/sub"
 DEFAULT_HTTP = "localhost:8000"
@@ -30,6 +32,8 @@ class SubscriberSettings:
     threads: int = 8
     broker_url: str | None = None
     subscriber_id: str | None = None
+    root_owners: dict[str, str] = field(default_factory=dict)
+    """Root name → the broker user that owns it (`[root_owners]`); others are pinned."""
     # Per computing request (lazyexpr, concat, stack, append, reading expressions).
     compute_timeout: float = 60.0
     compute_max_size: int = 1024**3
@@ -73,6 +77,22 @@ def _urlbase_of(http: Any) -> str:
     if host in ("0.0.0.0", "::"):  # every interface: this machine's own name for it
         host = "localhost"
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def root_owners(table: Any) -> dict[str, str]:
+    """Validate the `[root_owners]` table: root name = broker user name."""
+    if not isinstance(table, dict):
+        raise ConfigError("[root_owners] must be a table of root = broker user")
+    owners = {}
+    for root, user in table.items():
+        try:
+            check_root_name(root)
+        except BadRequest as exc:
+            raise ConfigError(f"[root_owners]: {exc.detail}") from None
+        if not isinstance(user, str) or not user:
+            raise ConfigError(f"[root_owners]: the owner of {root!r} must be a broker user name")
+        owners[root] = user
+    return owners
 
 
 def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> SubscriberSettings:

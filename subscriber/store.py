@@ -91,8 +91,20 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
     db["settings"].create({"key": str, "value": str}, pk="key")
 
 
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    # The broker user a root is pinned to, and what was refused in its name.
+    db["roots"].add_column("owner", str)
+    db["roots"].add_column("refused", int, not_null_default=0)
+    db["roots"].add_column("refusal", str)
+
+
 # Index i upgrades a file from version i to version i + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_1,
+    _migrate_2,
+    _migrate_3,
+    _migrate_4,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -321,20 +333,49 @@ class Store:
 
     # Remote roots announced by publishers, and the datasets of the followed ones
 
-    def upsert_root(self, name: str, url: str, etag: str | None, online: bool) -> dict | None:
-        """Record an announcement; returns the previous record of that root, if any."""
+    def upsert_root(
+        self, name: str, url: str, etag: str | None, online: bool, owner: str | None = None
+    ) -> dict | None:
+        """Record an announcement; returns the previous record of that root, if any.
+
+        `owner` pins the root to a broker user when it has none yet (a pin is never moved here).
+        """
         rows = list(self.db["roots"].rows_where("name = ?", [name]))
-        self.db["roots"].upsert(
-            {
-                "name": name,
-                "url": url,
-                "etag": etag or "",
-                "online": int(online),
-                "seen": time.time(),
-            },
-            pk="name",
-        )
+        record = {
+            "name": name,
+            "url": url,
+            "etag": etag or "",
+            "online": int(online),
+            "seen": time.time(),
+        }
+        if owner and not (rows and rows[0].get("owner")):
+            record["owner"] = owner
+        self.db["roots"].upsert(record, pk="name")
         return rows[0] if rows else None
+
+    def set_root_owner(self, name: str, owner: str | None) -> bool:
+        """Pin a known root to `owner` (None: unpinned, the next announcer pins it)."""
+        with self._conn() as conn:
+            cursor = conn.execute(
+                "UPDATE roots SET owner = ?, refused = 0, refusal = NULL WHERE name = ?",
+                [owner, name],
+            )
+        return cursor.rowcount > 0
+
+    def pin_root_owner(self, name: str, owner: str) -> None:
+        """Pin a known root that has no owner yet (a root recorded before owners existed)."""
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE roots SET owner = ? WHERE name = ? AND owner IS NULL", [owner, name]
+            )
+
+    def record_refusal(self, name: str, reason: str) -> None:
+        """Count a message refused in the name of a root, keeping the latest reason."""
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE roots SET refused = refused + 1, refusal = ? WHERE name = ?",
+                [reason[:500], name],
+            )
 
     def remote_roots(self) -> dict[str, dict]:
         return {r["name"]: r for r in self.db["roots"].rows_where(order_by="name")}

@@ -14,7 +14,7 @@ import pytest
 
 from caterva2.broker import cli, topology
 from caterva2.broker.connection import Backoff, BrokerConfigError, parameters, resolve_url
-from caterva2.broker.consumer import Consumer
+from caterva2.broker.consumer import QUEUE_HEADER, REASON_HEADER, Consumer
 from caterva2.broker.messages import (
     VERSION,
     ChangeMessage,
@@ -71,8 +71,14 @@ def _dead_letter_spy(channel) -> str:
     return queue
 
 
-def _dead_letters_from(channel, spy: str, queue: str, count: int, timeout: float = 10.0):
-    """Wait for count dead letters that died in queue; return their bodies."""
+def _dead_letters_from(
+    channel, spy: str, queue: str, count: int, timeout: float = 10.0, reasons: list | None = None
+):
+    """Wait for count dead letters that died in queue; return their bodies.
+
+    Refused messages carry the consumer's reason (appended to `reasons`); messages the
+    broker dead-lettered by itself (delivery limit) carry `x-death` instead.
+    """
     bodies: list[bytes] = []
     deadline = time.monotonic() + timeout
     while len(bodies) < count:
@@ -81,9 +87,12 @@ def _dead_letters_from(channel, spy: str, queue: str, count: int, timeout: float
         if method is None:
             time.sleep(0.05)
             continue
-        deaths = (props.headers or {}).get("x-death", [])
-        if any(d.get("queue") == queue for d in deaths):
+        headers = props.headers or {}
+        deaths = headers.get("x-death", [])
+        if headers.get(QUEUE_HEADER) == queue or any(d.get("queue") == queue for d in deaths):
             bodies.append(body)
+            if reasons is not None:
+                reasons.append(headers.get(REASON_HEADER))
     return bodies
 
 
@@ -343,8 +352,15 @@ def test_undecodable_messages_are_dead_lettered_and_consumer_keeps_going(
         with ConfirmedPublisher(broker_url) as pub:
             pub.publish(ChangeMessage(root, "after.b2nd", "created"))
         inbox.wait(lambda: inbox.paths(root) == {"after.b2nd"})
-        dead = _dead_letters_from(channel, spy, con.queue, 3)
+        reasons: list = []
+        dead = _dead_letters_from(channel, spy, con.queue, 3, reasons=reasons)
+        assert con.refused == 3
     assert sorted(dead) == sorted([b"\xc1garbage", unknown_version, wrong_type])
+    assert sorted(reasons) == [
+        "invalid message: not msgpack: FormatError()",
+        "invalid message: unexpected root message",
+        "invalid message: unknown message version 99 (this code speaks 1)",
+    ]
     # The handler never saw the bad ones.
     assert [m for m in inbox.calls if isinstance(m, ChangeMessage)] == inbox.changes(root)
 

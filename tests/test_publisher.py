@@ -59,7 +59,7 @@ class Tap:
         self.changes_q = self.channel.queue_declare("", exclusive=True).method.queue
         self.channel.queue_bind(self.changes_q, topology.CHANGES_EXCHANGE, routing_key=root)
         self.roots_q = self.channel.queue_declare("", exclusive=True).method.queue
-        self.channel.queue_bind(self.roots_q, topology.ROOTS_EXCHANGE)
+        self.channel.queue_bind(self.roots_q, topology.ROOTS_EXCHANGE, routing_key="#")
 
     def close(self) -> None:
         self.conn.close()
