@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 import urllib.error
@@ -18,7 +19,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from . import topology
+from . import access, topology
 from .connection import (
     BrokerConfigError,
     describe,
@@ -45,11 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_pika_logs()  # we report failures ourselves
     try:
         url = resolve_url(args.broker, args.config)
+        if args.command == "access":
+            return _access(url, args)
         params = parameters(url, "cat2bro")
         if args.command == "setup":
-            return _setup(url, params)
+            return _setup(url, params, args.migrate)
         return _status(url, params, args.wait, args.subscriber, args.management)
-    except (CliError, BrokerConfigError) as exc:
+    except (CliError, BrokerConfigError, access.AccessError, ValueError) as exc:
         print(f"cat2bro: {exc}", file=sys.stderr)
         return 1
     except (pika.exceptions.AMQPConnectionError, OSError) as exc:
@@ -73,7 +76,35 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="PATH", help="config file (default: ./caterva2.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("setup", help="declare exchanges and the dead-letter queue (idempotent)")
+    setup = sub.add_parser("setup", help="declare exchanges and the dead-letter queue (idempotent)")
+    setup.add_argument(
+        "--migrate",
+        action="store_true",
+        help="also delete topology v1's exchanges (" + ", ".join(topology.LEGACY_EXCHANGES) + ")",
+    )
+    grant = sub.add_parser(
+        "access",
+        help="create a least-privilege broker user for a publisher, a subscriber or the admin",
+        description="Print (or, with --apply, run) the rabbitmqctl commands that create a vhost "
+        "and a user allowed exactly what its role needs.",
+    )
+    grant.add_argument("role", choices=("publisher", "subscriber", "admin"))
+    grant.add_argument("user", help="broker user name")
+    grant.add_argument(
+        "--root", action="append", default=[], help="a root the publisher owns (repeatable)"
+    )
+    grant.add_argument("--id", dest="subscriber_id", help="the subscriber's id (its queue)")
+    grant.add_argument("--vhost", default=access.DEFAULT_VHOST, help="default: %(default)s")
+    grant.add_argument("--password", help="default: a new random one (printed)")
+    grant.add_argument(
+        "--no-new-user", action="store_true", help="only set permissions of an existing user"
+    )
+    grant.add_argument("--apply", action="store_true", help="run rabbitmqctl instead of printing")
+    grant.add_argument(
+        "--ctl",
+        default="rabbitmqctl",
+        help="how to run rabbitmqctl, e.g. 'rabbitmqctl -n rabbit@host' (default: %(default)s)",
+    )
     status = sub.add_parser("status", help="show announced roots and queue depths")
     status.add_argument(
         "--wait",
@@ -99,11 +130,43 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup(url: str, params: pika.URLParameters) -> int:
+def _access(url: str, args: argparse.Namespace) -> int:
+    if args.role == "publisher":
+        if not args.root:
+            raise CliError("a publisher user needs --root (one per root it publishes)")
+        grant = access.publisher_grant(args.user, args.root)
+    elif args.role == "subscriber":
+        if not args.subscriber_id:
+            raise CliError("a subscriber user needs --id (the subscriber's id)")
+        grant = access.subscriber_grant(args.user, args.subscriber_id)
+    else:
+        grant = access.admin_grant(args.user)
+    password = None if args.no_new_user else (args.password or access.new_password())
+    commands = access.rabbitmqctl_commands(grant, args.vhost, password)
+    ctl = shlex.split(args.ctl)
+    if not args.apply:
+        print("\n".join(access.shell_lines(ctl, commands)))
+        return 0
+    access.apply(ctl, commands)
+    parts = urllib.parse.urlsplit(url)
+    where = f"{parts.hostname or '127.0.0.1'}:{parts.port or 5672}"
+    secret = urllib.parse.quote(password, safe="") if password else "PASSWORD"
+    vhost = urllib.parse.quote(args.vhost, safe="")
+    print(f"broker user {args.user} ({args.role}) on vhost {args.vhost}: ready")
+    print(f"  URL: {parts.scheme or 'amqp'}://{args.user}:{secret}@{where}/{vhost}")
+    return 0
+
+
+def _setup(url: str, params: pika.URLParameters, migrate: bool = False) -> int:
     with _connect(params) as conn:
         channel = conn.channel()
         topology.declare_topology(channel)
+        if migrate:
+            for name in topology.LEGACY_EXCHANGES:
+                channel.exchange_delete(name)
     print(f"broker {redact(url)}: topology declared")
+    if migrate:
+        print(f"  removed topology v1 exchanges: {', '.join(topology.LEGACY_EXCHANGES)}")
     for name, kind in topology.EXCHANGES:
         print(f"  exchange {name} ({kind}, durable)")
     print(f"  queue    {topology.DEAD_LETTERS_QUEUE} (quorum, bound to {topology.DEAD_EXCHANGE})")

@@ -173,6 +173,9 @@ class RemoteRoots:
 
     def _valid_paths(self, root: str, paths) -> list[str]:
         """The dataset paths of a publisher's listing that are safe to name files after."""
+        if not isinstance(paths, list):
+            self.store.record_refusal(root, "the publisher's listing is not a JSON list")
+            raise ServiceUnavailable(f"the publisher of {root} answered an invalid listing")
         valid = []
         for path in paths:
             try:
@@ -191,7 +194,13 @@ class RemoteRoots:
             return
         if answer is not None:
             meta, new_etag = answer
-            self._install(root, path, new_etag, meta, client)
+            try:
+                self._install(root, path, new_etag, meta, client)
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                # Nothing is installed: the publisher's answer is not metadata we can use.
+                reason = f"invalid metadata for {path!r} ({type(exc).__name__}: {exc})"
+                log.warning("ignored: %s of %s", reason, root)
+                self.store.record_refusal(root, reason[:500])
 
     def _install(self, root: str, path: str, etag: str, meta: dict, client) -> None:
         if "shape" not in meta and "nbytes" not in meta:

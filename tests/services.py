@@ -58,6 +58,22 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 3
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
+WAIT = 20.0  # seconds a change may take to show up (the contract says "within seconds")
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT) -> None:
+    """Poll until `predicate()` holds; fail saying what did not happen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
 def populate_from_examples(rootdir: Path) -> None:
     """Put the example files into a root folder as the subscriber stores them."""
     b2files.store_tree(EXAMPLES, rootdir)

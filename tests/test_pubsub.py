@@ -6,7 +6,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import blosc2
@@ -23,22 +22,7 @@ from caterva2.broker.connection import parameters
 from caterva2.common import block_stream
 
 from .broker_support import RUN, TcpProxy
-from .services import PublisherProcess, SubscriberProcess, run_cli
-
-WAIT = 20.0  # seconds a change may take to show up (the contract says "within seconds")
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Poll until `predicate()` holds; fail saying what did not happen."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from .services import WAIT, PublisherProcess, SubscriberProcess, run_cli, wait_for
 
 
 def write_array(path: Path, values, chunks=None, blocks=None) -> None:

@@ -1,0 +1,112 @@
+"""A throwaway RabbitMQ node of our own, for tests that change users and permissions.
+
+The shared broker on 127.0.0.1:5672 is never reconfigured by tests: permission
+tests start this node instead (its own name, ports, data and log folders, no
+plugins), configure it with `rabbitmqctl -n NODE` and stop it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from .services import free_port
+
+
+class RabbitMQNode:
+    """One RabbitMQ node run from the installed `rabbitmq-server`, on free ports."""
+
+    def __init__(self) -> None:
+        # Not under pytest's tmp_path: rabbitmq-server runs as the rabbitmq user when
+        # started by root, and pytest's folders are root's alone.
+        self.basedir = Path(tempfile.mkdtemp(prefix="cat2-rabbitmq-"))
+        self.basedir.chmod(0o755)
+        self.name = f"cat2test-{uuid.uuid4().hex[:8]}@localhost"
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def admin_url(self) -> str:
+        """URL of the node's own `guest` (an administrator on `/`)."""
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def url(self, user: str, password: str, vhost: str = "") -> str:
+        """An AMQP URL for `user` on this node (`vhost` '' is `/`)."""
+        return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{vhost}"
+
+    def ctl_command(self) -> list[str]:
+        """The `rabbitmqctl` command line that talks to this node."""
+        return ["rabbitmqctl", "-q", "-n", self.name]
+
+    def ctl(self, *args: str) -> str:
+        """Run `rabbitmqctl` against this node and return what it printed."""
+        done = subprocess.run(
+            [*self.ctl_command(), *args], capture_output=True, text=True, timeout=60
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
+        return done.stdout
+
+    def start(self, timeout: float = 90.0) -> RabbitMQNode:
+        if shutil.which("rabbitmq-server") is None:
+            raise RuntimeError("rabbitmq-server is not installed: apt-get install rabbitmq-server")
+        for sub in ("mnesia", "log"):
+            (self.basedir / sub).mkdir(parents=True, exist_ok=True)
+        (self.basedir / "enabled_plugins").write_text("[].\n")
+        # Our own (empty but for this line) config: the system one names port 5672.
+        (self.basedir / "rabbitmq.conf").write_text("loopback_users = none\n")
+        # rabbitmq-server drops to the rabbitmq user when started by root.
+        if os.geteuid() == 0:
+            shutil.chown(self.basedir, "rabbitmq", "rabbitmq")
+            for path in self.basedir.rglob("*"):
+                shutil.chown(path, "rabbitmq", "rabbitmq")
+        env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.basedir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.basedir / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.basedir / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(self.basedir / "rabbitmq.conf"),
+            "RABBITMQ_PID_FILE": str(self.basedir / "node.pid"),
+        }
+        self.proc = subprocess.Popen(
+            ["rabbitmq-server"],
+            env=env,
+            stdout=open(self.basedir / "server.out", "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            waited = subprocess.run(
+                [*self.ctl_command(), "await_startup", "--timeout", "5"],
+                capture_output=True,
+                timeout=30,
+            )
+            if waited.returncode == 0:
+                return self
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                log = (self.basedir / "server.out").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"RabbitMQ node {self.name} did not start:\n{log}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        subprocess.run([*self.ctl_command(), "stop"], capture_output=True, timeout=60)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+        self.proc = None
+        shutil.rmtree(self.basedir, ignore_errors=True)
