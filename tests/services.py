@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from caterva2.broker.local_node import free_port
 from caterva2.common import b2files
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,13 +34,6 @@ EXPECTED_PUBLIC = [
     "ex-noattr.h5",
     "root-example.h5",
 ]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:

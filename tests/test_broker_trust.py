@@ -26,9 +26,9 @@ from caterva2.broker import access, topology
 from caterva2.broker.cli import main as cat2bro
 from caterva2.broker.connection import parameters
 from caterva2.broker.consumer import QUEUE_HEADER, REASON_HEADER, SENDER_HEADER
+from caterva2.broker.local_node import RabbitMQNode
 from caterva2.broker.messages import ChangeMessage, RootAnnouncement, encode
 
-from .rabbitmq_node import RabbitMQNode
 from .services import PublisherProcess, SubscriberProcess, wait_for
 from .test_pubsub import fetch, listing, remote_shape, write_array
 

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import tomllib
+from urllib.parse import urlsplit
 
 import httpx
+import pika
+import pika.exceptions
 import pytest
+
+from caterva2.broker import topology
+from caterva2.broker.connection import parameters
+from caterva2.broker.local_node import RabbitMQNode
+from caterva2.broker.messages import ChangeMessage, encode
 
 from .services import REPO
 
@@ -52,11 +61,92 @@ def test_compose_and_process_lab_configure_the_same_roots_and_subscribers():
         assert COMPOSE_CONF["subscriber"][ident]["id"] == sub["id"]
 
 
-def test_process_lab_starts_serves_both_roots_and_stops(broker_url):
+def _publish_code(url: str, exchange: str, key: str) -> int:
+    """Publish with confirms; the broker's reply code (0: accepted)."""
+    conn = pika.BlockingConnection(parameters(url, "test-lab"))
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(exchange, key, encode(ChangeMessage(key, "x.b2nd", "deleted")))
+        return 0
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        return exc.reply_code
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def test_compose_broker_definitions_give_each_daemon_its_own_least_privilege_user():
+    """Load lab/rabbitmq/definitions.json into a real node, as the compose broker does."""
+    sys.path.insert(0, str(REPO / "lab"))
+    try:
+        import lab as lab_script
+    finally:
+        sys.path.pop(0)
+    definitions = json.loads(lab_script.COMPOSE_DEFINITIONS.read_text())
+    grants = {g.user: g for g in lab_script.lab_grants(COMPOSE_CONF)}
+    assert {p["user"]: p["write"] for p in definitions["permissions"]} == {
+        user: g.write for user, g in grants.items()
+    }, "definitions.json is stale: python lab/lab.py compose-definitions"
+    services = yaml_services()
+    node = RabbitMQNode()  # its folder must be the rabbitmq user's to read: not tmp_path
+    loaded = node.basedir / "definitions.json"
+    shutil.copy(lab_script.COMPOSE_DEFINITIONS, loaded)
+    node.config = f"load_definitions = {loaded}"
+    node.start()
+    try:
+        for service, env in services.items():
+            url = env["CATERVA2_BROKER_URL"]
+            user = urlsplit(url).username
+            assert user in grants and user != "guest", service
+            local = url.replace("@rabbitmq:5672/", f"@127.0.0.1:{node.port}/")
+            if service.startswith("pub-"):
+                root = COMPOSE_CONF["publisher"][service.removeprefix("pub-")]["name"]
+                assert _publish_code(local, topology.CHANGES_EXCHANGE, root) == 0
+                assert _publish_code(local, topology.CHANGES_EXCHANGE, "elsewhere") == 403
+            else:
+                assert _publish_code(local, topology.CHANGES_EXCHANGE, "site-a") == 403
+    finally:
+        node.stop()
+
+
+def yaml_services() -> dict[str, dict]:
+    """Each Caterva2 service of docker-compose.yml with its environment, as compose sees it.
+
+    Read from `docker-compose config`'s normalised output (two spaces per level),
+    since PyYAML is no dependency of ours.
+    """
+    services: dict[str, dict] = {}
+    section = service = None
+    for line in compose().splitlines():
+        if not line.startswith(" "):
+            section = line.rstrip(":")
+        elif section == "services" and line.startswith("  ") and line[2] != " ":
+            service = line.strip().rstrip(":")
+            services[service] = {}
+        elif section == "services" and line.startswith("      ") and line[6] != " ":
+            key, _, value = line.strip().partition(": ")
+            if key.startswith("CATERVA2_"):
+                services[service][key] = value
+    services.pop("rabbitmq", None)
+    return services
+
+
+def test_process_lab_starts_serves_both_roots_and_stops():
     lab = [sys.executable, str(REPO / "lab" / "lab.py")]
     started = subprocess.run([*lab, "start"], capture_output=True, text=True, timeout=180)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
+        # Every daemon runs as its own broker user, none as guest.
+        users = json.loads((REPO / "_caterva2" / "lab" / "broker-users.json").read_text())
+        expected = {"lab-admin"} | {f"pub-{i}" for i in LAB_CONF["publisher"]}
+        assert set(users) == expected | {f"sub-{i}" for i in LAB_CONF["subscriber"]}
+        for ident in LAB_CONF["subscriber"]:
+            sub_url = users[f"sub-{ident}"]
+            for exchange in (topology.CHANGES_EXCHANGE, topology.ROOTS_EXCHANGE):
+                assert _publish_code(sub_url, exchange, "site-a") == 403
+        assert _publish_code(users["pub-site-a"], topology.CHANGES_EXCHANGE, "site-b") == 403
+        assert _publish_code(users["pub-site-a"], topology.CHANGES_EXCHANGE, "site-a") == 0
         for sub in LAB_CONF["subscriber"].values():
             assert sub["urlbase"] in started.stdout
             for pub in LAB_CONF["publisher"].values():

@@ -1,34 +1,53 @@
-"""A throwaway RabbitMQ node of our own, for tests that change users and permissions.
+"""A RabbitMQ node of our own on this machine, for the lab and for tests.
 
-The shared broker on 127.0.0.1:5672 is never reconfigured by tests: permission
-tests start this node instead (its own name, ports, data and log folders, no
-plugins), configure it with `rabbitmqctl -n NODE` and stop it at the end.
+A machine's shared broker is never reconfigured by the lab or by tests: they
+start this node instead (its own name, ports, data and log folders, no
+plugins), configure it with `rabbitmqctl -n NODE` (see `access`) and stop it
+at the end. It needs the `rabbitmq-server` package installed.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from .services import free_port
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 class RabbitMQNode:
-    """One RabbitMQ node run from the installed `rabbitmq-server`, on free ports."""
+    """One RabbitMQ node run from the installed `rabbitmq-server` (free ports by default)."""
 
-    def __init__(self) -> None:
-        # Not under pytest's tmp_path: rabbitmq-server runs as the rabbitmq user when
-        # started by root, and pytest's folders are root's alone.
-        self.basedir = Path(tempfile.mkdtemp(prefix="cat2-rabbitmq-"))
-        self.basedir.chmod(0o755)
-        self.name = f"cat2test-{uuid.uuid4().hex[:8]}@localhost"
-        self.port = free_port()
-        self.dist_port = free_port()
+    def __init__(
+        self,
+        name: str | None = None,
+        port: int | None = None,
+        dist_port: int | None = None,
+        basedir: Path | None = None,
+        config: str = "",
+    ) -> None:
+        """A node to start; `config` lines are added to its rabbitmq.conf."""
+        # Not under a private folder of root's: rabbitmq-server runs as the rabbitmq
+        # user when started by root, and must reach its data folders.
+        if basedir is None:
+            basedir = Path(tempfile.mkdtemp(prefix="cat2-rabbitmq-"))
+        basedir.mkdir(parents=True, exist_ok=True)
+        basedir.chmod(0o755)
+        self.basedir = basedir
+        self.name = name or f"cat2test-{uuid.uuid4().hex[:8]}@localhost"
+        self.port = port or free_port()
+        self.dist_port = dist_port or free_port()
+        self.config = config
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -54,13 +73,14 @@ class RabbitMQNode:
         return done.stdout
 
     def start(self, timeout: float = 90.0) -> RabbitMQNode:
+        """Start the node and wait until it serves; raise RuntimeError if it does not."""
         if shutil.which("rabbitmq-server") is None:
             raise RuntimeError("rabbitmq-server is not installed: apt-get install rabbitmq-server")
         for sub in ("mnesia", "log"):
             (self.basedir / sub).mkdir(parents=True, exist_ok=True)
         (self.basedir / "enabled_plugins").write_text("[].\n")
         # Our own (empty but for this line) config: the system one names port 5672.
-        (self.basedir / "rabbitmq.conf").write_text("loopback_users = none\n")
+        (self.basedir / "rabbitmq.conf").write_text(f"loopback_users = none\n{self.config}\n")
         # rabbitmq-server drops to the rabbitmq user when started by root.
         if os.geteuid() == 0:
             shutil.chown(self.basedir, "rabbitmq", "rabbitmq")
@@ -94,19 +114,19 @@ class RabbitMQNode:
             if waited.returncode == 0:
                 return self
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
                 log = (self.basedir / "server.out").read_text(errors="replace")[-2000:]
+                self.stop()
                 raise RuntimeError(f"RabbitMQ node {self.name} did not start:\n{log}")
             time.sleep(0.5)
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
+        """Stop the node (a node this object did not start too) and remove its folder."""
         subprocess.run([*self.ctl_command(), "stop"], capture_output=True, timeout=60)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait()
-        self.proc = None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+            self.proc = None
         shutil.rmtree(self.basedir, ignore_errors=True)
