@@ -19,6 +19,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from ..common.config import ConfigError, load_config
 from . import access, topology
 from .connection import (
     BrokerConfigError,
@@ -27,6 +28,7 @@ from .connection import (
     quiet_pika_logs,
     redact,
     resolve_url,
+    use_ca_file,
 )
 from .messages import DiscoverRequest, MessageError, RootAnnouncement, decode, encode
 
@@ -46,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_pika_logs()  # we report failures ourselves
     try:
         url = resolve_url(args.broker, args.config)
+        use_ca_file(_config(args.config))
         if args.command == "access":
             return _access(url, args)
         params = parameters(url, "cat2bro")
@@ -63,6 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _config(path: str | None) -> dict:
+    """The configuration file's contents ({} when there is none)."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:

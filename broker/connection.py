@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import ssl
 import tomllib
 import urllib.parse
 from pathlib import Path
@@ -13,6 +14,8 @@ import pika
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 URL_ENV = "CATERVA2_BROKER_URL"
+CA_ENV = "CATERVA2_BROKER_CA"
+"""A PEM file of the CAs that sign the broker's certificate (for amqps:// URLs)."""
 CONFIG_FILE = "caterva2.toml"
 
 HEARTBEAT = 30
@@ -48,6 +51,26 @@ def resolve_url(url: str | None = None, config: str | os.PathLike | None = None)
     return DEFAULT_URL
 
 
+def use_ca_file(config: dict) -> None:
+    """Take `[broker] ca_file` of a loaded configuration, unless $CATERVA2_BROKER_CA is set."""
+    ca_file = config.get("broker", {}).get("ca_file")
+    if ca_file and not os.environ.get(CA_ENV):
+        if not Path(ca_file).is_file():
+            raise BrokerConfigError(f"[broker] ca_file not found: {ca_file}")
+        os.environ[CA_ENV] = str(ca_file)
+
+
+def tls_options(host: str) -> pika.SSLOptions:
+    """TLS to the broker: the certificate is checked against the system's CAs, or
+    $CATERVA2_BROKER_CA's, and must name `host`."""
+    ca_file = os.environ.get(CA_ENV) or None
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerConfigError(f"cannot use {CA_ENV}={ca_file}: {exc}") from exc
+    return pika.SSLOptions(context, server_hostname=host)
+
+
 def parameters(url: str, name: str = "caterva2") -> pika.URLParameters:
     """Return pika parameters for url, with heartbeats on unless the URL sets them."""
     if not url.startswith(("amqp://", "amqps://")):
@@ -57,6 +80,9 @@ def parameters(url: str, name: str = "caterva2") -> pika.URLParameters:
     except Exception as exc:  # pika raises ValueError and others for bad query options
         raise BrokerConfigError(f"invalid broker URL {redact(url)}: {exc}") from exc
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    if url.startswith("amqps://") and "ssl_options" not in query:
+        # pika's own default for amqps checks no host name: ours does.
+        params.ssl_options = tls_options(params.host)
     if "heartbeat" not in query:
         params.heartbeat = HEARTBEAT
     if "blocked_connection_timeout" not in query:

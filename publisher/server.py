@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..broker.connection import BrokerConfigError, parameters, redact, resolve_url
+from ..broker.connection import (
+    BrokerConfigError,
+    parameters,
+    redact,
+    resolve_url,
+    use_ca_file,
+)
 from ..common import paths
 from ..common.config import ConfigError, load_config, parse_http, section
 from ..common.daemon import http_server, run, stop_on_signals
@@ -106,6 +112,7 @@ def load_settings(args: argparse.Namespace) -> PublisherSettings:
         raise ConfigError("heartbeat must be positive")
     try:
         broker_url = resolve_url(args.broker, args.conf)
+        use_ca_file(conf)
         parameters(broker_url)  # refuse a malformed URL now, not in a background thread
     except BrokerConfigError as exc:
         raise ConfigError(str(exc)) from exc

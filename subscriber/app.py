@@ -46,7 +46,12 @@ def create_subscriber(settings: SubscriberSettings) -> Subscriber:
     roots = LocalRoots(settings.statedir, settings.login)
     remote = follower = None
     if settings.broker_url:
-        remote = RemoteRoots(store, settings.statedir, owners=settings.root_owners)
+        remote = RemoteRoots(
+            store,
+            settings.statedir,
+            owners=settings.root_owners,
+            publisher_ca_file=settings.publisher_ca_file,
+        )
         follower = Follower(remote, settings.broker_url, settings.subscriber_id)
     ops = FileOps(roots, settings.quota)
     app = new_app(middleware=[AuthMiddleware(store if settings.login else None)])

@@ -53,12 +53,13 @@ class RemoteRoots:
         statedir,
         on_follow: Callable[[str], None] | None = None,
         owners: dict[str, str] | None = None,
+        publisher_ca_file: str | None = None,
     ):
         self.store = store
         # Roots whose owner the operator configured: never pinned to whoever announces first.
         self.owners = dict(owners or {})
         self.cache = ChunkCache(statedir)
-        self.pool = PublisherPool()
+        self.pool = PublisherPool(publisher_ca_file)
         self.on_follow = on_follow  # binds the broker queue; set by the follower
         self._sync_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()

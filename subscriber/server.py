@@ -7,7 +7,8 @@ import logging
 import os
 import sys
 
-from ..common.config import load_config, section
+from ..broker.connection import BrokerConfigError, parameters, use_ca_file
+from ..common.config import ConfigError, load_config, section
 from .settings import SubscriberSettings, build_settings, root_owners
 
 log = logging.getLogger("caterva2.subscriber")
@@ -52,6 +53,12 @@ def load_settings(args: argparse.Namespace) -> SubscriberSettings:
         args.broker or os.environ.get("CATERVA2_BROKER_URL") or conf.get("broker", {}).get("url")
     )
     settings.root_owners = root_owners(conf.get("root_owners", {}))
+    if settings.broker_url:
+        try:
+            use_ca_file(conf)
+            parameters(settings.broker_url)  # a malformed URL is refused now, not in a thread
+        except BrokerConfigError as exc:
+            raise ConfigError(str(exc)) from None
     if args.id and not settings.subscriber_id:
         settings.subscriber_id = args.id
     settings.check()

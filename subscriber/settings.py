@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ class SubscriberSettings:
     threads: int = 8
     broker_url: str | None = None
     subscriber_id: str | None = None
+    publisher_ca_file: str | None = None
+    """PEM file of the CAs that sign https publishers' certificates ($CATERVA2_PUBLISHER_CA)."""
     root_owners: dict[str, str] = field(default_factory=dict)
     """Root name → the broker user that owns it (`[root_owners]`); others are pinned."""
     # Per computing request (lazyexpr, concat, stack, append, reading expressions).
@@ -113,5 +116,10 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         subscriber_id=values.get("id"),
         compute_timeout=float(values.get("compute_timeout", 60)),
         compute_max_size=parse_size(values.get("compute_max_size")) or 1024**3,
+        publisher_ca_file=values.get("publisher_ca_file")
+        or os.environ.get("CATERVA2_PUBLISHER_CA")
+        or None,
     )
+    if settings.publisher_ca_file and not Path(settings.publisher_ca_file).is_file():
+        raise ConfigError(f"publisher_ca_file not found: {settings.publisher_ca_file}")
     return settings

@@ -1,0 +1,81 @@
+"""Certificates made by the test itself (with the openssl command), and a TLS front end."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from .broker_support import TcpProxy
+
+
+@dataclass(frozen=True)
+class TestCertificates:
+    """A private CA and a server certificate it signed for localhost and 127.0.0.1."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_certificates(folder: Path) -> TestCertificates:
+    """Make a CA and a server certificate in `folder` (valid for two days)."""
+    if shutil.which("openssl") is None:
+        raise RuntimeError("the openssl command is needed: apt-get install openssl")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl(
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+        *("-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=caterva2-test-ca"),
+    )
+    openssl(
+        *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key"),
+        *("-out", "server.csr", "-subj", "/CN=localhost"),
+    )
+    (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl(
+        *("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"),
+        *("-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext"),
+    )
+    return TestCertificates(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+
+
+class TlsProxy(TcpProxy):
+    """An https (or any TLS) front end: decrypts and forwards to a plain TCP server."""
+
+    def __init__(self, host: str, port: int, certs: TestCertificates) -> None:
+        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._tls.load_cert_chain(certs.cert, certs.key)
+        super().__init__(host, port)
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                raw, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        raw.settimeout(10)
+        try:
+            client = self._tls.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            raw.close()  # a client that does not trust us hangs up in the handshake
+            return
+        client.settimeout(None)
+        upstream = socket.create_connection(self._target)
+        with self._lock:
+            self.accepted += 1
+            self._socks += [client, upstream]
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
