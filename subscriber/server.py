@@ -28,6 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="HTTP worker threads (default 8)")
     parser.add_argument("--loglevel", help="debug, info, warning (default) or error")
     parser.add_argument("--broker", help="RabbitMQ URL: follow remote roots (default: standalone)")
+    parser.add_argument(
+        "--hand-over",
+        metavar="ROOT[=USER]",
+        help="give a remote root to the publisher of broker user USER (without =USER: to the "
+        "next one that announces it), then exit; a running subscriber takes it at once",
+    )
     return parser.parse_args(argv)
 
 
@@ -94,10 +100,34 @@ def serve(settings: SubscriberSettings) -> None:
         print("cat2sub: stopped", flush=True)
 
 
+def hand_over(args: argparse.Namespace) -> int:
+    """Re-pin a remote root's owner in the store: the operator's explicit act (see README)."""
+    from ..common.errors import BadRequest
+    from ..common.paths import check_root_name
+    from .store import Store
+
+    root, _, user = args.hand_over.partition("=")
+    try:
+        check_root_name(root)
+        conf = section(load_config(args.conf), "subscriber", args.id)
+    except (BadRequest, ConfigError) as exc:
+        print(f"cat2sub: error: {getattr(exc, 'detail', exc)}", file=sys.stderr)
+        return 2
+    statedir = build_settings(conf, {"statedir": args.statedir}).statedir
+    if not Store(statedir).set_root_owner(root, user or None):
+        print(f"cat2sub: error: root {root!r} is not known in {statedir}", file=sys.stderr)
+        return 2
+    who = f"broker user {user!r}" if user else "the next broker user that announces it"
+    print(f"cat2sub: root {root} now belongs to {who}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..common.daemon import run
 
     args = parse_args(argv)
+    if args.hand_over:
+        return hand_over(args)
     return run("cat2sub", lambda: load_settings(args), serve, lambda s: s.loglevel, 2)
 
 
