@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +32,7 @@ from .connection import (
     resolve_url,
     use_ca_file,
 )
+from .consumer import REASON_HEADER, SENDER_HEADER
 from .messages import DiscoverRequest, MessageError, RootAnnouncement, decode, encode
 
 MANAGEMENT_PORT = 15672
@@ -204,6 +207,7 @@ def _status(
                 f"broker {redact(url)} lacks exchange(s) {', '.join(missing)}: run `cat2bro setup`"
             )
         roots = _collect_roots(conn, wait)
+        refused = _dead_letter_reasons(conn)
         queues, source = _management_queues(params, management)
         listed = {q["name"] for q in queues or ()}
         # Known names the management API did not list (or all of them, without it).
@@ -212,10 +216,19 @@ def _status(
     print(f"roots announced within {wait:g} s: {len(roots)}")
     if roots:
         rows = [
-            (a.root, "online" if a.online else "offline", a.etag or "-", a.url)
-            for a in sorted(roots.values(), key=lambda a: a.root)
+            (a.root, a.sender or "-", "online" if a.online else "offline", a.etag or "-", a.url)
+            for a in sorted(roots.values(), key=lambda a: (a.root, a.sender or ""))
         ]
-        _table(("ROOT", "STATE", "ETAG", "URL"), rows)
+        _table(("ROOT", "PUBLISHER", "STATE", "ETAG", "URL"), rows)
+        claimed = Counter(a.root for a in roots.values())
+        for root in sorted(r for r, n in claimed.items() if n > 1):
+            print(f"  warning: root {root} is announced by {claimed[root]} broker users")
+    if refused:
+        print(f"refused messages (in {topology.DEAD_LETTERS_QUEUE}): {sum(refused.values())}")
+        rows = [
+            (key, sender or "-", reason, str(n)) for (key, sender, reason), n in refused.items()
+        ]
+        _table(("ROOT", "SENDER", "REASON", "COUNT"), sorted(rows))
     print(f"queues ({source}): {len(queues)}")
     if queues:
         rows = [(q["name"], str(q["messages"]), str(q["consumers"])) for q in queues]
@@ -240,22 +253,50 @@ def _missing_exchanges(conn: pika.BlockingConnection) -> list[str]:
     return missing
 
 
-def _collect_roots(conn: pika.BlockingConnection, wait: float) -> dict[str, RootAnnouncement]:
+def _dead_letter_reasons(
+    conn: pika.BlockingConnection, limit: int = 1000
+) -> Counter[tuple[str, str, str]]:
+    """The (root, sender, reason) of the dead letters subscribers refused, counted.
+
+    Read without acknowledging: closing the channel puts them all back.
+    """
+    channel = conn.channel()
+    found: Counter[tuple[str, str, str]] = Counter()
+    try:
+        for _ in range(limit):
+            method, props, _body = channel.basic_get(topology.DEAD_LETTERS_QUEUE)
+            if method is None:
+                break
+            headers = props.headers or {}
+            reason = headers.get(REASON_HEADER)
+            if reason:
+                found[method.routing_key, headers.get(SENDER_HEADER, ""), str(reason)[:80]] += 1
+    except pika.exceptions.ChannelClosedByBroker:
+        return found  # this user may not read dead letters: nothing to show
+    channel.close()
+    return found
+
+
+def _collect_roots(
+    conn: pika.BlockingConnection, wait: float
+) -> dict[tuple[str, str | None], RootAnnouncement]:
     channel = conn.channel()
     queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
     channel.queue_bind(queue, topology.ROOTS_EXCHANGE, routing_key=topology.ALL_ROOTS)
     request = DiscoverRequest(reply_to=f"cat2bro-{os.getpid()}")
     exchange, key = topology.route(request)
     channel.basic_publish(exchange, key, encode(request))
-    roots: dict[str, RootAnnouncement] = {}
+    roots: dict[tuple[str, str | None], RootAnnouncement] = {}
 
-    def on_message(_channel: Any, _method: Any, _props: Any, body: bytes) -> None:
+    def on_message(_channel: Any, _method: Any, props: Any, body: bytes) -> None:
         try:
             message = decode(body)
         except MessageError:
             return
         if isinstance(message, RootAnnouncement):
-            roots[message.root] = message  # the latest announcement wins
+            # The broker's word for who sent it; the latest announcement of each wins.
+            message = dataclasses.replace(message, sender=props.user_id or None)
+            roots[message.root, message.sender] = message
 
     channel.basic_consume(queue, on_message, auto_ack=True)
     deadline = time.monotonic() + wait

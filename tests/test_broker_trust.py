@@ -174,7 +174,7 @@ def test_subscriber_user_cannot_read_another_subscribers_queue(node):
             conn.close()
 
 
-def test_forged_messages_from_other_broker_users_change_nothing(node, tmp_path):
+def test_forged_messages_from_other_broker_users_change_nothing(node, tmp_path, capsys):
     # The legitimate publisher and a subscriber, each with its own least-privilege user.
     rootdir = tmp_path / ROOT
     rootdir.mkdir()
@@ -291,6 +291,16 @@ def test_forged_messages_from_other_broker_users_change_nothing(node, tmp_path):
         assert outside.read_text() == "secret"
         assert not any(p.name == "planted.b2nd" for p in tmp_path.rglob("*"))
         assert not any("escape" in p.name or "evil" in p.name for p in tmp_path.rglob("*"))
+
+        # The operator sees the refusals, who sent them and why.
+        assert cat2bro(["--broker", _url(node, "admin"), "status", "--wait", "0.5"]) == 0
+        out = capsys.readouterr().out
+        assert "refused messages" in out
+        rows = [line.strip() for line in out.splitlines() if line.strip().startswith(f"{ROOT} ")]
+        assert any(
+            " rogue " in r and "announcement for root 'legit' from 'rogue'" in r for r in rows
+        ), out
+        assert any(" pub-legit " in r and "online" in r for r in rows), out  # the publisher's own
     finally:
         spy_conn.close()
         lying.shutdown()
