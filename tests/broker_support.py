@@ -12,10 +12,12 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pika
+import pika.exceptions
 import pytest
 
 from caterva2.broker import topology
 from caterva2.broker.connection import parameters
+from caterva2.broker.messages import ChangeMessage, encode
 
 LOCAL_URL = "amqp://guest:guest@127.0.0.1:5672/"
 RUN = uuid.uuid4().hex[:8]  # keeps names of concurrent runs on one broker apart
@@ -113,6 +115,24 @@ def new_id(broker_url: str) -> Iterator[Callable[[str], str]]:
     conn.close()
 
 
+def publish_reply_code(url: str, exchange: str, routing_key: str, **properties) -> int:
+    """Publish a change with confirms; the broker's reply code (0: accepted, 403: refused)."""
+    conn = pika.BlockingConnection(parameters(url, "caterva2-tests-publish"))
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        body = encode(ChangeMessage(routing_key, "x.b2nd", "deleted"))
+        channel.basic_publish(
+            exchange, routing_key, body, properties=pika.BasicProperties(**properties)
+        )
+        return 0
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        return exc.reply_code
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
 class TcpProxy:
     """A TCP forwarder whose live connections the test can cut at once."""
 
@@ -139,12 +159,16 @@ class TcpProxy:
             if time.monotonic() < self._refuse_until:
                 client.close()  # the "broker" is down: hang up at once
                 continue
-            upstream = socket.create_connection(self._target)
-            with self._lock:
-                self.accepted += 1
-                self._socks += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            self._forward(client)
+
+    def _forward(self, client: socket.socket) -> None:
+        """Connect to the target and pump bytes both ways."""
+        upstream = socket.create_connection(self._target)
+        with self._lock:
+            self.accepted += 1
+            self._socks += [client, upstream]
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:

@@ -29,6 +29,7 @@ from caterva2.broker.consumer import QUEUE_HEADER, REASON_HEADER, SENDER_HEADER
 from caterva2.broker.local_node import RabbitMQNode
 from caterva2.broker.messages import ChangeMessage, RootAnnouncement, encode
 
+from .broker_support import publish_reply_code
 from .services import PublisherProcess, SubscriberProcess, wait_for
 from .test_pubsub import fetch, listing, remote_shape, write_array
 
@@ -122,18 +123,7 @@ def _channel(node: RabbitMQNode, user: str):
 
 
 def _publish_refused(node: RabbitMQNode, user: str, exchange: str, key: str, **props) -> int:
-    """Publish with confirms as `user`; return the broker's reply code (0: accepted)."""
-    conn, channel = _channel(node, user)
-    try:
-        channel.confirm_delivery()
-        body = encode(ChangeMessage(ROOT, "x.b2nd", "deleted"))
-        channel.basic_publish(exchange, key, body, properties=pika.BasicProperties(**props))
-        return 0
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        return exc.reply_code
-    finally:
-        if conn.is_open:
-            conn.close()
+    return publish_reply_code(_url(node, user), exchange, key, **props)
 
 
 def _files_outside_cache(statedir: Path) -> dict[str, bytes]:

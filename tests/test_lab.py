@@ -10,15 +10,12 @@ import tomllib
 from urllib.parse import urlsplit
 
 import httpx
-import pika
-import pika.exceptions
 import pytest
 
 from caterva2.broker import topology
-from caterva2.broker.connection import parameters
 from caterva2.broker.local_node import RabbitMQNode
-from caterva2.broker.messages import ChangeMessage, encode
 
+from .broker_support import publish_reply_code
 from .services import REPO
 
 LAB_CONF = tomllib.loads((REPO / "lab" / "caterva2.toml").read_text())
@@ -61,21 +58,6 @@ def test_compose_and_process_lab_configure_the_same_roots_and_subscribers():
         assert COMPOSE_CONF["subscriber"][ident]["id"] == sub["id"]
 
 
-def _publish_code(url: str, exchange: str, key: str) -> int:
-    """Publish with confirms; the broker's reply code (0: accepted)."""
-    conn = pika.BlockingConnection(parameters(url, "test-lab"))
-    try:
-        channel = conn.channel()
-        channel.confirm_delivery()
-        channel.basic_publish(exchange, key, encode(ChangeMessage(key, "x.b2nd", "deleted")))
-        return 0
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        return exc.reply_code
-    finally:
-        if conn.is_open:
-            conn.close()
-
-
 def test_compose_broker_definitions_give_each_daemon_its_own_least_privilege_user():
     """Load lab/rabbitmq/definitions.json into a real node, as the compose broker does."""
     sys.path.insert(0, str(REPO / "lab"))
@@ -102,10 +84,10 @@ def test_compose_broker_definitions_give_each_daemon_its_own_least_privilege_use
             local = url.replace("@rabbitmq:5672/", f"@127.0.0.1:{node.port}/")
             if service.startswith("pub-"):
                 root = COMPOSE_CONF["publisher"][service.removeprefix("pub-")]["name"]
-                assert _publish_code(local, topology.CHANGES_EXCHANGE, root) == 0
-                assert _publish_code(local, topology.CHANGES_EXCHANGE, "elsewhere") == 403
+                assert publish_reply_code(local, topology.CHANGES_EXCHANGE, root) == 0
+                assert publish_reply_code(local, topology.CHANGES_EXCHANGE, "elsewhere") == 403
             else:
-                assert _publish_code(local, topology.CHANGES_EXCHANGE, "site-a") == 403
+                assert publish_reply_code(local, topology.CHANGES_EXCHANGE, "site-a") == 403
     finally:
         node.stop()
 
@@ -144,9 +126,9 @@ def test_process_lab_starts_serves_both_roots_and_stops():
         for ident in LAB_CONF["subscriber"]:
             sub_url = users[f"sub-{ident}"]
             for exchange in (topology.CHANGES_EXCHANGE, topology.ROOTS_EXCHANGE):
-                assert _publish_code(sub_url, exchange, "site-a") == 403
-        assert _publish_code(users["pub-site-a"], topology.CHANGES_EXCHANGE, "site-b") == 403
-        assert _publish_code(users["pub-site-a"], topology.CHANGES_EXCHANGE, "site-a") == 0
+                assert publish_reply_code(sub_url, exchange, "site-a") == 403
+        assert publish_reply_code(users["pub-site-a"], topology.CHANGES_EXCHANGE, "site-b") == 403
+        assert publish_reply_code(users["pub-site-a"], topology.CHANGES_EXCHANGE, "site-a") == 0
         for sub in LAB_CONF["subscriber"].values():
             assert sub["urlbase"] in started.stdout
             for pub in LAB_CONF["publisher"].values():

@@ -55,17 +55,11 @@ class TlsProxy(TcpProxy):
         self._tls.load_cert_chain(certs.cert, certs.key)
         super().__init__(host, port)
 
-    def _accept_loop(self) -> None:
-        while not self._closed:
-            try:
-                raw, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+    def _forward(self, client: socket.socket) -> None:
+        # The handshake in a thread of its own: a slow client must not hold up the others.
+        threading.Thread(target=self._handshake, args=(client,), daemon=True).start()
 
-    def _serve(self, raw: socket.socket) -> None:
+    def _handshake(self, raw: socket.socket) -> None:
         raw.settimeout(10)
         try:
             client = self._tls.wrap_socket(raw, server_side=True)
@@ -73,9 +67,4 @@ class TlsProxy(TcpProxy):
             raw.close()  # a client that does not trust us hangs up in the handshake
             return
         client.settimeout(None)
-        upstream = socket.create_connection(self._target)
-        with self._lock:
-            self.accepted += 1
-            self._socks += [client, upstream]
-        for src, dst in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+        super()._forward(client)
