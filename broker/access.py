@@ -12,7 +12,10 @@ it is published to a topic exchange. What each role needs, and nothing more:
   exchanges, and may publish only discover requests and dead letters: never a
   change or an announcement;
 - the **admin** (who runs `cat2bro setup` and `cat2bro status`) configures the
-  `cat2.*` names.
+  `cat2.*` names;
+- a **federation** user is what another site's broker connects as to take this
+  site's news (see `federation`): it reads the three news exchanges through
+  queues and exchanges of its own.
 
 RabbitMQ checks a message's `user_id` against the user that publishes it, so
 subscribers can pin a root to its publisher's user (see
@@ -100,6 +103,22 @@ def subscriber_grant(user: str, subscriber_id: str) -> Grant:
         topics=(
             (topology.CHANGES_EXCHANGE, "^$", ".*"),
             (topology.ROOTS_EXCHANGE, "^$", ".*"),
+        ),
+    )
+
+
+def federation_grant(user: str) -> Grant:
+    """The user another site's broker connects as to federate this one's news (`federation`)."""
+    links = r"federation: .*"  # the exchanges and queues federation links declare upstream
+    return Grant(
+        user,
+        configure=_any_of(links),
+        write=_any_of(links),
+        read=_any_of(
+            links,
+            _name(topology.CHANGES_EXCHANGE),
+            _name(topology.ROOTS_EXCHANGE),
+            _name(topology.DISCOVER_EXCHANGE),
         ),
     )
 

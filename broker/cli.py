@@ -22,7 +22,7 @@ import pika
 import pika.exceptions
 
 from ..common.config import ConfigError, load_config
-from . import access, topology
+from . import access, federation, topology
 from .connection import (
     BrokerConfigError,
     describe,
@@ -54,10 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         use_ca_file(_config(args.config))
         if args.command == "access":
             return _access(url, args)
+        if args.command in ("link", "unlink"):
+            return _link(args)
         params = parameters(url, "cat2bro")
         if args.command == "setup":
             return _setup(url, params, args.migrate)
-        return _status(url, params, args.wait, args.subscriber, args.management)
+        return _status(url, params, args.wait, args.subscriber, args.management, args.ctl)
     except (CliError, BrokerConfigError, access.AccessError, ValueError) as exc:
         print(f"cat2bro: {exc}", file=sys.stderr)
         return 1
@@ -102,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Print (or, with --apply, run) the rabbitmqctl commands that create a vhost "
         "and a user allowed exactly what its role needs.",
     )
-    grant.add_argument("role", choices=("publisher", "subscriber", "admin"))
+    grant.add_argument("role", choices=("publisher", "subscriber", "admin", "federation"))
     grant.add_argument("user", help="broker user name")
     grant.add_argument(
         "--root", action="append", default=[], help="a root the publisher owns (repeatable)"
@@ -119,6 +121,25 @@ def _parser() -> argparse.ArgumentParser:
         default="rabbitmqctl",
         help="how to run rabbitmqctl, e.g. 'rabbitmqctl -n rabbit@host' (default: %(default)s)",
     )
+    for verb, what in (
+        ("link", "federate two sites' brokers both ways (idempotent)"),
+        ("unlink", "undo `link` and remove every queue and exchange it left"),
+    ):
+        linker = sub.add_parser(verb, help=what, description=what)
+        linker.add_argument(
+            "--site",
+            nargs=3,
+            action="append",
+            required=True,
+            metavar=("NAME", "CTL", "URI"),
+            help="a site: its name, how to run rabbitmqctl on its broker (e.g. 'rabbitmqctl -n "
+            "rabbit@host'), and the amqp(s):// URI of a `cat2bro access federation` user there, "
+            "which the other broker connects with; give two",
+        )
+        if verb == "link":
+            linker.add_argument(
+                "--print", action="store_true", help="print the rabbitmqctl commands instead"
+            )
     status = sub.add_parser("status", help="show announced roots and queue depths")
     status.add_argument(
         "--wait",
@@ -134,6 +155,10 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ID",
         help="also show queue cat2.sub.ID (repeatable; needed without the management plugin)",
+    )
+    status.add_argument(
+        "--ctl",
+        help="how to run rabbitmqctl on this broker: also show its federation links",
     )
     status.add_argument(
         "--management",
@@ -153,6 +178,8 @@ def _access(url: str, args: argparse.Namespace) -> int:
         if not args.subscriber_id:
             raise CliError("a subscriber user needs --id (the subscriber's id)")
         grant = access.subscriber_grant(args.user, args.subscriber_id)
+    elif args.role == "federation":
+        grant = access.federation_grant(args.user)
     else:
         grant = access.admin_grant(args.user)
     password = None if args.no_new_user else (args.password or access.new_password())
@@ -168,6 +195,40 @@ def _access(url: str, args: argparse.Namespace) -> int:
     vhost = urllib.parse.quote(args.vhost, safe="")
     print(f"broker user {args.user} ({args.role}) on vhost {args.vhost}: ready")
     print(f"  URL: {parts.scheme or 'amqp'}://{args.user}:{secret}@{where}/{vhost}")
+    return 0
+
+
+def _sites(args: argparse.Namespace) -> tuple[federation.Site, federation.Site]:
+    if len(args.site) != 2:
+        raise CliError("give exactly two --site NAME CTL URI")
+    sites = []
+    for name, ctl, uri in args.site:
+        try:
+            topology.check_root(name)  # a site name becomes part of an upstream name
+            parameters(uri.split("?")[0])  # the query may hold the broker's own TLS options
+        except (ValueError, BrokerConfigError) as exc:
+            raise CliError(f"site {name!r}: {exc}") from None
+        sites.append(federation.Site(name, tuple(shlex.split(ctl)), uri))
+    if sites[0].name == sites[1].name:
+        raise CliError("the two sites need different names")
+    return sites[0], sites[1]
+
+
+def _link(args: argparse.Namespace) -> int:
+    a, b = _sites(args)
+    if args.command == "unlink":
+        removed = federation.unlink(a, b)
+        print(f"sites {a.name} and {b.name} unlinked")
+        for item in removed:
+            print(f"  removed {item}")
+        return 0
+    if args.print:
+        for here, there in ((a, b), (b, a)):
+            print(f"# at site {here.name}: take {there.name}'s news")
+            print("\n".join(access.shell_lines(here.ctl, federation.link_commands(here, there))))
+        return 0
+    federation.link(a, b)
+    print(f"sites {a.name} and {b.name} linked both ways ({', '.join(federation.FEDERATED)})")
     return 0
 
 
@@ -193,6 +254,7 @@ def _status(
     wait: float,
     subscribers: list[str],
     management: str | None,
+    ctl: str | None = None,
 ) -> int:
     names = [topology.DEAD_LETTERS_QUEUE]
     for sid in subscribers:
@@ -229,6 +291,12 @@ def _status(
             (key, sender or "-", reason, str(n)) for (key, sender, reason), n in refused.items()
         ]
         _table(("ROOT", "SENDER", "REASON", "COUNT"), sorted(rows))
+    if ctl:
+        here = federation.Site("this broker", tuple(shlex.split(ctl)), url)
+        links = federation.link_states(here)
+        print(f"federation links: {len(links)}")
+        if links:
+            _table(("UPSTREAM", "EXCHANGE", "STATE"), links)
     print(f"queues ({source}): {len(queues)}")
     if queues:
         rows = [(q["name"], str(q["messages"]), str(q["consumers"])) for q in queues]

@@ -35,6 +35,7 @@ class RabbitMQNode:
         dist_port: int | None = None,
         basedir: Path | None = None,
         config: str = "",
+        plugins: tuple[str, ...] = (),
     ) -> None:
         """A node to start; `config` lines are added to its rabbitmq.conf."""
         # Not under a private folder of root's: rabbitmq-server runs as the rabbitmq
@@ -48,6 +49,7 @@ class RabbitMQNode:
         self.port = port or free_port()
         self.dist_port = dist_port or free_port()
         self.config = config
+        self.plugins = plugins
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -78,7 +80,7 @@ class RabbitMQNode:
             raise RuntimeError("rabbitmq-server is not installed: apt-get install rabbitmq-server")
         for sub in ("mnesia", "log"):
             (self.basedir / sub).mkdir(parents=True, exist_ok=True)
-        (self.basedir / "enabled_plugins").write_text("[].\n")
+        (self.basedir / "enabled_plugins").write_text(f"[{','.join(self.plugins)}].\n")
         # Our own (empty but for this line) config: the system one names port 5672.
         (self.basedir / "rabbitmq.conf").write_text(f"loopback_users = none\n{self.config}\n")
         # rabbitmq-server drops to the rabbitmq user when started by root.

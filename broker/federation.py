@@ -1,0 +1,221 @@
+"""Sites linked by RabbitMQ federation: `cat2bro link` and `cat2bro unlink`.
+
+Each site runs its own broker. Linking two sites makes each broker an upstream
+of the other for the three exchanges that carry news (changes, announcements,
+discover requests), so a subscriber at one site hears the publishers of both,
+and its discover requests reach them at once (no wait for a heartbeat).
+
+- `max-hops` 1: what crosses a link is never sent back over it.
+- `trust-user-id`: the broker that received a message checked its `user_id`
+  (see `access`), so the validated identity of a publisher survives the link and
+  subscribers at every site keep refusing other users' messages for a root.
+  It means trusting the other site's broker to check its own users: give
+  broker users site-unique names (`pub-<site>-<root>`).
+- Unlinking removes the upstream, the policy when no link is left, and the
+  queues and exchanges the link left on the other broker, which otherwise
+  keep collecting every change for nobody.
+
+Everything goes through `rabbitmqctl` of each broker (`--ctl`), and the
+upstream URIs (`amqp://` or `amqps://`) are what each broker uses to reach
+the other, with a user made by `cat2bro access federation`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import pika
+import pika.exceptions
+
+from . import topology
+from .access import AccessError
+from .connection import parameters, redact
+
+POLICY = "cat2-federation"
+UPSTREAM_PREFIX = "cat2-"
+FEDERATED = (topology.CHANGES_EXCHANGE, topology.ROOTS_EXCHANGE, topology.DISCOVER_EXCHANGE)
+PATTERN = "^(" + "|".join(re.escape(name) for name in FEDERATED) + ")$"
+PLUGIN = "rabbitmq_federation"
+
+
+@dataclass(frozen=True)
+class Site:
+    """One side of a link: its name, how to run rabbitmqctl on its broker, its AMQP URI."""
+
+    name: str
+    ctl: tuple[str, ...]
+    uri: str  # how the *other* broker reaches this one (a federation user's URL)
+
+    @property
+    def vhost(self) -> str:
+        path = unquote(urlsplit(self.uri).path.lstrip("/"))
+        return path or "/"
+
+    @property
+    def upstream(self) -> str:
+        """The name of the upstream that points at this site, on the other broker."""
+        return UPSTREAM_PREFIX + self.name
+
+
+def upstream_definition(there: Site) -> dict:
+    """The federation upstream a broker gets to take `there`'s news."""
+    return {
+        "uri": there.uri,
+        "trust-user-id": True,
+        "max-hops": 1,
+        "ack-mode": "on-confirm",
+        "reconnect-delay": 1,
+    }
+
+
+def link_commands(here: Site, there: Site) -> list[list[str]]:
+    """`rabbitmqctl` arguments that make `here`'s broker take `there`'s news."""
+    return [
+        [
+            "set_parameter",
+            "-p",
+            here.vhost,
+            "federation-upstream",
+            there.upstream,
+            json.dumps(upstream_definition(there)),
+        ],
+        [
+            "set_policy",
+            "-p",
+            here.vhost,
+            "--apply-to",
+            "exchanges",
+            POLICY,
+            PATTERN,
+            json.dumps({"federation-upstream-set": "all"}),
+        ],
+    ]
+
+
+def _ctl(site: Site, *args: str) -> str:
+    done = subprocess.run([*site.ctl, *args], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        output = (done.stderr + done.stdout).strip()
+        if "federation-upstream not found" in output:
+            raise AccessError(
+                f"site {site.name}: the federation plugin is not enabled on its broker; "
+                f"enable it there with `rabbitmq-plugins enable {PLUGIN}` "
+                f"(or add {PLUGIN} to its enabled_plugins file) and run this again"
+            )
+        raise AccessError(f"site {site.name}: rabbitmqctl {args[0]}: {output}")
+    return done.stdout
+
+
+def link(a: Site, b: Site) -> None:
+    """Federate both ways (idempotent: linking again only updates the upstreams)."""
+    for here, there in ((a, b), (b, a)):
+        for command in link_commands(here, there):
+            _ctl(here, *command)
+
+
+def _upstreams(site: Site) -> list[str]:
+    listed = json.loads(
+        _ctl(site, "list_parameters", "-p", site.vhost, "--formatter", "json") or "[]"
+    )
+    return [
+        p["name"]
+        for p in listed
+        if p.get("component") == "federation-upstream" and p["name"].startswith(UPSTREAM_PREFIX)
+    ]
+
+
+def cluster_name(site: Site) -> str:
+    """The name a broker goes by in the queues its federation links leave upstream."""
+    out = _ctl(site, "eval", "rabbit_nodes:cluster_name().").strip()
+    match = re.fullmatch(r'<<"(.*)">>', out)
+    if match is None:
+        raise AccessError(f"site {site.name}: unexpected cluster name {out!r}")
+    return match.group(1)
+
+
+def leftovers(upstream: Site, downstream_cluster: str) -> tuple[list[str], list[str]]:
+    """The queues and exchanges a link to `downstream_cluster` keeps on `upstream`'s broker."""
+    suffix = f" -> {downstream_cluster}"
+    names = [f"federation: {exchange}{suffix}" for exchange in FEDERATED]
+    queues = [
+        q["name"]
+        for q in json.loads(
+            _ctl(upstream, "list_queues", "-p", upstream.vhost, "name", "--formatter", "json")
+            or "[]"
+        )
+        if q["name"] in names
+    ]
+    exchanges = [
+        e["name"]
+        for e in json.loads(
+            _ctl(upstream, "list_exchanges", "-p", upstream.vhost, "name", "--formatter", "json")
+            or "[]"
+        )
+        if any(e["name"].startswith(n) for n in names)
+    ]
+    return queues, exchanges
+
+
+def _delete_exchanges(site: Site, exchanges: Sequence[str]) -> None:
+    """rabbitmqctl cannot delete exchanges: the federation user of that site can."""
+    if not exchanges:
+        return
+    # The broker's own TLS options (`?cacertfile=...`) are not pika's: our CA setting applies.
+    conn = pika.BlockingConnection(parameters(site.uri.split("?")[0], "cat2bro-unlink"))
+    try:
+        channel = conn.channel()
+        for name in exchanges:
+            channel.exchange_delete(name)
+    except pika.exceptions.AMQPError as exc:
+        raise AccessError(
+            f"site {site.name}: cannot delete {exchanges} as {redact(site.uri)}: {exc}"
+        ) from exc
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def unlink(a: Site, b: Site) -> list[str]:
+    """Undo `link`, and remove what the links left on each broker; return what was removed."""
+    removed = []
+    for here, there in ((a, b), (b, a)):
+        downstream = cluster_name(here)
+        if there.upstream in _upstreams(here):
+            _ctl(here, "clear_parameter", "-p", here.vhost, "federation-upstream", there.upstream)
+            removed.append(f"{here.name}: upstream {there.upstream}")
+        if not _upstreams(here):
+            policies = json.loads(
+                _ctl(here, "list_policies", "-p", here.vhost, "--formatter", "json") or "[]"
+            )
+            if any(p["name"] == POLICY for p in policies):
+                _ctl(here, "clear_policy", "-p", here.vhost, POLICY)
+                removed.append(f"{here.name}: policy {POLICY}")
+        queues, exchanges = leftovers(there, downstream)
+        for name in queues:
+            _ctl(there, "delete_queue", "-p", there.vhost, name)
+            removed.append(f"{there.name}: queue {name!r}")
+        _delete_exchanges(there, exchanges)
+        removed += [f"{there.name}: exchange {name!r}" for name in exchanges]
+    return removed
+
+
+_LINK = re.compile(
+    r"\{exchange,<<\"(?P<exchange>[^\"]*)\">>\}.*?\{upstream,<<\"(?P<upstream>[^\"]*)\">>\}"
+    r".*?\{status,(?P<status>[a-z_]+)\}",
+    re.S,
+)
+
+
+def link_states(site: Site) -> list[tuple[str, str, str]]:
+    """(upstream, exchange, state) of every federation link of a broker."""
+    out = _ctl(site, "eval", "rabbit_federation_status:status().")
+    return sorted(
+        (m["upstream"], m["exchange"], m["status"])
+        for m in _LINK.finditer(out)
+        if m["upstream"].startswith(UPSTREAM_PREFIX)
+    )
