@@ -73,6 +73,28 @@ def upstream_definition(there: Site) -> dict:
     }
 
 
+def definitions(here_vhost: str, others: Sequence[Site]) -> dict:
+    """The upstreams and policy of `link`, as entries of a RabbitMQ definitions document."""
+    parameters_ = [
+        {
+            "vhost": here_vhost,
+            "component": "federation-upstream",
+            "name": there.upstream,
+            "value": upstream_definition(there),
+        }
+        for there in others
+    ]
+    policy = {
+        "vhost": here_vhost,
+        "name": POLICY,
+        "pattern": PATTERN,
+        "apply-to": "exchanges",
+        "priority": 0,
+        "definition": {"federation-upstream-set": "all"},
+    }
+    return {"parameters": parameters_, "policies": [policy]}
+
+
 def link_commands(here: Site, there: Site) -> list[list[str]]:
     """`rabbitmqctl` arguments that make `here`'s broker take `there`'s news."""
     return [

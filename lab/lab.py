@@ -1,12 +1,14 @@
 """The multi-site lab on one machine: `python lab/lab.py start|stop|status`.
 
-Starts a RabbitMQ node of its own (never the machine's shared broker, which it
-would have to reconfigure) with a vhost and one least-privilege broker user per
-daemon (`cat2bro access`: each publisher may publish only its own root, each
-subscriber may only read its own queue), then the publishers and subscribers
-of `lab/caterva2.toml` on their 127.0.0.x addresses, each with its own broker
-user; prints their URLs, and stops them all with `stop`. The broker users and
-their URLs are in `_caterva2/lab/broker-users.json`.
+Two sites (`[site.*]` of `lab/caterva2.toml`), each with a RabbitMQ node of its
+own (never the machine's shared broker, which it would have to reconfigure),
+linked both ways by federation (`cat2bro link`). Each node gets a vhost and one
+least-privilege broker user per daemon of its site (`cat2bro access`: each
+publisher may publish only its own root, each subscriber may only read its own
+queue). Then the publishers and subscribers of the configuration start on
+their 127.0.0.x addresses, each with its own broker user; `start` prints their
+URLs and `stop` stops them all. The broker users and their URLs are in
+`_caterva2/lab/broker-users.json` (by site).
 """
 
 from __future__ import annotations
@@ -22,26 +24,39 @@ import time
 import tomllib
 from pathlib import Path
 
-from caterva2.broker import access
+from caterva2.broker import access, federation
 from caterva2.broker.cli import main as cat2bro
 from caterva2.broker.local_node import RabbitMQNode
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "lab" / "caterva2.toml"
 COMPOSE_CONF = REPO / "lab" / "compose.toml"
-COMPOSE_DEFINITIONS = REPO / "lab" / "rabbitmq" / "definitions.json"
+COMPOSE_BROKER_DIR = REPO / "lab" / "rabbitmq"
 WORKDIR = REPO / "_caterva2" / "lab"
 PIDS = WORKDIR / "pids.json"
 BROKER_USERS = WORKDIR / "broker-users.json"
 LAB_USER = ("lab@example.com", "labpass123")
 VHOST = "caterva2"
-# Our own RabbitMQ node: ports away from the default 5672/25672.
-NODE_NAME, NODE_PORT, NODE_DIST_PORT = "cat2lab@localhost", 5682, 25682
-NODE_DIR = Path("/tmp/caterva2-lab-rabbitmq")
 
 
-def lab_node() -> RabbitMQNode:
-    return RabbitMQNode(NODE_NAME, NODE_PORT, NODE_DIST_PORT, NODE_DIR)
+def site_node(name: str, site: dict) -> RabbitMQNode:
+    """A site's own RabbitMQ node (its port away from the default 5672)."""
+    port = int(site["port"])
+    return RabbitMQNode(
+        f"cat2lab-{name}@localhost",
+        port,
+        port + 20000,
+        Path(f"/tmp/caterva2-lab-rabbitmq-{name}"),
+        plugins=(federation.PLUGIN,),
+    )
+
+
+def site_of(conf: dict, kind: str, ident: str) -> str:
+    """The site a publisher or subscriber of the configuration belongs to."""
+    for name, site in conf["site"].items():
+        if ident in site[f"{kind}s"]:
+            return name
+    raise SystemExit(f"lab: [{kind}.{ident}] belongs to no [site.*]")
 
 
 def answers(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -62,13 +77,14 @@ def wait_until(check, what: str, timeout: float = 60.0) -> None:
     raise SystemExit(f"lab: {what} did not come up within {timeout:.0f} s")
 
 
-def lab_grants(conf: dict) -> list[access.Grant]:
-    """One broker user per daemon of a lab configuration, and the admin."""
-    grants = [access.admin_grant("lab-admin")]
-    for ident, pub in conf["publisher"].items():
-        grants.append(access.publisher_grant(f"pub-{ident}", [pub["name"]]))
-    for ident, sub in conf["subscriber"].items():
-        grants.append(access.subscriber_grant(f"sub-{ident}", sub["id"]))
+def site_grants(conf: dict, name: str) -> list[access.Grant]:
+    """One broker user per daemon of a site, its admin, and what the other site links with."""
+    site = conf["site"][name]
+    grants = [access.admin_grant("lab-admin"), access.federation_grant("federation")]
+    for ident in site["publishers"]:
+        grants.append(access.publisher_grant(f"pub-{ident}", [conf["publisher"][ident]["name"]]))
+    for ident in site["subscribers"]:
+        grants.append(access.subscriber_grant(f"sub-{ident}", conf["subscriber"][ident]["id"]))
     return grants
 
 
@@ -77,21 +93,38 @@ def compose_password(user: str) -> str:
     return f"lab-{user}"
 
 
-def write_compose_definitions() -> Path:
-    """Write the compose lab's RabbitMQ definitions (users, grants, topology)."""
+def compose_definitions_path(site: str) -> Path:
+    return COMPOSE_BROKER_DIR / f"definitions-{site}.json"
+
+
+def write_compose_definitions() -> list[Path]:
+    """Write each compose site's RabbitMQ definitions (users, grants, topology, federation)."""
     conf = tomllib.loads(COMPOSE_CONF.read_text())
-    grants = [(g, compose_password(g.user)) for g in lab_grants(conf)]
-    document = access.definitions(grants, VHOST)
-    for user in document["users"]:
-        if user["name"] == "lab-admin":
-            user["tags"] = ["administrator"]  # the management UI
-    COMPOSE_DEFINITIONS.write_text(json.dumps(document, indent=2) + "\n")
-    return COMPOSE_DEFINITIONS
+    written = []
+    for name in conf["site"]:
+        grants = [(g, compose_password(g.user)) for g in site_grants(conf, name)]
+        document = access.definitions(grants, VHOST)
+        for user in document["users"]:
+            if user["name"] == "lab-admin":
+                user["tags"] = ["administrator"]  # the management UI
+        others = [
+            federation.Site(
+                other,
+                (),
+                f"amqp://federation:{compose_password('federation')}@{s['host']}:5672/{VHOST}",
+            )
+            for other, s in conf["site"].items()
+            if other != name
+        ]
+        document.update(federation.definitions(VHOST, others))
+        path = compose_definitions_path(name)
+        path.write_text(json.dumps(document, indent=2) + "\n")
+        written.append(path)
+    return written
 
 
-def broker_users(conf: dict, node: RabbitMQNode) -> dict[str, str]:
-    """Create the lab's vhost and one broker user per daemon; return their broker URLs."""
-    grants = lab_grants(conf)
+def broker_users(grants: list[access.Grant], node: RabbitMQNode) -> dict[str, str]:
+    """Create a site's vhost and its broker users; return their broker URLs."""
     urls = {}
     for i, grant in enumerate(grants):
         password = access.new_password()
@@ -122,25 +155,32 @@ def start() -> int:
     conf = tomllib.loads(CONF.read_text())
     WORKDIR.mkdir(parents=True, exist_ok=True)
     pids: dict[str, int] = {}
-    node = lab_node()
-    try:
-        node.start()
-    except RuntimeError as exc:
-        raise SystemExit(f"lab: {exc}") from None
-    pids["rabbitmq"] = node.proc.pid
-    PIDS.write_text(json.dumps(pids))  # `make lab-stop` stops the node even if we fail now
-    urls = broker_users(conf, node)
+    urls: dict[str, dict[str, str]] = {}
+    sites = []
+    for name, site in conf["site"].items():
+        node = site_node(name, site)
+        try:
+            node.start()
+        except RuntimeError as exc:
+            raise SystemExit(f"lab: {exc}") from None
+        pids[f"rabbitmq-{name}"] = node.proc.pid
+        PIDS.write_text(json.dumps(pids))  # `make lab-stop` stops the nodes even if we fail now
+        urls[name] = broker_users(site_grants(conf, name), node)
+        if cat2bro(["--broker", urls[name]["lab-admin"], "setup"]) != 0:
+            raise SystemExit(f"lab: cat2bro setup failed at site {name}")
+        sites.append(federation.Site(name, tuple(node.ctl_command()), urls[name]["federation"]))
     BROKER_USERS.write_text(json.dumps(urls, indent=2))
     BROKER_USERS.chmod(0o600)
-    if cat2bro(["--broker", urls["lab-admin"], "setup"]) != 0:
-        raise SystemExit("lab: cat2bro setup failed")
+    for i, here in enumerate(sites):
+        for there in sites[i + 1 :]:
+            federation.link(here, there)
     env = {
         **os.environ,
         "CATERVA2_SECRET": os.environ.get("CATERVA2_SECRET", "lab-secret-not-for-production"),
     }
     env.pop("CATERVA2_BROKER_URL", None)  # each daemon gets its own user's URL
     for ident in conf["publisher"]:
-        url = urls[f"pub-{ident}"]
+        url = urls[site_of(conf, "publisher", ident)][f"pub-{ident}"]
         pids[f"pub-{ident}"] = spawn(
             ["caterva2.publisher.server", "--conf", str(CONF), "--id", ident, "--broker", url],
             WORKDIR / f"pub-{ident}.log",
@@ -160,7 +200,7 @@ def start() -> int:
             check=True,
             capture_output=True,
         )
-        url = urls[f"sub-{ident}"]
+        url = urls[site_of(conf, "subscriber", ident)][f"sub-{ident}"]
         pids[ident] = spawn(
             ["caterva2.subscriber.server", "--conf", str(CONF), "--id", ident, "--broker", url],
             WORKDIR / f"{ident}.log",
@@ -171,7 +211,9 @@ def start() -> int:
         for ident, item in conf[section].items():
             host, port = item["http"].rsplit(":", 1)
             wait_until(lambda h=host, p=int(port): answers(h, p), f"{section} {ident}")
-    print(f"lab: broker 127.0.0.1:{NODE_PORT} vhost {VHOST} (users: {BROKER_USERS})")
+    for name, site in conf["site"].items():
+        print(f"lab: site {name}: broker 127.0.0.1:{site['port']} vhost {VHOST}")
+    print(f"lab: sites linked by federation; broker users in {BROKER_USERS}")
     for ident, pub in conf["publisher"].items():
         print(f"lab: publisher {ident:8} root {pub['name']!r:10} {pub['url']}  ({pub['root']})")
     for ident, sub in conf["subscriber"].items():
@@ -188,22 +230,24 @@ def stop() -> int:
         return 0
     pids = json.loads(PIDS.read_text())
     for name, pid in pids.items():
-        if name == "rabbitmq":
+        if name.startswith("rabbitmq"):
             continue
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     for name, pid in pids.items():
-        if name != "rabbitmq":
+        if not name.startswith("rabbitmq"):
             for _ in range(100):
                 try:
                     os.kill(pid, 0)
                 except ProcessLookupError:
                     break
                 time.sleep(0.1)
-    if "rabbitmq" in pids:
-        lab_node().stop()
+    conf = tomllib.loads(CONF.read_text())
+    for name, site in conf["site"].items():
+        if f"rabbitmq-{name}" in pids:
+            site_node(name, site).stop()
     PIDS.unlink()
     BROKER_USERS.unlink(missing_ok=True)
     print("lab: stopped")
@@ -215,11 +259,12 @@ def main() -> int:
     parser.add_argument(
         "command",
         choices=["start", "stop", "compose-definitions"],
-        help="compose-definitions: rewrite lab/rabbitmq/definitions.json from lab/compose.toml",
+        help="compose-definitions: rewrite lab/rabbitmq/definitions-*.json from lab/compose.toml",
     )
     args = parser.parse_args()
     if args.command == "compose-definitions":
-        print(f"lab: wrote {write_compose_definitions()}")
+        for path in write_compose_definitions():
+            print(f"lab: wrote {path}")
         return 0
     return start() if args.command == "start" else stop()
 

@@ -41,7 +41,7 @@ def test_compose_file_is_valid():
 
 
 def test_compose_runs_the_lab_topology_with_a_volume_each():
-    expected = {"rabbitmq"}
+    expected = {f"rabbitmq-{site}" for site in LAB_CONF["site"]}
     expected |= {f"pub-{ident}" for ident in LAB_CONF["publisher"]}
     expected |= set(LAB_CONF["subscriber"])
     assert set(compose("--services").split()) == expected
@@ -51,6 +51,9 @@ def test_compose_runs_the_lab_topology_with_a_volume_each():
 def test_compose_and_process_lab_configure_the_same_roots_and_subscribers():
     for kind in ("publisher", "subscriber"):
         assert set(COMPOSE_CONF[kind]) == set(LAB_CONF[kind])
+    for name, site in LAB_CONF["site"].items():
+        for kind in ("publishers", "subscribers"):
+            assert COMPOSE_CONF["site"][name][kind] == site[kind]
     for ident, pub in LAB_CONF["publisher"].items():
         assert COMPOSE_CONF["publisher"][ident]["name"] == pub["name"]
         assert COMPOSE_CONF["publisher"][ident]["root"].endswith(pub["root"])
@@ -58,30 +61,46 @@ def test_compose_and_process_lab_configure_the_same_roots_and_subscribers():
         assert COMPOSE_CONF["subscriber"][ident]["id"] == sub["id"]
 
 
-def test_compose_broker_definitions_give_each_daemon_its_own_least_privilege_user():
-    """Load lab/rabbitmq/definitions.json into a real node, as the compose broker does."""
+def _lab_script():
     sys.path.insert(0, str(REPO / "lab"))
     try:
         import lab as lab_script
     finally:
         sys.path.pop(0)
-    definitions = json.loads(lab_script.COMPOSE_DEFINITIONS.read_text())
-    grants = {g.user: g for g in lab_script.lab_grants(COMPOSE_CONF)}
+    return lab_script
+
+
+@pytest.mark.parametrize("site", sorted(COMPOSE_CONF["site"]))
+def test_compose_broker_definitions_give_each_daemon_its_own_least_privilege_user(site):
+    """Load a site's definitions into a real node, as its compose broker does."""
+    lab_script = _lab_script()
+    path = lab_script.compose_definitions_path(site)
+    definitions = json.loads(path.read_text())
+    grants = {g.user: g for g in lab_script.site_grants(COMPOSE_CONF, site)}
     assert {p["user"]: p["write"] for p in definitions["permissions"]} == {
         user: g.write for user, g in grants.items()
-    }, "definitions.json is stale: python lab/lab.py compose-definitions"
-    services = yaml_services()
-    node = RabbitMQNode()  # its folder must be the rabbitmq user's to read: not tmp_path
+    }, f"{path.name} is stale: python lab/lab.py compose-definitions"
+    others = {f"cat2-{other}" for other in COMPOSE_CONF["site"] if other != site}
+    assert {p["name"] for p in definitions["parameters"]} == others
+    host = COMPOSE_CONF["site"][site]["host"]
+    mine = {
+        name: env
+        for name, env in yaml_services().items()
+        if f"@{host}:5672/" in env["CATERVA2_BROKER_URL"]
+    }
+    ids = COMPOSE_CONF["site"][site]
+    assert set(mine) == {f"pub-{i}" for i in ids["publishers"]} | set(ids["subscribers"])
+    node = RabbitMQNode(plugins=("rabbitmq_federation",))  # in a folder rabbitmq may read
     loaded = node.basedir / "definitions.json"
-    shutil.copy(lab_script.COMPOSE_DEFINITIONS, loaded)
+    shutil.copy(path, loaded)
     node.config = f"load_definitions = {loaded}"
     node.start()
     try:
-        for service, env in services.items():
+        for service, env in mine.items():
             url = env["CATERVA2_BROKER_URL"]
             user = urlsplit(url).username
             assert user in grants and user != "guest", service
-            local = url.replace("@rabbitmq:5672/", f"@127.0.0.1:{node.port}/")
+            local = url.replace(f"@{host}:5672/", f"@127.0.0.1:{node.port}/")
             if service.startswith("pub-"):
                 root = COMPOSE_CONF["publisher"][service.removeprefix("pub-")]["name"]
                 assert publish_reply_code(local, topology.CHANGES_EXCHANGE, root) == 0
@@ -110,8 +129,7 @@ def yaml_services() -> dict[str, dict]:
             key, _, value = line.strip().partition(": ")
             if key.startswith("CATERVA2_"):
                 services[service][key] = value
-    services.pop("rabbitmq", None)
-    return services
+    return {name: env for name, env in services.items() if not name.startswith("rabbitmq")}
 
 
 def test_process_lab_starts_serves_both_roots_and_stops():
@@ -119,24 +137,29 @@ def test_process_lab_starts_serves_both_roots_and_stops():
     started = subprocess.run([*lab, "start"], capture_output=True, text=True, timeout=180)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
-        # Every daemon runs as its own broker user, none as guest.
+        # Every daemon runs as its own broker user at its site's broker, none as guest.
         users = json.loads((REPO / "_caterva2" / "lab" / "broker-users.json").read_text())
-        expected = {"lab-admin"} | {f"pub-{i}" for i in LAB_CONF["publisher"]}
-        assert set(users) == expected | {f"sub-{i}" for i in LAB_CONF["subscriber"]}
-        for ident in LAB_CONF["subscriber"]:
-            sub_url = users[f"sub-{ident}"]
-            for exchange in (topology.CHANGES_EXCHANGE, topology.ROOTS_EXCHANGE):
-                assert publish_reply_code(sub_url, exchange, "site-a") == 403
-        assert publish_reply_code(users["pub-site-a"], topology.CHANGES_EXCHANGE, "site-b") == 403
-        assert publish_reply_code(users["pub-site-a"], topology.CHANGES_EXCHANGE, "site-a") == 0
+        assert set(users) == set(LAB_CONF["site"])
+        for name, site in LAB_CONF["site"].items():
+            expected = {"lab-admin", "federation"} | {f"pub-{i}" for i in site["publishers"]}
+            assert set(users[name]) == expected | {f"sub-{i}" for i in site["subscribers"]}
+            for ident in site["subscribers"]:
+                for exchange in (topology.CHANGES_EXCHANGE, topology.ROOTS_EXCHANGE):
+                    assert publish_reply_code(users[name][f"sub-{ident}"], exchange, "x") == 403
+        pub_a = users["a"]["pub-site-a"]
+        assert publish_reply_code(pub_a, topology.CHANGES_EXCHANGE, "site-b") == 403
+        assert publish_reply_code(pub_a, topology.CHANGES_EXCHANGE, "site-a") == 0
+        # Each subscriber hears both sites' roots: the brokers are linked.
         for sub in LAB_CONF["subscriber"].values():
             assert sub["urlbase"] in started.stdout
             for pub in LAB_CONF["publisher"].values():
                 deadline_roots = httpx.get(f"{sub['urlbase']}/api/roots", timeout=10).json()
                 assert pub["name"] in deadline_roots
-        sub_2 = LAB_CONF["subscriber"]["sub-2"]["urlbase"]
-        listing = httpx.get(f"{sub_2}/api/list/site-b", timeout=30).json()
-        assert listing == ["ds-2d.b2nd", "ds-3d.b2nd"]
+        sub_1 = LAB_CONF["subscriber"]["sub-1"]["urlbase"]  # at site a
+        sub_2 = LAB_CONF["subscriber"]["sub-2"]["urlbase"]  # at site b
+        for sub in (sub_1, sub_2):
+            listing = httpx.get(f"{sub}/api/list/site-b", timeout=30).json()
+            assert listing == ["ds-2d.b2nd", "ds-3d.b2nd"]
     finally:
         stopped = subprocess.run([*lab, "stop"], capture_output=True, text=True, timeout=120)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
