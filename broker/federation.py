@@ -228,7 +228,7 @@ def unlink(a: Site, b: Site) -> list[str]:
 
 _LINK = re.compile(
     r"\{exchange,<<\"(?P<exchange>[^\"]*)\">>\}.*?\{upstream,<<\"(?P<upstream>[^\"]*)\">>\}"
-    r".*?\{status,(?P<status>[a-z_]+)\}",
+    r".*?\{status,(?P<status>[a-z_]+|\{)",
     re.S,
 )
 
@@ -237,7 +237,7 @@ def link_states(site: Site) -> list[tuple[str, str, str]]:
     """(upstream, exchange, state) of every federation link of a broker."""
     out = _ctl(site, "eval", "rabbit_federation_status:status().")
     return sorted(
-        (m["upstream"], m["exchange"], m["status"])
+        (m["upstream"], m["exchange"], "error" if m["status"] == "{" else m["status"])
         for m in _LINK.finditer(out)
         if m["upstream"].startswith(UPSTREAM_PREFIX)
     )
