@@ -163,7 +163,8 @@ def serve(settings: PublisherSettings) -> None:
             settings.root, settings.statedir / "cache", exclude=[settings.statedir]
         )
     # Listen before announcing: subscribers come asking as soon as they hear of us.
-    server = http_server(create_app(adapter), settings.http, settings.threads, "caterva2-publisher")
+    app = create_app(adapter, announced=state.etag)
+    server = http_server(app, settings.http, settings.threads, "caterva2-publisher")
     announcer = Announcer(
         settings.name,
         settings.url,
