@@ -50,6 +50,7 @@ class DatasetStat:
     etag: str
     mtime: float
     size: int
+    changed: float = 0.0  # when the version came to be (inode change time), if known
 
 
 @dataclass
@@ -92,7 +93,7 @@ def _copy_version(copy: Path) -> Path:
 
 
 def _dataset_stat(st: os.stat_result) -> DatasetStat:
-    return DatasetStat(file_etag(st), st.st_mtime, st.st_size)
+    return DatasetStat(file_etag(st), st.st_mtime, st.st_size, st.st_ctime)
 
 
 def _unreadable_meta(mtime: float | None, why: str) -> dict[str, Any]:

@@ -47,7 +47,9 @@ def create_subscriber(settings: SubscriberSettings) -> Subscriber:
     remote = follower = None
     if settings.broker_url:
         remote = RemoteRoots(store, settings.statedir)
-        follower = Follower(remote, settings.broker_url, settings.subscriber_id)
+        follower = Follower(
+            remote, settings.broker_url, settings.subscriber_id, queue_expiry=settings.queue_expiry
+        )
     ops = FileOps(roots, settings.quota)
     app = new_app(middleware=[AuthMiddleware(store if settings.login else None)])
     app.resp_options.secure_cookies_by_default = False
