@@ -115,20 +115,23 @@ class RabbitNode:
         raise RuntimeError("our RabbitMQ node did not start")
 
     def _beams(self) -> list[int]:
-        """Pids of our node's processes (the wrapper gives the VM a session of its own)."""
-        mark = str(self.base).encode()
+        """Pids of our node's processes (the wrapper gives the VM a session of its own).
+
+        Our own process has no such variable: the node gets it through `env`.
+        """
+        mark = f"RABBITMQ_MNESIA_BASE={self.base}/mnesia".encode()
         pids = []
         for proc in Path("/proc").iterdir():
-            if proc.name.isdigit():
+            if proc.name.isdigit() and int(proc.name) != os.getpid():
                 try:
-                    if mark in (proc / "cmdline").read_bytes():
+                    if mark in (proc / "environ").read_bytes().split(b"\0"):
                         pids.append(int(proc.name))
                 except OSError:
                     pass
         return pids
 
     def kill(self) -> None:
-        """SIGKILL our node's processes (found by their own directory on the command line)."""
+        """SIGKILL our node's processes (found by the directory in their environment)."""
         for pid in self._beams():
             try:
                 os.kill(pid, signal.SIGKILL)
