@@ -500,9 +500,17 @@ def run(
         # Give the last changes time to settle while readers keep reading.
         converge_from = time.monotonic()
         truth = _truth(rootdir)
-        for url in sub_urls:
-            _wait(lambda u=url: _view(u, name) == truth, "convergence", timeout=120)
-        converged = time.monotonic() - converge_from
+        converged: float | None = None
+        differing: dict[str, list[str]] = {}
+        try:
+            for url in sub_urls:
+                _wait(lambda u=url: _view(u, name) == truth, "convergence", timeout=120)
+            converged = time.monotonic() - converge_from
+        except RuntimeError:
+            for url in sub_urls:
+                view = _view(url, name) or {}
+                keys = set(view) | set(truth)
+                differing[url] = sorted(k for k in keys if view.get(k) != truth.get(k))[:20]
     finally:
         stop.set()
         for reader in reader_threads:
@@ -520,12 +528,13 @@ def run(
         "wrong_200": tally["wrong_200"],
         "status_500": tally["status_500"],
         "wrong_examples": wrong[:10],
-        "converged_s": round(converged, 2),
+        "converged_s": None if converged is None else round(converged, 2),
+        "not_converged": differing,
         "datasets_at_end": len(truth),
         "total_s": round(time.monotonic() - started, 1),
         "workdir": str(base),
     }
-    if workdir is None and not wrong:
+    if workdir is None and not wrong and converged is not None:
         shutil.rmtree(base, ignore_errors=True)
     return result
 
@@ -554,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args.changes, args.seed, args.readers, args.kills, args.workdir)
     print(json.dumps(result, indent=2))
-    return 0 if result["wrong_200"] == 0 and result["status_500"] == 0 else 1
+    ok = result["converged_s"] is not None
+    return 0 if ok and result["wrong_200"] == 0 and result["status_500"] == 0 else 1
 
 
 if __name__ == "__main__":
