@@ -89,8 +89,16 @@ class Consumer:
         discover_on_connect: bool = True,
         nack_delay: float = 1.0,
         backoff: Backoff | None = None,
+        queue_expiry: float | None = topology.DEFAULT_QUEUE_EXPIRY,
+        on_new_queue: Callable[[], Any] | None = None,
     ) -> None:
-        """Start consuming for subscriber_id; roots are (re)bound on every connection."""
+        """Start consuming for subscriber_id; roots are (re)bound on every connection.
+
+        The queue expires after `queue_expiry` s without a consumer. When a
+        connection finds the queue new (first run, expired, or re-created with new
+        arguments), `on_new_queue()` is called once it is bound: the changes it
+        would have held are gone, so the caller resyncs.
+        """
         self.subscriber_id = subscriber_id
         self.queue = topology.subscriber_queue(subscriber_id)
         self._params = parameters(url, f"caterva2-sub-{subscriber_id}")
@@ -99,6 +107,8 @@ class Consumer:
         self._prefetch = prefetch
         self._discover_on_connect = discover_on_connect
         self._nack_delay = nack_delay
+        self._queue_expiry = queue_expiry
+        self._on_new_queue = on_new_queue
         self._backoff = backoff or Backoff()
         self._lock = threading.Lock()
         self._followed = {topology.check_root(r) for r in roots}
@@ -229,10 +239,15 @@ class Consumer:
             roots = sorted(self._followed)
         channel = topology.ensure_topology(conn)
         channel.basic_qos(prefetch_count=self._prefetch)
-        topology.declare_subscriber_queue(channel, self.subscriber_id)
+        new_queue = topology.declare_subscriber_queue_fresh(
+            conn, self.subscriber_id, self._queue_expiry
+        )
         for root in roots:
             # Bindings are durable; re-binding heals a queue that was deleted and re-created.
             topology.follow(channel, self.subscriber_id, root)
+        if new_queue and self._on_new_queue is not None:
+            log.info("%s: queue is new; resyncing the followed roots", self.queue)
+            threading.Thread(target=self._on_new_queue, daemon=True).start()
         announcements = topology.declare_announcement_queue(channel)
         channel.basic_consume(self.queue, functools.partial(self._on_message, gen, ChangeMessage))
         channel.basic_consume(

@@ -44,6 +44,8 @@ DEAD_LETTERS_QUEUE = "cat2.dead.letters"
 """Durable quorum queue collecting dead letters for inspection."""
 SUBSCRIBER_QUEUE_PREFIX = "cat2.sub."
 
+DEFAULT_QUEUE_EXPIRY = 7 * 24 * 3600.0
+"""Seconds a subscriber queue outlives its last consumer before the broker deletes it."""
 DELIVERY_LIMIT = 5
 """A change redelivered more often than this (handler keeps failing) is dead-lettered."""
 DEAD_LETTERS_MAX = 100_000
@@ -150,11 +152,65 @@ def ensure_topology(conn: Any) -> Any:
     return channel
 
 
-def declare_subscriber_queue(channel: Any, subscriber_id: str) -> str:
-    """Declare the durable quorum queue of a subscriber and return its name (idempotent)."""
+def subscriber_queue_args(expiry: float | None = DEFAULT_QUEUE_EXPIRY) -> dict[str, Any]:
+    """The arguments of a subscriber queue that expires `expiry` s unused (None/0: never)."""
+    if not expiry:
+        return dict(SUBSCRIBER_QUEUE_ARGS)
+    return {**SUBSCRIBER_QUEUE_ARGS, "x-expires": max(1, round(expiry * 1000))}
+
+
+def declare_subscriber_queue(
+    channel: Any, subscriber_id: str, expiry: float | None = DEFAULT_QUEUE_EXPIRY
+) -> str:
+    """Declare the durable quorum queue of a subscriber and return its name (idempotent).
+
+    The queue is deleted by the broker once it has had no consumer for `expiry`
+    seconds; a subscriber that comes back later gets a new, empty queue and
+    must resync (see `declare_subscriber_queue_fresh`).
+    """
     name = subscriber_queue(subscriber_id)
-    channel.queue_declare(name, durable=True, arguments=SUBSCRIBER_QUEUE_ARGS)
+    channel.queue_declare(name, durable=True, arguments=subscriber_queue_args(expiry))
     return name
+
+
+def subscriber_queue_exists(connection: Any, subscriber_id: str) -> bool:
+    """Whether a subscriber's queue exists (a passive declare, on a channel of its own)."""
+    channel = connection.channel()
+    try:
+        channel.queue_declare(subscriber_queue(subscriber_id), durable=True, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == 404:
+            return False
+        raise
+    channel.close()
+    return True
+
+
+def declare_subscriber_queue_fresh(
+    connection: Any, subscriber_id: str, expiry: float | None = DEFAULT_QUEUE_EXPIRY
+) -> bool:
+    """Declare a subscriber's queue with today's arguments; True if it is new (resync then).
+
+    A queue's arguments cannot change in place: the broker refuses a declare
+    that differs (406 PRECONDITION_FAILED) and closes the channel. A queue
+    declared with other arguments (by an older Caterva2, or another expiry) is
+    therefore deleted and declared again. Its pending changes are lost with it,
+    which is safe only because the caller treats the queue as new: it binds it
+    and resyncs every followed root from the publishers, as after an expiry.
+    """
+    existed = subscriber_queue_exists(connection, subscriber_id)
+    channel = connection.channel()
+    try:
+        declare_subscriber_queue(channel, subscriber_id, expiry)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code != 406:
+            raise
+        channel = connection.channel()  # the refused declare closed the other one
+        channel.queue_delete(subscriber_queue(subscriber_id))
+        declare_subscriber_queue(channel, subscriber_id, expiry)
+        existed = False
+    channel.close()
+    return not existed
 
 
 def declare_announcement_queue(channel: Any) -> str:

@@ -60,6 +60,8 @@ def new_app(middleware: list | None = None) -> falcon.App:
 # Bigger bodies go out as a file-like stream (`wsgi.file_wrapper`): waitress copies a
 # plain body whole into its output buffer and copies the rest again after every partial
 # send (a 1.5 MB chunk took 2.7 ms to send, 0.6 ms as a stream).
+ANNOUNCED_HEADER = "Caterva2-Announced"
+"""Publisher info answers: `false` while the version described is not announced yet."""
 STREAM_BODY = 256 * 1024
 
 

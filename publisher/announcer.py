@@ -14,6 +14,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -34,6 +35,10 @@ from .state import State
 log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT = 10.0
+DEFAULT_RESCAN = 60.0
+"""Seconds between two rescans of the root, which catch changes whose events were lost."""
+SETTLE = 2.0
+"""A rescan leaves a file changed less than this long ago for later: it may be mid-write."""
 _RESCAN = object()  # queue item: compare the whole root with the recorded etags
 
 
@@ -57,14 +62,22 @@ class Announcer:
         broker_url: str,
         *,
         heartbeat: float = DEFAULT_HEARTBEAT,
+        rescan_every: float = DEFAULT_RESCAN,
+        settle: float = SETTLE,
     ) -> None:
-        """Prepare to announce root `name`, served at `url`, to the broker at `broker_url`."""
+        """Prepare to announce root `name`, served at `url`, to the broker at `broker_url`.
+
+        The root is rescanned every `rescan_every` seconds (0: only at start and
+        when asked); a rescan announces no file changed within `settle` seconds.
+        """
         self.name = name
         self.url = url
         self.adapter = adapter
         self.state = state
         self.broker_url = broker_url
         self.heartbeat = heartbeat
+        self.rescan_every = rescan_every
+        self.settle = settle
         self.publisher: ConfirmedPublisher | None = None
         self._queue: queue.Queue[Any] = queue.Queue()
         self._stopping = threading.Event()
@@ -74,6 +87,9 @@ class Announcer:
         self._last_heartbeat: Future | None = None
         self._worker = threading.Thread(target=self._work, name="cat2pub-changes", daemon=True)
         self._beater = threading.Thread(target=self._beat, name="cat2pub-heartbeat", daemon=True)
+        self._rescanner = threading.Thread(
+            target=self._rescan_loop, name="cat2pub-rescan", daemon=True
+        )
 
     # -- life cycle ----------------------------------------------------------
 
@@ -87,6 +103,8 @@ class Announcer:
         self._queue.put(_RESCAN)
         self._worker.start()
         self._beater.start()
+        if self.rescan_every > 0:
+            self._rescanner.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop handling changes, announce that the root is offline and flush to the broker."""
@@ -96,6 +114,8 @@ class Announcer:
             self._worker.join(timeout)
         if self._beater.is_alive():
             self._beater.join(timeout)
+        if self._rescanner.is_alive():
+            self._rescanner.join(timeout)
         if self.publisher is not None:
             try:
                 self.announce(online=False)
@@ -117,7 +137,13 @@ class Announcer:
 
     def rescan(self) -> None:
         """Compare the whole root with the recorded etags (e.g. after lost events)."""
-        self._queue.put(_RESCAN)
+        if not self._stopping.is_set():
+            self._queue.put(_RESCAN)
+
+    def _rescan_loop(self) -> None:
+        # Cheap: a walk and a stat per dataset; only what changed is opened.
+        while not self._stopping.wait(self.rescan_every):
+            self.rescan()
 
     # -- root announcements ----------------------------------------------------
 
@@ -189,21 +215,41 @@ class Announcer:
     def _rescan(self) -> None:
         recorded = self.state.etags()
         before = self.root_etag
+        settled_before = time.time() - self.settle
+        left = 0
         for relpath in sorted(set(recorded) | set(self.adapter.datasets())):
             if self._stopping.is_set():
                 return
             try:
-                self._reconcile(relpath)
+                left += not self._reconcile(relpath, settled_before)
             except Exception:
                 log.exception("announcing %s failed", relpath)
         self._scanned.set()
         if self.root_etag != before and not self._stopping.is_set():
             self.announce()
+        if left and not self._stopping.is_set():
+            # Changed a moment ago: the watcher reports them once settled, unless their
+            # events were lost; look again once they had time to settle.
+            log.info("%d recently changed dataset(s) left for the next look", left)
+            timer = threading.Timer(self.settle, self.rescan)
+            timer.daemon = True
+            timer.start()
 
-    def _reconcile(self, relpath: str) -> None:
-        """Announce a dataset if its current version differs from the recorded one."""
+    def _reconcile(self, relpath: str, settled_before: float | None = None) -> bool:
+        """Announce a dataset if its current version differs from the recorded one.
+
+        With `settled_before`, a version changed after that time is not announced
+        (it may be mid-write): returns False then, True otherwise.
+        """
         recorded = self.state.etag(relpath)
         current = self.adapter.stat(relpath)
+        if (
+            settled_before is not None
+            and current is not None
+            and current.etag != recorded
+            and current.changed > settled_before
+        ):
+            return False
         if current is not None and current.etag != recorded:
             try:
                 stat, meta = self.adapter.info(relpath)
@@ -217,10 +263,11 @@ class Announcer:
                         ChangeMessage(self.name, relpath, kind, stat.etag, stat.mtime, meta),
                         meta,
                     )
-                return
+                return True
         if current is None and recorded is not None:
             self._commit(relpath, ChangeMessage(self.name, relpath, "deleted"), None)
             self.adapter.forget(relpath)
+        return True
 
     def _commit(self, relpath: str, message: ChangeMessage, meta: dict | None) -> None:
         row_id = self.state.record(relpath, message.etag, message.mtime, meta, encode(message))

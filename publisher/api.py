@@ -4,12 +4,16 @@ Routes (paths relative to the root, e.g. `dir1/ds-2d.b2nd`):
 
 - `GET /api/list` → JSON list of dataset paths, sorted.
 - `GET /api/info/{path}` → metadata JSON (compat 3.3) with `ETag`;
-  `If-None-Match` with the current etag → 304.
+  `If-None-Match` with the current etag → 304. `Caterva2-Announced: false`
+  says the version described has not been announced yet (still settling):
+  subscribers install only announced versions.
 - `GET /api/chunk/{path}?nchunk=N` (also the original's
   `GET /api/download/{path}?nchunk=N`) → chunk N exactly as stored, with the
   `ETag` of the version it comes from; `If-Match` with another etag → 412.
 - `GET /api/file/{path}` → the whole stored container (`.b2nd`, `.b2frame`,
   or the `.b2` copy of a regular file), with `ETag` and single `Range` support.
+  If the file is written while it is streamed, the answer is cut short (the
+  connection closed before `Content-Length` bytes), which clients report.
 - `GET /api/stats` → how many times each chunk and file was served;
   `DELETE /api/stats` resets the counters.
 """
@@ -19,15 +23,24 @@ from __future__ import annotations
 import collections
 import email.utils
 import logging
+import os
 import re
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import falcon
 
 from ..common.errors import BadRequest, PreconditionFailed
-from ..common.falcon_app import etag_matches, file_part, new_app, set_body, set_etag
-from .root_adapters import RootAdapter
+from ..common.falcon_app import (
+    ANNOUNCED_HEADER,
+    etag_matches,
+    file_part,
+    new_app,
+    set_body,
+    set_etag,
+)
+from .root_adapters import RootAdapter, StoredFile, file_etag
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +94,11 @@ class ListResource:
 
 
 class InfoResource:
-    def __init__(self, adapter: RootAdapter) -> None:
+    def __init__(
+        self, adapter: RootAdapter, announced: Callable[[str], str | None] | None = None
+    ) -> None:
         self.adapter = adapter
+        self.announced = announced  # relpath → the etag last announced for it
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
         current = self.adapter.stat(path)
@@ -92,6 +108,9 @@ class InfoResource:
             return
         stat, meta = self.adapter.info(path)
         set_etag(resp, stat.etag)
+        if self.announced is not None:
+            announced = self.announced(path) == stat.etag
+            resp.set_header(ANNOUNCED_HEADER, "true" if announced else "false")
         resp.media = meta
 
 
@@ -174,8 +193,31 @@ class FileResource:
             resp.status = falcon.HTTP_206
             resp.content_range = (start, end, stored.size)
         resp.content_length = end - start + 1
-        resp.stream = file_part(stored.file, start, end - start + 1)
+        resp.stream = _unchanged_part(stored, start, end - start + 1)
         self.stats.file_served(path)
+
+
+class FileChangedWhileStreamed(Exception):
+    """The file being streamed was written to: the answer would mix two versions."""
+
+
+def _unchanged_part(stored: StoredFile, start: int, length: int) -> Iterator[bytes]:
+    """`file_part`, checking after each block that the open file still has its version.
+
+    A replaced file keeps its old bytes behind the open handle; only a writer
+    changing it in place can make the answer mix versions. Raising here makes
+    the server close the connection before `Content-Length` bytes: the client
+    sees an incomplete answer, never a whole one of mixed content.
+    """
+    etag = file_etag(os.fstat(stored.file.fileno()))  # now, not at the first block
+
+    def blocks() -> Iterator[bytes]:
+        for block in file_part(stored.file, start, length):
+            if stored.file.closed or file_etag(os.fstat(stored.file.fileno())) != etag:
+                raise FileChangedWhileStreamed(f"{stored.filename} changed while streamed")
+            yield block
+
+    return blocks()
 
 
 class StatsResource:
@@ -190,12 +232,16 @@ class StatsResource:
         resp.status = falcon.HTTP_204
 
 
-def create_app(adapter: RootAdapter, stats: Stats | None = None) -> falcon.App:
-    """The WSGI app serving one root."""
+def create_app(
+    adapter: RootAdapter,
+    stats: Stats | None = None,
+    announced: Callable[[str], str | None] | None = None,
+) -> falcon.App:
+    """The WSGI app serving one root; `announced(relpath)` is the etag last announced."""
     stats = stats or Stats()
     app = new_app()
     app.add_route("/api/list", ListResource(adapter))
-    app.add_route("/api/info/{path:path}", InfoResource(adapter))
+    app.add_route("/api/info/{path:path}", InfoResource(adapter, announced))
     chunks = ChunkResource(adapter, stats)
     app.add_route("/api/chunk/{path:path}", chunks)
     app.add_route("/api/download/{path:path}", chunks)

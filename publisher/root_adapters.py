@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import blosc2
 
 from ..common import b2files, b2meta
-from ..common.errors import BadRequest, Caterva2Error, NotFound
+from ..common.errors import BadRequest, Caterva2Error, NotFound, ServiceUnavailable
 from ..common.paths import check_relpath, check_remote_path
 from ..common.stored_chunks import Identity, file_identity, read_chunk
 
@@ -50,6 +50,7 @@ class DatasetStat:
     etag: str
     mtime: float
     size: int
+    changed: float = 0.0  # when the version came to be (inode change time), if known
 
 
 @dataclass
@@ -68,12 +69,31 @@ def is_temp_name(name: str) -> bool:
 
 
 def file_etag(st: os.stat_result) -> str:
-    """The etag of a file version: `<mtime_ns>:<size>`."""
-    return f"{st.st_mtime_ns}:{st.st_size}"
+    """The etag of a file version: `<mtime_ns>:<ctime_ns>:<inode>:<size>`.
+
+    mtime and size alone miss a content change whose writer restored them
+    (`cp -p`, `rsync -t`, `touch -r`); the inode change time cannot be set by
+    users and moves with every write, and the inode with every replacement.
+    (It also moves on chmod, chown and rename, which then count as new versions.)
+    """
+    return f"{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_size}"
+
+
+def _still(path: Path, etag: str) -> bool:
+    """Whether a file still has the version `etag`."""
+    try:
+        return file_etag(path.stat()) == etag
+    except FileNotFoundError:
+        return False
+
+
+def _copy_version(copy: Path) -> Path:
+    """Where the version of the source of a compressed copy is recorded."""
+    return copy.with_name(f".{copy.name}.source")
 
 
 def _dataset_stat(st: os.stat_result) -> DatasetStat:
-    return DatasetStat(file_etag(st), st.st_mtime, st.st_size)
+    return DatasetStat(file_etag(st), st.st_mtime, st.st_size, st.st_ctime)
 
 
 def _unreadable_meta(mtime: float | None, why: str) -> dict[str, Any]:
@@ -318,11 +338,14 @@ class DirectoryRoot(RootAdapter):
             if file_etag(before) == file_etag(after):
                 return _dataset_stat(before), obj, stored
             # The source changed while we opened it: try again with the new version.
-        raise Caterva2Error(f"{relpath} keeps changing; try again later")
+        raise ServiceUnavailable(f"{relpath} keeps changing; try again later")
 
     def _cached_copy(self, src: Path, stored: Path, st: os.stat_result) -> Any:
         """The compressed copy of a regular file, rebuilt if the source changed."""
-        if stored.is_file() and stored.stat().st_mtime_ns == st.st_mtime_ns:
+        # The version of the source a copy was made from is recorded next to it:
+        # the source's mtime alone would miss a change whose writer restored it.
+        made_from = _copy_version(stored)
+        if stored.is_file() and made_from.is_file() and made_from.read_text() == file_etag(st):
             try:
                 obj = blosc2.open(str(stored), mode="r")
                 if obj.nbytes == st.st_size:
@@ -332,10 +355,11 @@ class DirectoryRoot(RootAdapter):
         stored.parent.mkdir(parents=True, exist_ok=True)
         tmp = stored.with_name(f".{stored.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
+            made_from.unlink(missing_ok=True)  # a crash before the new record: rebuilt again
             b2files.compress_file(src, tmp)
-            # The copy carries the source's mtime: that is how we know it is current.
             os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
             os.replace(tmp, stored)
+            made_from.write_text(file_etag(st))
         finally:
             tmp.unlink(missing_ok=True)
         return blosc2.open(str(stored), mode="r")
@@ -365,18 +389,22 @@ class DirectoryRoot(RootAdapter):
         if nchunk < 0:
             raise BadRequest("Chunk number required (a non-negative integer)")
         with self._locked(relpath):
-            st, obj, stored = self._open(relpath)
-            # Keep `obj` alive while using its SChunk: a dropped NDArray frees it.
-            schunk = obj.schunk if isinstance(obj, blosc2.NDArray) else obj
-            if not isinstance(schunk, blosc2.SChunk):
-                raise UnreadableDataset(f"{relpath} has no stored chunks")
-            if nchunk >= schunk.nchunks:
-                raise NotFound(
-                    f"Chunk {nchunk} out of range: {relpath} has {schunk.nchunks} chunks"
-                )
-            data = read_chunk(schunk, nchunk, self._identity(stored, obj))
-            del schunk, obj
-            return st, data
+            for _ in range(5):
+                st, obj, stored = self._open(relpath)
+                # Keep `obj` alive while using its SChunk: a dropped NDArray frees it.
+                schunk = obj.schunk if isinstance(obj, blosc2.NDArray) else obj
+                if not isinstance(schunk, blosc2.SChunk):
+                    raise UnreadableDataset(f"{relpath} has no stored chunks")
+                if nchunk >= schunk.nchunks:
+                    raise NotFound(
+                        f"Chunk {nchunk} out of range: {relpath} has {schunk.nchunks} chunks"
+                    )
+                data = read_chunk(schunk, nchunk, self._identity(stored, obj))
+                del schunk, obj
+                if stored.is_relative_to(self.cachedir) or _still(stored, st.etag):
+                    return st, data
+                # Written in place while we read: the bytes may belong to no version.
+            raise ServiceUnavailable(f"{relpath} keeps changing; try again later")
 
     def open_file(self, relpath: str) -> StoredFile:
         """The stored `.b2nd`/`.b2frame`/`.b2` file, or the compressed copy of a regular file."""
@@ -410,6 +438,7 @@ class DirectoryRoot(RootAdapter):
         with self._locked(relpath):
             cached = self._cache_path(relpath)
             cached.unlink(missing_ok=True)
+            _copy_version(cached).unlink(missing_ok=True)
             # Prune emptied cache folders so the cache mirrors the root.
             parent = cached.parent
             while parent != self.cachedir and parent.is_dir() and not any(parent.iterdir()):

@@ -27,6 +27,7 @@ log = logging.getLogger("caterva2.publisher")
 
 DEFAULT_HTTP = "localhost:8001"
 DEFAULT_HEARTBEAT = 10.0
+DEFAULT_RESCAN = 60.0
 
 
 @dataclass
@@ -40,6 +41,7 @@ class PublisherSettings:
     statedir: Path
     broker_url: str
     heartbeat: float = DEFAULT_HEARTBEAT
+    rescan: float = DEFAULT_RESCAN
     loglevel: str = "warning"
     threads: int = 8
 
@@ -82,6 +84,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--id", help="use the [publisher.ID] section of the configuration")
     parser.add_argument("--conf", help="configuration file (default ./caterva2.toml)")
     parser.add_argument("--heartbeat", type=float, help="seconds between root announcements")
+    parser.add_argument(
+        "--rescan",
+        type=float,
+        help=f"seconds between rescans of the root for missed changes, 0 = never "
+        f"(default {DEFAULT_RESCAN:g})",
+    )
     parser.add_argument("--loglevel", help="debug, info, warning (default) or error")
     return parser.parse_args(argv)
 
@@ -90,7 +98,7 @@ def load_settings(args: argparse.Namespace) -> PublisherSettings:
     """Settings from the command line, then `[publisher(.ID)]`, then defaults."""
     conf = load_config(args.conf)
     values: dict[str, Any] = section(conf, "publisher", args.id)
-    for key in ("name", "root", "http", "url", "statedir", "heartbeat", "loglevel"):
+    for key in ("name", "root", "http", "url", "statedir", "heartbeat", "rescan", "loglevel"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     if not values.get("name"):
@@ -111,6 +119,13 @@ def load_settings(args: argparse.Namespace) -> PublisherSettings:
     if heartbeat <= 0:
         raise ConfigError("heartbeat must be positive")
     try:
+        rescan = float(values.get("rescan", DEFAULT_RESCAN))
+    except (TypeError, ValueError):
+        value = values["rescan"]
+        raise ConfigError(f"rescan must be a number of seconds, not {value!r}") from None
+    if rescan < 0:
+        raise ConfigError("rescan must not be negative (0 turns periodic rescans off)")
+    try:
         broker_url = resolve_url(args.broker, args.conf)
         use_ca_file(conf)
         parameters(broker_url)  # refuse a malformed URL now, not in a background thread
@@ -129,6 +144,7 @@ def load_settings(args: argparse.Namespace) -> PublisherSettings:
         statedir=Path(values.get("statedir") or f"_caterva2/pub.{name}"),
         broker_url=broker_url,
         heartbeat=heartbeat,
+        rescan=rescan,
         loglevel=str(values.get("loglevel") or "warning"),
     )
 
@@ -174,7 +190,8 @@ def serve(settings: PublisherSettings) -> None:
             settings.root, settings.statedir / "cache", exclude=[settings.statedir]
         )
     # Listen before announcing: subscribers come asking as soon as they hear of us.
-    server = http_server(create_app(adapter), settings.http, settings.threads, "caterva2-publisher")
+    app = create_app(adapter, announced=state.etag)
+    server = http_server(app, settings.http, settings.threads, "caterva2-publisher")
     announcer = Announcer(
         settings.name,
         settings.url,
@@ -182,8 +199,14 @@ def serve(settings: PublisherSettings) -> None:
         state,
         settings.broker_url,
         heartbeat=settings.heartbeat,
+        rescan_every=settings.rescan,
     )
-    watcher = Watcher(adapter.watch_dir, announcer.notify, ignore=adapter.is_ignored)
+    watcher = Watcher(
+        adapter.watch_dir,
+        announcer.notify,
+        ignore=adapter.is_ignored,
+        on_overflow=announcer.rescan,  # events were lost: compare the whole root
+    )
     try:
         # Watch first, so nothing changing during the start-up scan is missed.
         watcher.start()

@@ -14,6 +14,10 @@ been quiet for long enough, which depends on what the last event says:
 - a write with no close seen yet (a file still open, or written through a
   mapping or a filesystem whose closes we cannot see): after `settle`, and only
   once its size and mtime held still between two looks.
+
+When the kernel's event queue overflows, events are lost: watchdog only logs
+it, so the watcher listens to that log record and calls `on_overflow` (the
+publisher rescans the root).
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 log = logging.getLogger(__name__)
+
+# watchdog reports a kernel queue overflow only as a warning on this logger.
+OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
 
 # Opened/closed-without-writing events are left out: our own reads make them.
 EVENTS = [
@@ -84,6 +91,21 @@ def _signature(path: Path) -> Signature:
     return st.st_mtime_ns, st.st_size, path.is_dir()
 
 
+class _OverflowListener(logging.Handler):
+    """Calls back when watchdog logs that the kernel dropped events."""
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        super().__init__(logging.WARNING)
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            try:
+                self.callback()
+            except Exception:
+                log.exception("reacting to an event queue overflow failed")
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: Watcher) -> None:
         self.watcher = watcher
@@ -119,13 +141,18 @@ class Watcher:
         on_change: Callable[[str], object],
         *,
         ignore: Callable[[str], bool] = lambda relpath: False,
+        on_overflow: Callable[[], object] | None = None,
         quiet: float = 0.01,
         closed: float = 0.02,
         reopened: float = 0.2,
         settle: float = 1.0,
     ) -> None:
-        """Prepare to watch `rootdir` (call `start`); paths for which `ignore` is true are not."""
+        """Prepare to watch `rootdir` (call `start`); paths for which `ignore` is true are not.
+
+        `on_overflow()` is called when events were lost (the kernel's queue overflowed).
+        """
         self.rootdir = Path(rootdir).resolve()
+        self._overflow = _OverflowListener(on_overflow) if on_overflow is not None else None
         self.on_change = on_change
         self.ignore = ignore
         self.quiet = quiet
@@ -141,6 +168,8 @@ class Watcher:
 
     def start(self) -> None:
         """Start watching (events before this call are not seen)."""
+        if self._overflow is not None:
+            logging.getLogger(OVERFLOW_LOGGER).addHandler(self._overflow)
         self._observer = Observer()
         self._observer.schedule(
             _Handler(self), str(self.rootdir), recursive=True, event_filter=EVENTS
@@ -152,6 +181,8 @@ class Watcher:
         """Stop watching; changes not settled yet are dropped (a rescan finds them)."""
         self._stop.set()
         self._wake.set()
+        if self._overflow is not None:
+            logging.getLogger(OVERFLOW_LOGGER).removeHandler(self._overflow)
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)

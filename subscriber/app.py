@@ -52,7 +52,9 @@ def create_subscriber(settings: SubscriberSettings) -> Subscriber:
             owners=settings.root_owners,
             publisher_ca_file=settings.publisher_ca_file,
         )
-        follower = Follower(remote, settings.broker_url, settings.subscriber_id)
+        follower = Follower(
+            remote, settings.broker_url, settings.subscriber_id, queue_expiry=settings.queue_expiry
+        )
     ops = FileOps(roots, settings.quota)
     app = new_app(middleware=[AuthMiddleware(store if settings.login else None)])
     app.resp_options.secure_cookies_by_default = False

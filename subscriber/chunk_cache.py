@@ -11,6 +11,13 @@ The proxies stay open between reads (a few dozen, least recently used first
 out): opening one rereads its container and its record of fetched chunks, which
 costs more than a small read. A kept proxy is used only while its file is the
 one it opened (the same inode: replacing a cached dataset swaps the file).
+
+One version per answer: every cached container is tagged with the version
+(etag) it holds (`VERSION_KEY` in its vlmeta). A new version is built aside
+and swapped in under the dataset's lock, and a read names the version it wants
+and uses the container under that same lock, so it sees one whole version or
+none. A container whose tag is not the wanted version (left by a crash between
+swap and store, or by an older Caterva2) is rebuilt empty for that version.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from .publisher_client import PublisherClient
 
 FETCH_CONCURRENCY = 8
 KEPT_PROXIES = 64
+VERSION_KEY = "cat2-version"
+"""The vlmeta entry of a cached container naming the version (etag) it holds."""
 
 
 def cparams_from_meta(cparams: dict[str, Any]) -> blosc2.CParams:
@@ -125,6 +134,13 @@ def source_for(meta: dict, client: PublisherClient, path: str, etag: str | None 
     return RemoteFrameSource(meta, client, path, etag)
 
 
+def _version_of(proxy: blosc2.Proxy) -> str | None:
+    try:
+        return proxy.vlmeta[VERSION_KEY]
+    except KeyError:
+        return None
+
+
 class ChunkCache:
     """Cached containers of remote datasets, by root and path."""
 
@@ -135,10 +151,11 @@ class ChunkCache:
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        # (root, path) → (inode of the cached file, its open proxy); used under the lock.
-        self._proxies: OrderedDict[tuple[str, str], tuple[tuple[int, int], blosc2.Proxy]] = (
-            OrderedDict()
-        )
+        # (root, path) → (inode of the cached file, its open proxy, the version it holds);
+        # used under the lock.
+        self._proxies: OrderedDict[
+            tuple[str, str], tuple[tuple[int, int], blosc2.Proxy, str | None]
+        ] = OrderedDict()
 
     def path(self, root: str, path: str) -> Path:
         """The cached file of a dataset: built only from validated names, and inside the cache."""
@@ -152,22 +169,34 @@ class ChunkCache:
         with self._locks_guard:
             return self._locks.setdefault((root, path), threading.Lock())
 
-    def replace(self, root: str, path: str, meta: dict, client: PublisherClient) -> None:
-        """Build an empty container for new metadata aside, then swap it in atomically."""
+    def build(self, path: str, meta: dict, etag: str, client: PublisherClient) -> Path:
+        """An empty container for one version, built aside (no lock needed): see `swap`."""
         tmp = self.tmpdir / f"{uuid.uuid4().hex}-{Path(path).name}"
         tmp = tmp.with_name(tmp.name if tmp.suffix in (".b2nd", ".b2frame") else tmp.name + ".b2")
-        proxy = blosc2.Proxy(source_for(meta, client, path), urlpath=str(tmp), mode="w")
+        proxy = blosc2.Proxy(
+            source_for(meta, client, path, etag),
+            urlpath=str(tmp),
+            mode="w",
+            vlmeta={VERSION_KEY: etag},
+        )
         del proxy
+        return tmp
+
+    def swap(self, root: str, path: str, built: Path) -> None:
+        """Put a container made by `build` in place; call it holding `lock(root, path)`."""
         target = self.path(root, path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with self.lock(root, path):
-            self._forget(root, path)
-            os.replace(tmp, target)
+        self._forget(root, path)
+        os.replace(built, target)
+
+    def discard(self, built: Path) -> None:
+        """Drop a container made by `build` that was not swapped in."""
+        built.unlink(missing_ok=True)
 
     def remove(self, root: str, path: str) -> None:
-        with self.lock(root, path):
-            self._forget(root, path)
-            self.path(root, path).unlink(missing_ok=True)
+        """Drop a cached dataset; call it holding `lock(root, path)`."""
+        self._forget(root, path)
+        self.path(root, path).unlink(missing_ok=True)
 
     def remove_root(self, root: str) -> None:
         with self._locks_guard:
@@ -189,17 +218,39 @@ class ChunkCache:
         the file behind another's record of what it holds.
         """
         target = self.path(root, path)
-        st = os.stat(target)  # FileNotFoundError when the dataset is not cached
-        inode = (st.st_dev, st.st_ino)
+        try:
+            st = os.stat(target)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            inode = (st.st_dev, st.st_ino)
+            with self._locks_guard:
+                kept = self._proxies.get((root, path))
+                if kept is not None and kept[0] == inode and etag in (None, kept[2]):
+                    self._proxies.move_to_end((root, path))
+                    kept[1].src.retarget(meta, client, etag)
+                    return kept[1]
+            proxy = blosc2.Proxy(
+                source_for(meta, client, path, etag), urlpath=str(target), mode="a"
+            )
+            held = _version_of(proxy)
+            if etag is None:
+                etag = held  # whichever version is cached
+        elif etag is None:
+            raise FileNotFoundError(target)  # not cached, and no version to build one for
+        else:
+            proxy = held = None
+        if etag is not None and held != etag:
+            # Another version's chunks (or none) are here: start this version afresh.
+            del proxy
+            self.swap(root, path, self.build(path, meta, etag, client))
+            st = os.stat(target)
+            inode = (st.st_dev, st.st_ino)
+            proxy = blosc2.Proxy(
+                source_for(meta, client, path, etag), urlpath=str(target), mode="a"
+            )
         with self._locks_guard:
-            kept = self._proxies.get((root, path))
-            if kept is not None and kept[0] == inode:
-                self._proxies.move_to_end((root, path))
-                kept[1].src.retarget(meta, client, etag)
-                return kept[1]
-        proxy = blosc2.Proxy(source_for(meta, client, path, etag), urlpath=str(target), mode="a")
-        with self._locks_guard:
-            self._proxies[(root, path)] = (inode, proxy)
+            self._proxies[(root, path)] = (inode, proxy, etag)
             self._proxies.move_to_end((root, path))
             while len(self._proxies) > KEPT_PROXIES:
                 self._proxies.popitem(last=False)
@@ -208,11 +259,48 @@ class ChunkCache:
     def read(self, root: str, path: str, meta: dict, etag: str, client: PublisherClient, key, use):
         """Call `use(container)` once every chunk `key` touches is in the cache.
 
-        The read happens under the dataset's lock too: another thread may be
-        writing fetched chunks into the same file, which a reader must not see
-        half done.
+        Call it holding `lock(root, path)`, having read `meta` and `etag` under it:
+        another thread may be writing fetched chunks into the same file, or
+        swapping in another version, which a reader must not see.
         """
-        with self.lock(root, path):
-            proxy = self.proxy(root, path, meta, etag, client)
-            container = proxy.fetch(key, max_concurrency=FETCH_CONCURRENCY)
-            return use(container)
+        proxy = self.proxy(root, path, meta, etag, client)
+        container = proxy.fetch(key, max_concurrency=FETCH_CONCURRENCY)
+        return use(container)
+
+    def export(self, container: Any, meta: dict) -> tuple[int, Any]:
+        """A plain copy of a fully fetched container, as (size, open file) (already unlinked).
+
+        The cached file itself carries the proxy's bookkeeping (a client opening
+        it would get a proxy of our cache), so its stored chunks are copied as
+        they are, never recompressed, into a new container with the dataset's
+        own vlmeta.
+        """
+        tmp = self.tmpdir / f"{uuid.uuid4().hex}.export"
+        schunk = container.schunk if isinstance(container, blosc2.NDArray) else container
+        try:
+            if isinstance(container, blosc2.NDArray):
+                out = blosc2.empty(
+                    container.shape,
+                    container.dtype,
+                    chunks=container.chunks,
+                    blocks=container.blocks,
+                    cparams=schunk.cparams,
+                    urlpath=str(tmp),
+                    mode="w",
+                )
+                target = out.schunk
+                for n in range(schunk.nchunks):
+                    target.update_chunk(n, schunk.get_chunk(n))
+            else:
+                out = target = blosc2.SChunk(
+                    chunksize=schunk.chunksize, cparams=schunk.cparams, urlpath=str(tmp), mode="w"
+                )
+                for n in range(schunk.nchunks):
+                    target.insert_chunk(n, schunk.get_chunk(n))
+            for name, value in meta.get("schunk", meta).get("vlmeta", {}).items():
+                target.vlmeta[name] = value
+            del out, target
+            f = open(tmp, "rb")
+        finally:
+            tmp.unlink(missing_ok=True)  # the open file keeps its bytes until closed
+        return os.fstat(f.fileno()).st_size, f

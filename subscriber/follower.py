@@ -8,6 +8,7 @@ import uuid
 
 from ..broker.consumer import Consumer
 from ..broker.messages import ChangeMessage, RootAnnouncement
+from ..broker.topology import DEFAULT_QUEUE_EXPIRY
 from .remote_roots import RemoteRoots
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,20 @@ class Follower:
         broker_url: str,
         sub_id: str | None = None,
         mirror_rate: float = 200.0,
+        queue_expiry: float | None = DEFAULT_QUEUE_EXPIRY,
     ) -> None:
         self.remote = remote
         self.id = subscriber_id(remote, sub_id)
         self.mirror_rate = mirror_rate
         self._stop = threading.Event()
         self.consumer = Consumer(
-            broker_url, self.id, self.handle, roots=remote.store.subscriptions()
+            broker_url,
+            self.id,
+            self.handle,
+            roots=remote.store.subscriptions(),
+            queue_expiry=queue_expiry,
+            # A new queue (expired while we were away) holds none of the changes missed.
+            on_new_queue=self._resume,
         )
         remote.on_follow = self._bind
         threading.Thread(target=self._resume, name="cat2sub-resume", daemon=True).start()

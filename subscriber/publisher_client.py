@@ -9,6 +9,7 @@ from urllib.parse import quote
 import httpx
 
 from ..common.errors import BadRequest, NotFound, ServiceUnavailable
+from ..common.falcon_app import ANNOUNCED_HEADER
 from ..common.http_transport import Transport
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
@@ -65,13 +66,18 @@ class PublisherClient:
         """Every dataset path of the root."""
         return self._get("/api/list").json()
 
-    def info(self, path: str, etag: str | None = None) -> tuple[dict, str] | None:
-        """(metadata, etag) of a dataset, or None when `etag` is still current."""
+    def info(self, path: str, etag: str | None = None) -> tuple[dict, str, bool] | None:
+        """(metadata, etag, announced) of a dataset, or None when `etag` is still current.
+
+        `announced` is false while the publisher has not announced this version
+        (still being written, or its change message not sent yet).
+        """
         headers = {"If-None-Match": f'"{etag}"'} if etag else {}
         resp = self._get(f"/api/info/{quote(path)}", headers=headers)
         if resp.status_code == 304:
             return None
-        return resp.json(), resp.headers.get("etag", "").strip('"')
+        announced = resp.headers.get(ANNOUNCED_HEADER, "true") != "false"
+        return resp.json(), resp.headers.get("etag", "").strip('"'), announced
 
     def chunk(self, path: str, nchunk: int, etag: str | None = None) -> bytes | bytearray:
         """The compressed chunk `nchunk` of a dataset, as the publisher stores it.

@@ -5,6 +5,12 @@ its data lives in the chunk cache. Every update is idempotent and keyed by
 etag, so replayed or duplicated change messages are harmless, and a resync
 (on follow, on restart, or when a heartbeat shows a new root etag) repairs
 whatever a lost message left stale.
+
+One version per answer: a dataset's store row and its cached container change
+together under the dataset's cache lock, and every read (slices, chunks, whole
+reads, downloads) takes its version from the store and reads the cache under
+that lock. Only versions the publisher has announced are installed: a change
+message names one, and an `info` answer says whether its version is announced.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import blosc2
 
 from ..broker.consumer import Refused
 from ..common.b2meta import str_to_dtype
 from ..common.errors import BadRequest, NotFound, PreconditionFailed, ServiceUnavailable
-from ..common.falcon_app import etag_matches
+from ..common.falcon_app import etag_matches, file_part
 from ..common.paths import check_remote_path, logical_name, stored_name
 from ..common.slices import Key, normalise_key
 from . import datasets
@@ -187,33 +194,50 @@ class RemoteRoots:
                 self.store.record_refusal(root, reason)
         return valid
 
-    def _refresh(self, root: str, path: str, client: PublisherClient, etag: str | None) -> None:
+    def _refresh(self, root: str, path: str, client: PublisherClient, etag: str | None) -> bool:
+        """Install the publisher's version if it differs and is announced; whether it did."""
         try:
             answer = client.info(path, etag)
         except NotFound:
             self._drop(root, path)
-            return
-        if answer is not None:
-            meta, new_etag = answer
-            try:
-                self._install(root, path, new_etag, meta, client)
-            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-                # Nothing is installed: the publisher's answer is not metadata we can use.
-                reason = f"invalid metadata for {path!r} ({type(exc).__name__}: {exc})"
-                log.warning("ignored: %s of %s", reason, root)
-                self.store.record_refusal(root, reason[:500])
+            return True
+        if answer is None:
+            return False
+        meta, new_etag, settled = answer
+        if not settled:
+            # Being written, or not announced yet: its change message installs it.
+            log.info("%s/%s: version %s not announced yet; kept ours", root, path, new_etag)
+            return False
+        try:
+            self._install(root, path, new_etag, meta, client)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            # Nothing is installed: the publisher's answer is not metadata we can use.
+            reason = f"invalid metadata for {path!r} ({type(exc).__name__}: {exc})"
+            log.warning("ignored: %s of %s", reason, root)
+            self.store.record_refusal(root, reason[:500])
+            return False
+        return True
 
     def _install(self, root: str, path: str, etag: str, meta: dict, client) -> None:
         if "shape" not in meta and "nbytes" not in meta:
             log.warning("%s/%s has no Blosc2 metadata; not cached", root, path)
-            self.store.put_dataset(root, path, etag, meta)
+            with self.cache.lock(root, path):
+                self.cache.remove(root, path)
+                self.store.put_dataset(root, path, etag, meta)
             return
-        self.cache.replace(root, path, meta, client)
-        self.store.put_dataset(root, path, etag, meta)
+        built = self.cache.build(path, meta, etag, client)
+        try:
+            # Container and store row change together: a read sees both or neither.
+            with self.cache.lock(root, path):
+                self.cache.swap(root, path, built)
+                self.store.put_dataset(root, path, etag, meta)
+        finally:
+            self.cache.discard(built)
 
     def _drop(self, root: str, path: str) -> None:
-        self.cache.remove(root, path)
-        self.store.delete_dataset(root, path)
+        with self.cache.lock(root, path):
+            self.cache.remove(root, path)
+            self.store.delete_dataset(root, path)
 
     def apply_change(
         self,
@@ -273,26 +297,39 @@ class RemoteRoots:
             meta["urlpath"] = f"{root}/{stored_name(relpath)}"
         return meta, (etag if chunked_array(relpath, stored) else None)
 
-    def _read(self, root: str, relpath: str, key, use, if_match: str | None = None):
-        """Read through the cache; a version change met on the way is applied, then retried.
+    def _read(self, root: str, relpath: str, plan: Plan, if_match: str | None = None):
+        """Read one version through the cache: `plan(meta)` gives the (key, use) of the read.
 
-        With `if_match`, only that version is read: (result, etag) or 412, no retry.
+        The version is the one in the store when the dataset's lock is taken, and
+        the whole read happens under that lock. A newer version met on the
+        publisher is installed if it is announced, then the read retried once;
+        if it is not announced yet, 503. With `if_match`, only that version is
+        read: (result, etag) or 412.
         """
+        self.ensure_followed(root)
         for attempt in range(2):
-            etag, meta = self._dataset(root, relpath)
-            if if_match is not None and not etag_matches(if_match, etag):
-                raise PreconditionFailed(f"{root}/{relpath} changed: its version is now {etag}")
             client = self.client(root)
-            try:
-                result = self.cache.read(root, relpath, meta, etag, client, key, use)
-                return result if if_match is None else (result, etag)
-            except FileNotFoundError:
-                raise NotFound("Not Found") from None
-            except StaleDataset:
-                if attempt:
-                    raise
-                # The change message may still be on its way: do not wait for it.
-                self._refresh(root, relpath, client, etag)
+            with self.cache.lock(root, relpath):
+                found = self.store.dataset(root, relpath)
+                if found is None:
+                    raise NotFound("Not Found")
+                etag, meta = found
+                if if_match is not None and not etag_matches(if_match, etag):
+                    raise PreconditionFailed(f"{root}/{relpath} changed: its version is now {etag}")
+                readable(meta)
+                key, use = plan(meta)
+                try:
+                    result = self.cache.read(root, relpath, meta, etag, client, key, use)
+                    return result if if_match is None else (result, etag)
+                except StaleDataset:
+                    if attempt:
+                        raise
+            # The change message may still be on its way: do not wait for it, but
+            # take the new version only once its publisher has announced it.
+            if not self._refresh(root, relpath, client, etag):
+                raise StaleDataset(
+                    f"{root}/{relpath} is changing on its publisher; try again shortly"
+                )
 
     def fetch(
         self,
@@ -323,26 +360,20 @@ class RemoteRoots:
                 return stream
         if filter_:
             return self._read(
-                root, relpath, (), lambda c: datasets.filtered_result(c, key, filter_)
+                root,
+                relpath,
+                lambda _meta: ((), lambda c: datasets.filtered_result(c, key, filter_)),
             )
         if "shape" in meta:
-            shape = tuple(meta["shape"])
-            items = normalise_key(key, shape)
-            if datasets.is_whole_read(shape, key, field):
+            if datasets.is_whole_read(tuple(meta["shape"]), key, field):
                 return self.whole_file(root, relpath)
-            proxy_key = items if items else ()
-            return self._read(
-                root, relpath, proxy_key, lambda c: datasets.selection_result(c, key, field)
-            )
-        if field:
+        elif field:
             raise BadRequest("A byte stream has no fields")
-        nitems = meta["nbytes"] // meta["cparams"]["typesize"]
-        start, stop = datasets.item_range(key, nitems)
-        if (start, stop) == (0, nitems):
-            return self.whole_file(root, relpath)
-        return self._read(
-            root, relpath, slice(start, stop), lambda c: datasets.selection_result(c, key, None)
-        )
+        else:
+            nitems = meta["nbytes"] // meta["cparams"]["typesize"]
+            if datasets.item_range(key, nitems) == (0, nitems):
+                return self.whole_file(root, relpath)
+        return self._read(root, relpath, lambda pinned: _selection_plan(pinned, key, field))
 
     def chunk(
         self, root: str, relpath: str, nchunk: int, if_match: str | None = None
@@ -357,18 +388,30 @@ class RemoteRoots:
         nchunks = schunk_meta["nchunks"]
         if not 0 <= nchunk < nchunks:
             raise BadRequest(f"Chunk {nchunk} out of range (the dataset has {nchunks} chunks)")
-        key = chunk_key(meta, nchunk)
         use = lambda c: schunk_of(c).get_chunk(nchunk)  # noqa: E731
+
+        def plan(pinned: dict) -> tuple[Any, Callable]:
+            # The version read may have more or fewer chunks than the one checked above.
+            count = pinned.get("schunk", pinned)["nchunks"]
+            if not 0 <= nchunk < count:
+                raise BadRequest(f"Chunk {nchunk} out of range (the dataset has {count} chunks)")
+            return chunk_key(pinned, nchunk), use
+
         if not chunked_array(relpath, meta):
             if if_match is not None:
                 raise PreconditionFailed(f"{root}/{relpath} has no version to match")
-            return self._read(root, relpath, key, use), None
-        return self._read(root, relpath, key, use, if_match or "*")
+            return self._read(root, relpath, plan), None
+        return self._read(root, relpath, plan, if_match or "*")
 
     def whole_file(self, root: str, relpath: str) -> RemoteFile:
-        """Stream the stored file from the publisher."""
-        length, blocks = self.client(root).open_file(relpath)
-        return RemoteFile(stored_name(relpath).rsplit("/", 1)[-1], length, blocks)
+        """The stored container of one version, assembled from the cache (chunks as stored)."""
+
+        def plan(pinned: dict) -> tuple[Any, Callable]:
+            whole = () if "shape" in pinned else slice(None)
+            return whole, lambda c: self.cache.export(c, pinned)
+
+        length, f = self._read(root, relpath, plan)
+        return RemoteFile(stored_name(relpath).rsplit("/", 1)[-1], length, file_part(f))
 
     def download(self, root: str, relpath: str) -> datasets.Download:
         """The content: frames as stored, regular files decompressed (through the cache)."""
@@ -377,7 +420,7 @@ class RemoteRoots:
         filename = logical_name(relpath).rsplit("/", 1)[-1]
         ctype = mimetypes.guess_type(filename)[0]
         if stored_name(relpath).endswith(".b2") and "shape" not in meta:
-            content = self._read(root, relpath, slice(None), lambda c: bytes(c[:]))
+            content = self._read(root, relpath, lambda _m: (slice(None), lambda c: bytes(c[:])))
             return datasets.Download(filename, ctype, iter([content]), len(content))
         remote = self.whole_file(root, relpath)
         return datasets.Download(filename, ctype, remote.blocks, remote.length)
@@ -394,9 +437,37 @@ class RemoteRoots:
                 if stop.wait(1.0 / chunks_per_second if chunks_per_second else 0):
                     return
                 try:
-                    self._read(root, path, chunk_key(meta, n), lambda c: None)
+                    self._read(root, path, _chunk_plan(n))
                 except (NotFound, ServiceUnavailable):
                     break
+
+
+Plan = Callable[[dict], tuple[Any, Callable[[Any], Any]]]
+"""Given the metadata of the version pinned for a read: (key of the chunks it needs, use)."""
+
+
+def _selection_plan(meta: dict, key: Key, field: str | None) -> tuple[Any, Callable]:
+    """The chunks a selection touches in this version, and how to answer it."""
+    if "shape" in meta:
+        items = normalise_key(key, tuple(meta["shape"]))
+        proxy_key = items if items else ()
+    else:
+        if field:
+            raise BadRequest("A byte stream has no fields")
+        nitems = meta["nbytes"] // meta["cparams"]["typesize"]
+        proxy_key = slice(*datasets.item_range(key, nitems))
+    return proxy_key, lambda c: datasets.selection_result(c, key, field)
+
+
+def _chunk_plan(nchunk: int) -> Plan:
+    """Fetch chunk `nchunk` into the cache (mirroring), whatever the version."""
+
+    def plan(meta: dict) -> tuple[Any, Callable]:
+        if nchunk >= meta.get("schunk", meta).get("nchunks", 0):
+            return (), lambda c: None  # the version changed under the mirror: nothing to do
+        return chunk_key(meta, nchunk), lambda c: None
+
+    return plan
 
 
 def readable(meta: dict) -> None:

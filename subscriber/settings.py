@@ -37,6 +37,8 @@ class SubscriberSettings:
     """PEM file of the CAs that sign https publishers' certificates ($CATERVA2_PUBLISHER_CA)."""
     root_owners: dict[str, str] = field(default_factory=dict)
     """Root name → the broker user that owns it (`[root_owners]`); others are pinned."""
+    # Seconds our broker queue outlives us while we are gone (0: forever); see README.
+    queue_expiry: float = 7 * 24 * 3600.0
     # Per computing request (lazyexpr, concat, stack, append, reading expressions).
     compute_timeout: float = 60.0
     compute_max_size: int = 1024**3
@@ -67,6 +69,16 @@ def _bool(value: Any, name: str) -> bool:
     if str(value).lower() in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false, not {value!r}")
+
+
+def _seconds(value: Any, name: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+    if seconds < 0:
+        raise ConfigError(f"{name} must not be negative (0 = never)")
+    return seconds
 
 
 def _urlbase_of(http: Any) -> str:
@@ -114,6 +126,7 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         secret=secret_from_env(),
         threads=int(values.get("threads", 8)),
         subscriber_id=values.get("id"),
+        queue_expiry=_seconds(values.get("queue_expiry", 7 * 24 * 3600), "queue_expiry"),
         compute_timeout=float(values.get("compute_timeout", 60)),
         compute_max_size=parse_size(values.get("compute_max_size")) or 1024**3,
         publisher_ca_file=values.get("publisher_ca_file")

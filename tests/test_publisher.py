@@ -171,7 +171,7 @@ def test_info_describes_the_container_with_its_etag(served):
     assert meta["dtype"] == "int64"
     assert meta["schunk"]["nchunks"] == 10 and meta["schunk"]["vlmeta"] == {}
     st = (served.rootdir / "ds-1d.b2nd").stat()
-    assert resp.headers["ETag"] == f'"{st.st_mtime_ns}:{st.st_size}"'
+    assert resp.headers["ETag"] == f'"{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_size}"'
     frame = served.get("/api/info/ds-hello.b2frame").json()
     assert frame["nbytes"] == 1300 and frame["chunksize"] == 100 and frame["mtime"]
     assert served.get("/api/info/dir1/ds-2d.b2nd").json()["shape"] == [10, 20]
