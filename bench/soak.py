@@ -27,7 +27,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ import httpx
 import numpy as np
 
 import caterva2 as cat2
+from caterva2.broker.local_node import RabbitMQNode
 
 from .servers import free_port
 
@@ -63,89 +63,6 @@ KINDS = (
 def values(version: int, shape: tuple[int, ...]) -> np.ndarray:
     """The content of array version `version`."""
     return (version * STEP + np.arange(int(np.prod(shape)), dtype=np.int64)).reshape(shape)
-
-
-class RabbitNode:
-    """A throwaway RabbitMQ node of our own (never the shared one)."""
-
-    def __init__(self) -> None:
-        # The Debian wrapper runs the node as user rabbitmq: it must reach its files.
-        self.base = Path(tempfile.mkdtemp(prefix="cat2-soak-rabbitmq-"))
-        for sub in ("mnesia", "log"):
-            (self.base / sub).mkdir()
-        (self.base / "enabled_plugins").write_text("[].\n")
-        self.port = free_port()
-        # Our own config: the system's one makes every node listen on 5672.
-        (self.base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
-        for path in (self.base, *self.base.iterdir()):
-            path.chmod(0o777)
-        self.env = {
-            **os.environ,
-            "RABBITMQ_NODENAME": f"cat2soak{os.getpid()}x{self.port}@localhost",
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(free_port()),
-            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.base / "log"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
-            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
-        }
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
-
-    def start(self, timeout: float = 120) -> None:
-        self.proc = subprocess.Popen(
-            ["rabbitmq-server"],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        import pika
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                pika.BlockingConnection(pika.URLParameters(self.url)).close()
-                return
-            except Exception:
-                time.sleep(0.3)
-        raise RuntimeError("our RabbitMQ node did not start")
-
-    def _beams(self) -> list[int]:
-        """Pids of our node's processes (the wrapper gives the VM a session of its own).
-
-        Our own process has no such variable: the node gets it through `env`.
-        """
-        mark = f"RABBITMQ_MNESIA_BASE={self.base}/mnesia".encode()
-        pids = []
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit() and int(proc.name) != os.getpid():
-                try:
-                    if mark in (proc / "environ").read_bytes().split(b"\0"):
-                        pids.append(int(proc.name))
-                except OSError:
-                    pass
-        return pids
-
-    def kill(self) -> None:
-        """SIGKILL our node's processes (found by the directory in their environment)."""
-        for pid in self._beams():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if self.proc is not None:
-            self.proc.wait()
-        deadline = time.monotonic() + 10
-        while self._beams() and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.kill()
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 class Server:
@@ -428,7 +345,7 @@ def run(
     """Run the soak; return its figures (see the module docstring)."""
     base = Path(workdir or tempfile.mkdtemp(prefix="cat2-soak-"))
     rng = random.Random(seed)
-    node = RabbitNode()
+    node = RabbitMQNode()
     started = time.monotonic()
     node.start()
     name = f"soak{seed}"
@@ -445,7 +362,7 @@ def run(
             "--statedir",
             str(base / "pub"),
             "--broker",
-            node.url,
+            node.admin_url,
             "--heartbeat",
             "1",
             "--rescan",
@@ -463,7 +380,7 @@ def run(
         conf.write_text(f'[subscriber]\nlogin = false\nid = "soak-{label}"\nloglevel = "info"\n')
         args = ["caterva2.subscriber.server", "--conf", str(conf)]
         args += ["--statedir", str(base / label), "--http", f"127.0.0.1:{port}"]
-        args += ["--broker", node.url]
+        args += ["--broker", node.admin_url]
         url = f"http://127.0.0.1:{port}"
         subs.append(Server(args, f"{url}/api/roots", base / f"{label}.log"))
     versions = Versions()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -120,6 +121,37 @@ class RabbitMQNode:
                 self.stop()
                 raise RuntimeError(f"RabbitMQ node {self.name} did not start:\n{log}")
             time.sleep(0.5)
+
+    def _processes(self) -> list[int]:
+        """Pids of this node's processes, found by the data folder in their environment.
+
+        rabbitmq-server hands the Erlang VM to the rabbitmq user in a session of its
+        own, so the Popen child is not the VM; the environment is what they share.
+        """
+        mark = f"RABBITMQ_MNESIA_BASE={self.basedir / 'mnesia'}".encode()
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and int(proc.name) != os.getpid():
+                try:
+                    if mark in (proc / "environ").read_bytes().split(b"\0"):
+                        pids.append(int(proc.name))
+                except OSError:
+                    pass
+        return pids
+
+    def kill(self) -> None:
+        """SIGKILL the node, as a crash would; `start()` brings it back with its data."""
+        for pid in self._processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc is not None:
+            self.proc.wait()
+            self.proc = None
+        deadline = time.monotonic() + 10
+        while self._processes() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def stop(self) -> None:
         """Stop the node (a node this object did not start too) and remove its folder."""

@@ -14,7 +14,10 @@ from urllib.parse import urlsplit
 
 from .errors import BadRequest
 
-# Suffixes stored as they are; any other file is stored compressed as `<name>.b2`.
+CONTAINER_SUFFIXES = (".b2nd", ".b2frame")
+"""Blosc2 containers: what a publisher serves as stored (any other file, .h5 included,
+it serves as a Blosc2 frame of the file's bytes)."""
+# Suffixes a subscriber stores as they are; any other file is stored compressed as `<name>.b2`.
 NATIVE_SUFFIXES = (".b2nd", ".b2frame", ".b2", ".h5", ".hdf5")
 HDF5_SUFFIXES = (".h5", ".hdf5")
 SPECIAL_ROOTS = ("@public", "@personal", "@shared")

@@ -21,10 +21,10 @@ import blosc2
 
 from ..common import b2files, b2meta
 from ..common.errors import BadRequest, Caterva2Error, NotFound, ServiceUnavailable
-from ..common.paths import check_relpath, check_remote_path
+from ..common.paths import CONTAINER_SUFFIXES, check_relpath, check_remote_path
 from ..common.stored_chunks import Identity, file_identity, read_chunk
 
-NATIVE_SUFFIXES = (".b2nd", ".b2frame")
+NATIVE_SUFFIXES = CONTAINER_SUFFIXES
 """Blosc2 containers served as they are stored."""
 STORED_SUFFIX = ".b2"
 """A regular file already compressed (as the subscriber stores them): served as `<name>`."""

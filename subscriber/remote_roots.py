@@ -29,7 +29,7 @@ from ..broker.consumer import Refused
 from ..common.b2meta import str_to_dtype
 from ..common.errors import BadRequest, NotFound, PreconditionFailed, ServiceUnavailable
 from ..common.falcon_app import etag_matches, file_part
-from ..common.paths import check_remote_path, logical_name, stored_name
+from ..common.paths import CONTAINER_SUFFIXES, check_remote_path, logical_name, stored_name
 from ..common.slices import Key, normalise_key
 from . import datasets
 from .chunk_cache import ChunkCache
@@ -419,7 +419,9 @@ class RemoteRoots:
         readable(meta)
         filename = logical_name(relpath).rsplit("/", 1)[-1]
         ctype = mimetypes.guess_type(filename)[0]
-        if stored_name(relpath).endswith(".b2") and "shape" not in meta:
+        # Publishers serve every file but Blosc2 containers as a frame of its bytes, an
+        # .h5 too (a publisher's `.h5` is no root of its own, unlike a subscriber's).
+        if "shape" not in meta and not relpath.endswith(CONTAINER_SUFFIXES):
             content = self._read(root, relpath, lambda _m: (slice(None), lambda c: bytes(c[:])))
             return datasets.Download(filename, ctype, iter([content]), len(content))
         remote = self.whole_file(root, relpath)

@@ -372,3 +372,21 @@ def test_read_of_a_dataset_changed_before_its_message_arrives_gets_the_new_versi
         assert remote_shape(sub, path) == (200,)
     finally:
         proxy.close()
+
+
+def test_files_of_a_published_directory_download_as_their_own_bytes(lab):
+    """Publishers serve any file but Blosc2 containers as a frame: .h5 files too."""
+    pub = lab.publisher("bytes")
+    contents = {
+        "f.h5": b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 40,
+        "notes.txt": b"some text\n" * 300,
+    }
+    for name, data in contents.items():
+        (pub.rootdir / name).write_bytes(data)
+    sub = lab.subscriber()
+    follow(sub, pub.name)
+    wait_for(lambda: listing(sub, pub.name) == sorted(contents), "both files listed")
+    for name, data in contents.items():
+        resp = httpx.get(f"{sub.urlbase}/api/download/{pub.name}/{name}", timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert resp.content == data, name
