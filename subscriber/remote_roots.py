@@ -411,7 +411,7 @@ class RemoteRoots:
             return whole, lambda c: self.cache.export(c, pinned)
 
         length, f = self._read(root, relpath, plan)
-        return RemoteFile(stored_name(relpath).rsplit("/", 1)[-1], length, file_part(f))
+        return RemoteFile(served_name(relpath), length, file_part(f))
 
     def download(self, root: str, relpath: str) -> datasets.Download:
         """The content: frames as stored, regular files decompressed (through the cache)."""
@@ -470,6 +470,13 @@ def _chunk_plan(nchunk: int) -> Plan:
         return chunk_key(meta, nchunk), lambda c: None
 
     return plan
+
+
+def served_name(relpath: str) -> str:
+    """The file name of what a publisher serves for a dataset: a container as it is, any
+    other file (an .h5 too) as `<name>.b2`, which clients decompress."""
+    name = logical_name(relpath.rsplit("/", 1)[-1])
+    return name if name.endswith(CONTAINER_SUFFIXES) else name + ".b2"
 
 
 def readable(meta: dict) -> None:

@@ -386,7 +386,11 @@ def test_files_of_a_published_directory_download_as_their_own_bytes(lab):
     sub = lab.subscriber()
     follow(sub, pub.name)
     wait_for(lambda: listing(sub, pub.name) == sorted(contents), "both files listed")
+    client = cat2.Client(sub.urlbase)
     for name, data in contents.items():
         resp = httpx.get(f"{sub.urlbase}/api/download/{pub.name}/{name}", timeout=30)
         assert resp.status_code == 200, resp.text
         assert resp.content == data, name
+        # The client takes whole files from /api/fetch, and decompresses what comes as .b2.
+        assert client.download(f"{pub.name}/{name}", lab.base / name).read_bytes() == data
+    client.close()
