@@ -109,11 +109,14 @@ def subscriber_grant(user: str, subscriber_id: str) -> Grant:
 
 def federation_grant(user: str) -> Grant:
     """The user another site's broker connects as to federate this one's news (`federation`)."""
-    links = r"federation: .*"  # the exchanges and queues federation links declare upstream
+    # The exchanges and queues federation links declare upstream, and the standing
+    # binding of all announcements that `cat2bro link` makes (see `federation`).
+    links = r"federation: .*"
+    standing = _name(topology.ROOTS_EXCHANGE + ".federated")
     return Grant(
         user,
-        configure=_any_of(links),
-        write=_any_of(links),
+        configure=_any_of(links, standing),
+        write=_any_of(links, standing),
         read=_any_of(
             links,
             _name(topology.CHANGES_EXCHANGE),

@@ -11,6 +11,12 @@ and its discover requests reach them at once (no wait for a heartbeat).
   subscribers at every site keep refusing other users' messages for a root.
   It means trusting the other site's broker to check its own users: give
   broker users site-unique names (`pub-<site>-<root>`).
+- Announcements must cross at once, but exchange federation forwards only
+  what the downstream exchange has bindings for, and a subscriber's binding
+  reaches the other broker a moment after its discover request does: the
+  answer could come back before it and be dropped. So each linked broker gets
+  a standing binding of every announcement (`ALL_ANNOUNCEMENTS`, bound with
+  `#` to an exchange that delivers nowhere), and the other side always forwards.
 - Unlinking removes the upstream, the policy when no link is left, and the
   queues and exchanges the link left on the other broker, which otherwise
   keep collecting every change for nobody.
@@ -25,8 +31,9 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pika
@@ -41,6 +48,8 @@ UPSTREAM_PREFIX = "cat2-"
 FEDERATED = (topology.CHANGES_EXCHANGE, topology.ROOTS_EXCHANGE, topology.DISCOVER_EXCHANGE)
 PATTERN = "^(" + "|".join(re.escape(name) for name in FEDERATED) + ")$"
 PLUGIN = "rabbitmq_federation"
+ALL_ANNOUNCEMENTS = "cat2.v2.roots.federated"
+"""An exchange bound to the announcements with `#`, so that linked brokers forward all."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,7 @@ def upstream_definition(there: Site) -> dict:
 
 
 def definitions(here_vhost: str, others: Sequence[Site]) -> dict:
-    """The upstreams and policy of `link`, as entries of a RabbitMQ definitions document."""
+    """What `link` sets up at one site, as entries to add to a RabbitMQ definitions document."""
     parameters_ = [
         {
             "vhost": here_vhost,
@@ -92,7 +101,29 @@ def definitions(here_vhost: str, others: Sequence[Site]) -> dict:
         "priority": 0,
         "definition": {"federation-upstream-set": "all"},
     }
-    return {"parameters": parameters_, "policies": [policy]}
+    exchange = {
+        "name": ALL_ANNOUNCEMENTS,
+        "vhost": here_vhost,
+        "type": "fanout",
+        "durable": True,
+        "auto_delete": False,
+        "internal": False,
+        "arguments": {},
+    }
+    binding = {
+        "source": topology.ROOTS_EXCHANGE,
+        "vhost": here_vhost,
+        "destination": ALL_ANNOUNCEMENTS,
+        "destination_type": "exchange",
+        "routing_key": "#",
+        "arguments": {},
+    }
+    return {
+        "parameters": parameters_,
+        "policies": [policy],
+        "exchanges": [exchange],
+        "bindings": [binding],
+    }
 
 
 def link_commands(here: Site, there: Site) -> list[list[str]]:
@@ -133,11 +164,34 @@ def _ctl(site: Site, *args: str) -> str:
     return done.stdout
 
 
+def _amqp(site: Site, work: Callable[[Any], None], what: str) -> None:
+    """Run `work(channel)` on the site's broker as its federation user."""
+    # The broker's own TLS options (`?cacertfile=...`) are not pika's: our CA setting applies.
+    try:
+        conn = pika.BlockingConnection(parameters(site.uri.split("?")[0], "cat2bro-link"))
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        raise AccessError(f"site {site.name}: cannot connect as {redact(site.uri)}: {exc}") from exc
+    try:
+        work(conn.channel())
+    except pika.exceptions.AMQPError as exc:
+        raise AccessError(f"site {site.name}: cannot {what}: {exc}") from exc
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def _bind_all_announcements(channel: Any) -> None:
+    channel.exchange_declare(ALL_ANNOUNCEMENTS, exchange_type="fanout", durable=True)
+    channel.exchange_bind(ALL_ANNOUNCEMENTS, topology.ROOTS_EXCHANGE, routing_key="#")
+
+
 def link(a: Site, b: Site) -> None:
     """Federate both ways (idempotent: linking again only updates the upstreams)."""
     for here, there in ((a, b), (b, a)):
         for command in link_commands(here, there):
             _ctl(here, *command)
+    for site in (a, b):
+        _amqp(site, _bind_all_announcements, "bind every announcement")
 
 
 def _upstreams(site: Site) -> list[str]:
@@ -185,21 +239,8 @@ def leftovers(upstream: Site, downstream_cluster: str) -> tuple[list[str], list[
 
 def _delete_exchanges(site: Site, exchanges: Sequence[str]) -> None:
     """rabbitmqctl cannot delete exchanges: the federation user of that site can."""
-    if not exchanges:
-        return
-    # The broker's own TLS options (`?cacertfile=...`) are not pika's: our CA setting applies.
-    conn = pika.BlockingConnection(parameters(site.uri.split("?")[0], "cat2bro-unlink"))
-    try:
-        channel = conn.channel()
-        for name in exchanges:
-            channel.exchange_delete(name)
-    except pika.exceptions.AMQPError as exc:
-        raise AccessError(
-            f"site {site.name}: cannot delete {exchanges} as {redact(site.uri)}: {exc}"
-        ) from exc
-    finally:
-        if conn.is_open:
-            conn.close()
+    if exchanges:
+        _amqp(site, lambda ch: [ch.exchange_delete(name) for name in exchanges], "delete")
 
 
 def unlink(a: Site, b: Site) -> list[str]:
@@ -211,6 +252,8 @@ def unlink(a: Site, b: Site) -> list[str]:
             _ctl(here, "clear_parameter", "-p", here.vhost, "federation-upstream", there.upstream)
             removed.append(f"{here.name}: upstream {there.upstream}")
         if not _upstreams(here):
+            _delete_exchanges(here, [ALL_ANNOUNCEMENTS])
+            removed.append(f"{here.name}: exchange {ALL_ANNOUNCEMENTS!r}")
             policies = json.loads(
                 _ctl(here, "list_policies", "-p", here.vhost, "--formatter", "json") or "[]"
             )

@@ -116,7 +116,8 @@ def write_compose_definitions() -> list[Path]:
             for other, s in conf["site"].items()
             if other != name
         ]
-        document.update(federation.definitions(VHOST, others))
+        for key, entries in federation.definitions(VHOST, others).items():
+            document.setdefault(key, []).extend(entries)
         path = compose_definitions_path(name)
         path.write_text(json.dumps(document, indent=2) + "\n")
         written.append(path)
