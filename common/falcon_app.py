@@ -26,6 +26,8 @@ def _caterva2_error(req, resp, ex: Caterva2Error, params) -> None:
     resp.status = falcon.code_to_http_status(ex.status)
     resp.content_type = falcon.MEDIA_JSON  # a handler may have set another type already
     resp.media = {"detail": ex.detail}
+    for name, value in (ex.headers or {}).items():
+        resp.set_header(name, value)
 
 
 def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:

@@ -13,6 +13,7 @@ from ..common.falcon_app import set_body, set_etag, set_pieces
 from ..common.paths import split_logical_path
 from ..common.slices import parse_slice
 from . import datasets
+from .auth import check_follow
 from .file_ops import FileOps
 from .lazy_expressions import Expressions, SavedExpression
 from .local_roots import LocalRoots, Location
@@ -285,6 +286,7 @@ class SubscribeResource(ReadResource):
         if not self.roots.is_local(root):
             if self.remote is None:
                 raise NotFound(f"{root} not known by the broker")
+            check_follow(req.context.user, self.roots.login)
             self.remote.follow(root, mirror=req.get_param_as_bool("mirror", default=False))
             resp.media = "Ok"
             return
@@ -302,5 +304,6 @@ class UnsubscribeResource(ReadResource):
         root, _ = split_logical_path(name)
         if self.remote is None or not self.remote.is_known(root):
             raise NotFound(f"{root} not known by the broker")
+        check_follow(req.context.user, self.roots.login, unfollow=True)
         self.remote.unfollow(root)
         resp.media = "Ok"

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..common.config import ConfigError, parse_http, parse_size, secret_from_env
+from .login_throttle import ThrottleLimits
 
 DEFAULT_STATEDIR = "_caterva2/sub"
 DEFAULT_HTTP = "localhost:8000"
@@ -33,11 +34,26 @@ class SubscriberSettings:
     # Per computing request (lazyexpr, concat, stack, append, reading expressions).
     compute_timeout: float = 60.0
     compute_max_size: int = 1024**3
+    # Failed logins allowed per account and per client address in `login_window` seconds.
+    login_failures_per_account: int = 10
+    login_failures_per_client: int = 50
+    login_window: float = 900.0
 
     @property
     def url_prefix(self) -> str:
         """The path part of `urlbase`, where the app is mounted ('' for none)."""
         return urlsplit(self.urlbase).path.rstrip("/")
+
+    @property
+    def throttle_limits(self) -> ThrottleLimits:
+        return ThrottleLimits(
+            self.login_failures_per_account, self.login_failures_per_client, self.login_window
+        )
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether cookies must say `Secure` (served over https)."""
+        return self.urlbase.lower().startswith("https:")
 
     def check(self) -> None:
         """Refuse a configuration that cannot run, saying why."""
@@ -93,5 +109,8 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         subscriber_id=values.get("id"),
         compute_timeout=float(values.get("compute_timeout", 60)),
         compute_max_size=parse_size(values.get("compute_max_size")) or 1024**3,
+        login_failures_per_account=int(values.get("login_failures_per_account", 10)),
+        login_failures_per_client=int(values.get("login_failures_per_client", 50)),
+        login_window=float(values.get("login_window", 900)),
     )
     return settings
