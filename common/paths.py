@@ -6,6 +6,7 @@ Every path that comes from a client goes through `split_logical_path`, so a
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 
 from .errors import BadRequest
@@ -16,15 +17,29 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 SPECIAL_ROOTS = ("@public", "@personal", "@shared")
 
 
+# Longest name of one folder or file, in UTF-8 bytes: file systems allow 255, and the
+# stored name may grow by `.b2` and by the prefix of a temporary file (33 bytes).
+MAX_NAME_BYTES = 200
+# Control characters would end up in HTTP headers (`Content-Disposition`) and logs.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def check_relpath(relpath: str) -> str:
     """Validate a path relative to a root and return it normalised ('' = the root)."""
     if "\x00" in relpath:
         raise BadRequest("Invalid path: NUL byte in path")
     if relpath.startswith("/"):
         raise BadRequest(f"Invalid path {relpath!r}: absolute paths are not allowed")
+    if CONTROL_CHARS.search(relpath):
+        raise BadRequest(f"Invalid path {relpath!r}: control characters are not allowed")
     parts = [p for p in relpath.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise BadRequest(f"Invalid path {relpath!r}: '..' is not allowed")
+    for part in parts:
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise BadRequest(
+                f"Invalid path: the name {part[:40]!r}... is longer than {MAX_NAME_BYTES} bytes"
+            )
     return "/".join(parts)
 
 

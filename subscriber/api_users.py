@@ -110,6 +110,21 @@ class ResetPasswordResource:
         _json_null(resp)
 
 
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+
+
+def _lax_bool(value: object) -> bool | None:
+    """A JSON boolean as FastAPI takes it (true, 1, "yes"...), or None when it is none."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    return None
+
+
 class AddUserResource:
     def __init__(self, store: Store, maxusers: int | None) -> None:
         self.store = store
@@ -120,8 +135,20 @@ class AddUserResource:
         if not caller.is_superuser:
             raise Unauthorized("Only superusers can add users")
         body = json_body(req, "username", "password", "superuser")
-        name, password = str(body["username"]), body["password"]
-        superuser = bool(body["superuser"])
+        name, password, superuser = body["username"], body["password"], body["superuser"]
+        if not isinstance(name, str):
+            raise ValidationError(
+                "body", "username", "Input should be a valid string", "string_type"
+            )
+        if password is not None and not isinstance(password, str):
+            raise ValidationError(
+                "body", "password", "Input should be a valid string", "string_type"
+            )
+        superuser = _lax_bool(superuser)
+        if superuser is None:
+            raise ValidationError(
+                "body", "superuser", "Input should be a valid boolean", "bool_parsing"
+            )
         if self.store.get_user_by_email(name) is None:
             _limit_users(self.store, self.maxusers)
             try:

@@ -71,6 +71,21 @@ def crumbs(path: str) -> list[tuple[str, str]]:
     return out
 
 
+def form_of(req: falcon.Request) -> dict:
+    """The fields of a posted web form; 400 for any other body (JSON, multipart...)."""
+    if not (req.content_type or "").startswith("application/x-www-form-urlencoded"):
+        raise BadRequest(
+            "This form must be sent as a web form (application/x-www-form-urlencoded)."
+        )
+    try:
+        form = req.get_media()
+    except falcon.MediaNotFoundError:
+        return {}
+    except falcon.MediaMalformedError as exc:
+        raise BadRequest(f"The form could not be read: {exc.description}") from None
+    return form if isinstance(form, dict) else {}
+
+
 def _form_value(form: dict, key: str) -> str:
     value = form.get(key, "")
     if isinstance(value, list):
@@ -649,7 +664,7 @@ class TransferAction(Page):
     def on_post(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
         web = self.web
         user = web.user(req)
-        form = req.get_media() or {}
+        form = form_of(req)
         op = "copy" if _form_value(form, "op") == "copy" else "move"
         raw = _form_value(form, "dst").strip()
         if not raw:
@@ -709,7 +724,7 @@ class CommandAction(Page):
     @guarded
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         web = self.web
-        form = req.get_media() or {}
+        form = form_of(req)
         cwd = _form_value(form, "cwd")
         line = _form_value(form, "command")
         confirmed = _form_value(form, "confirmed") == "1"
@@ -746,7 +761,7 @@ class LoginPage(Page):
         web = self.web
         if web.store is None:
             raise NotFound("Logins are disabled on this subscriber.")
-        form = req.get_media() or {}
+        form = form_of(req)
         email, password = _form_value(form, "username").strip(), _form_value(form, "password")
         target = safe_next(_form_value(form, "next"))
         problem = None
@@ -814,7 +829,7 @@ class RegisterPage(Page):
     @guarded
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         web = self.web
-        form = req.get_media() or {}
+        form = form_of(req)
         email = _form_value(form, "email").strip()
         password, again = _form_value(form, "password"), _form_value(form, "password2")
         problem = None
@@ -859,7 +874,7 @@ class ForgotPasswordPage(Page):
     @guarded
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         web = self.web
-        email = _form_value(req.get_media() or {}, "email").strip()
+        email = _form_value(form_of(req), "email").strip()
         if not EMAIL_RE.match(email):
             web.render(
                 req,
@@ -883,7 +898,7 @@ class ResetPasswordPage(Page):
     @guarded
     def on_post(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
         web = self.web
-        form = req.get_media() or {}
+        form = form_of(req)
         password, again = _form_value(form, "password"), _form_value(form, "password2")
         problem = None
         if password != again:
