@@ -11,6 +11,7 @@ import falcon
 from ..common.falcon_app import new_app
 from . import api_compute, api_data, api_users, hdf5_unfold, web
 from .auth import AuthMiddleware
+from .compute_budget import Runner
 from .file_ops import FileOps
 from .follower import Follower
 from .local_roots import LocalRoots
@@ -32,8 +33,11 @@ class Subscriber:
     roots: LocalRoots
     remote: RemoteRoots | None = None
     follower: Follower | None = None
+    compute: Runner | None = None  # the pool of computing requests
 
     def close(self) -> None:
+        if self.compute is not None:
+            self.compute.close()
         if self.follower is not None:
             self.follower.close()
         if self.remote is not None:
@@ -102,4 +106,4 @@ def create_subscriber(
         if settings.register:
             app.add_route("/auth/register", api_users.RegisterResource(store, settings.maxusers))
     web.register(app, store, roots, ops, remote, settings, expressions, logins)
-    return Subscriber(app, store, roots, remote, follower)
+    return Subscriber(app, store, roots, remote, follower, expressions.runner)
