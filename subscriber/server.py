@@ -68,6 +68,7 @@ def serve(settings: SubscriberSettings) -> None:
         settings.http,
         settings.threads,
         "caterva2",
+        settings.connection_limits,
         url_prefix=settings.url_prefix,
         clear_untrusted_proxy_headers=True,
     )

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..common.config import ConfigError, parse_http, parse_size, secret_from_env
+from ..common.connection_limits import ConnectionLimits
 from .login_throttle import ThrottleLimits
 
 DEFAULT_STATEDIR = "_caterva2/sub"
@@ -38,6 +39,10 @@ class SubscriberSettings:
     login_failures_per_account: int = 10
     login_failures_per_client: int = 50
     login_window: float = 900.0
+    # HTTP connections: in all, per client address (0: no limit), idle seconds before closing.
+    max_connections: int = 1000
+    max_connections_per_client: int = 64
+    idle_timeout: int = 30
 
     @property
     def url_prefix(self) -> str:
@@ -48,6 +53,12 @@ class SubscriberSettings:
     def throttle_limits(self) -> ThrottleLimits:
         return ThrottleLimits(
             self.login_failures_per_account, self.login_failures_per_client, self.login_window
+        )
+
+    @property
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            self.max_connections, self.max_connections_per_client, self.idle_timeout
         )
 
     @property
@@ -66,6 +77,10 @@ class SubscriberSettings:
             raise ConfigError("register = true requires login = true")
         if self.maxusers is not None and self.maxusers < 0:
             raise ConfigError("maxusers must not be negative")
+        if self.max_connections < 1 or self.idle_timeout < 1:
+            raise ConfigError("max_connections and idle_timeout must be at least 1")
+        if self.max_connections_per_client < 0:
+            raise ConfigError("max_connections_per_client must not be negative (0: no limit)")
 
 
 def _bool(value: Any, name: str) -> bool:
@@ -112,5 +127,8 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         login_failures_per_account=int(values.get("login_failures_per_account", 10)),
         login_failures_per_client=int(values.get("login_failures_per_client", 50)),
         login_window=float(values.get("login_window", 900)),
+        max_connections=int(values.get("max_connections", 1000)),
+        max_connections_per_client=int(values.get("max_connections_per_client", 64)),
+        idle_timeout=int(values.get("idle_timeout", 30)),
     )
     return settings
