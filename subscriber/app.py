@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import falcon
 
 from ..common.falcon_app import new_app
-from . import api_compute, api_data, api_users, hdf5_unfold, web
+from . import api_compute, api_data, api_docs, api_users, hdf5_unfold, web
 from .auth import AuthMiddleware
 from .compute_budget import Runner
 from .file_ops import FileOps
@@ -105,5 +105,6 @@ def create_subscriber(
         app.add_route("/api/listusers", api_users.ListUsersResource(store))
         if settings.register:
             app.add_route("/auth/register", api_users.RegisterResource(store, settings.maxusers))
-    web.register(app, store, roots, ops, remote, settings, expressions, logins)
+    pages = web.register(app, store, roots, ops, remote, settings, expressions, logins)
+    api_docs.register(app, settings, pages)
     return Subscriber(app, store, roots, remote, follower, expressions.runner)

@@ -27,6 +27,7 @@ class InProcess:
 
     subscriber: Subscriber
     client: falcon.testing.TestClient
+    subscriber_settings: SubscriberSettings
 
     @property
     def store(self):
@@ -57,11 +58,11 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) 
 def in_process_subscriber(
     statedir: Path, remote_root: str | None = None, **settings: Any
 ) -> InProcess:
-    """A subscriber with logins over `statedir`.
+    """A subscriber over `statedir`, with logins unless `login=False` is given.
 
     `remote_root`: the name of a known remote root whose publisher is down.
     """
-    conf = SubscriberSettings(statedir=statedir, login=True, secret="s3cret", **settings)
+    conf = SubscriberSettings(**{"statedir": statedir, "secret": "s3cret", **settings})
 
     def remote_with(store) -> RemoteRoots:
         if remote_root:
@@ -69,6 +70,7 @@ def in_process_subscriber(
         return RemoteRoots(store, statedir)
 
     subscriber = create_subscriber(conf, remote_with if remote_root else None)
-    subscriber.store.add_user(*SUPERUSER, True)
-    subscriber.store.add_user(*USER)
-    return InProcess(subscriber, falcon.testing.TestClient(subscriber.app))
+    if conf.login:
+        subscriber.store.add_user(*SUPERUSER, True)
+        subscriber.store.add_user(*USER)
+    return InProcess(subscriber, falcon.testing.TestClient(subscriber.app), conf)
