@@ -378,7 +378,9 @@ def table_view(
     rows_data = None
     if computed:
         stamp = access.stamp(path, user)
-        cache_key = (path, stamp, filter_, sort, desc)
+        # Per reader: @personal is another file for each user, and saved expressions read
+        # operands with the reader's rights.
+        cache_key = (user.id if user else None, path, stamp, filter_, sort, desc)
         rows_data = SORT_CACHE.get(cache_key)
         if rows_data is None:
             rows_data = np.asarray(access.read(path, user, None, None, filter_ or None)).reshape(-1)
