@@ -43,6 +43,8 @@ class SubscriberSettings:
     max_connections: int = 1000
     max_connections_per_client: int = 64
     idle_timeout: int = 30
+    # The reverse proxy's address: its X-Forwarded-* headers name the real client.
+    trusted_proxy: str | None = None
 
     @property
     def url_prefix(self) -> str:
@@ -130,5 +132,6 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         max_connections=int(values.get("max_connections", 1000)),
         max_connections_per_client=int(values.get("max_connections_per_client", 64)),
         idle_timeout=int(values.get("idle_timeout", 30)),
+        trusted_proxy=str(values["trusted_proxy"]) if values.get("trusted_proxy") else None,
     )
     return settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
 from caterva2.subscriber import passwords
@@ -12,6 +13,7 @@ from caterva2.subscriber.login_throttle import LoginThrottle, ThrottleLimits
 from caterva2.subscriber.store import Store
 
 from .app_support import SUPERUSER, USER, in_process_subscriber
+from .services import SubscriberProcess
 
 
 @pytest.fixture
@@ -98,3 +100,26 @@ def test_unknown_known_and_inactive_accounts_cost_one_hash_each(tmp_path, monkey
     assert store.authenticate(*USER) is None
     assert calls == [1 << passwords.SCRYPT_LOG_N]
     store.close()
+
+
+def test_behind_a_trusted_proxy_clients_are_counted_by_their_forwarded_address(tmp_path):
+    statedir = tmp_path / "state"
+    statedir.mkdir()
+    conf = {"trusted_proxy": "127.0.0.1", "login_failures_per_client": 2}
+    server = SubscriberProcess(statedir, conf=conf)
+    server.add_user(*server.user)
+    server.start()
+    try:
+
+        def attempt(client: str, n: int) -> int:
+            resp = httpx.post(
+                f"{server.urlbase}/auth/jwt/login",
+                data={"username": f"nobody{n}@example.com", "password": "whatever1"},
+                headers={"X-Forwarded-For": client},
+            )
+            return resp.status_code
+
+        assert [attempt("10.0.0.1", n) for n in range(3)] == [400, 400, 429]
+        assert attempt("10.0.0.2", 3) == 400  # another client behind the same proxy
+    finally:
+        server.stop()
