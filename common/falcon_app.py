@@ -158,10 +158,12 @@ def set_pieces(req: falcon.Request, resp: falcon.Response, pieces: Iterator[byte
         resp.content_length = length
 
 
-def set_attachment(resp: falcon.Response, filename: str) -> None:
-    """Answer as a download named `filename`, its control characters (no header may hold
-    them, and a name found on disk may have them) turned into `_`."""
-    resp.downloadable_as = "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in filename)
+def set_attachment(resp: falcon.Response, filename: str | None) -> None:
+    """Answer as a download named `filename` (None: no name), its control characters (no
+    header may hold them, and a name found on disk may have them) turned into `_`."""
+    if filename is not None:
+        filename = "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in filename)
+    resp.downloadable_as = filename
 
 
 def set_etag(resp: falcon.Response, etag: str) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import blosc2
+import falcon
 import numpy as np
 import pytest
+
+from caterva2.common.falcon_app import set_attachment
 
 from .app_support import SUPERUSER, USER, in_process_subscriber
 
@@ -121,3 +124,11 @@ def test_adduser_with_wrong_types_answers_422(sub, body, field):
     resp = sub.client.simulate_post("/api/adduser", json=body, headers=sub.cookie(SUPERUSER))
     assert resp.status_code == 422 and resp.json["detail"][0]["loc"] == ["body", field]
     assert sub.store.get_user_by_email("n@example.com") is None
+
+
+def test_download_names_lose_control_characters_and_may_be_absent():
+    resp = falcon.Response()
+    set_attachment(resp, "a\r\nSet-Cookie: x.txt")
+    assert resp.headers["content-disposition"] == 'attachment; filename="a__Set-Cookie: x.txt"'
+    set_attachment(resp, None)
+    assert "content-disposition" not in resp.headers
