@@ -1,4 +1,4 @@
-"""`/web/image` reads only what the picture shows, however big the array is."""
+"""The GUI reads only what it shows: `/web/image` samples big planes, sorting has a limit."""
 
 from __future__ import annotations
 
@@ -71,3 +71,19 @@ def test_small_pictures_are_read_at_once(sub, tmp_path, reads):
     )
     assert picture(sub.client.simulate_get("/web/image/@public/p.b2nd")).size == (50, 100)
     assert reads == [100 * 50]
+
+
+def test_sorting_a_dataset_bigger_than_the_compute_limit_is_refused_unread(tmp_path, reads):
+    app = in_process_subscriber(tmp_path, compute_max_size=1000)
+    try:
+        rows = np.zeros(1000, dtype=[("x", "<i4")])  # 4000 bytes
+        blosc2.asarray(rows, urlpath=str(tmp_path / "public" / "rows.b2nd"))
+        resp = app.client.simulate_get("/roots/@public/rows.b2nd", query_string="view=data&sort=x")
+        assert resp.status_code == 400 and "compute_max_size" in resp.text
+        assert reads == []
+        small = app.client.simulate_get(
+            "/roots/@public/rows.b2nd", query_string="view=data&s0=0:10"
+        )
+        assert small.status_code == 200 and reads == [10]
+    finally:
+        app.subscriber.close()

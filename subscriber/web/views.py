@@ -20,6 +20,7 @@ import numpy as np
 from ...common.b2meta import str_to_dtype
 from ...common.errors import BadRequest
 from ...common.slices import parse_slice
+from ..compute_budget import DEFAULT_MAX_BYTES, check_result_size
 from ..store import User
 from .access import Access
 
@@ -377,6 +378,9 @@ def table_view(
 
     rows_data = None
     if computed:
+        # Sorting needs every row in memory (filtering too, as the rows kept are sorted next).
+        limit = getattr(access.expressions, "max_bytes", None) or DEFAULT_MAX_BYTES
+        check_result_size(shape, dtype.itemsize, limit, "Filtering or sorting this dataset")
         stamp = access.stamp(path, user)
         # Per reader: @personal is another file for each user, and saved expressions read
         # operands with the reader's rights.
