@@ -2,9 +2,11 @@
 
 Every request that evaluates an expression or rewrites arrays runs in a small
 thread pool. The request waits at most `timeout` seconds and then answers 503;
-the work itself checks a `Budget` between pieces (a few chunks each), so it
-stops soon after its request gave up instead of running on unseen. Results
-held in memory are refused beforehand when larger than `max_bytes`.
+the work itself checks a `Budget` between pieces (a few chunks each), and work
+that runs in one long library call (a reduction) is interrupted in its thread
+(`Task`), so it stops soon after its request gave up instead of running on
+unseen. Resolving operands outside the pool uses the same limit (`deadline`).
+Results held in memory are refused beforehand when larger than `max_bytes`.
 """
 
 from __future__ import annotations
