@@ -46,17 +46,18 @@ ROOT = {
 STRING = {"type": "string"}
 
 
-def _path_param(name: str, what: str) -> dict:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": what,
-        "schema": {"type": "string", "minLength": 1},
-    }
+def _path_param(name: str, what: str, examples: list[str] | None = None) -> dict:
+    schema: dict[str, Any] = {"type": "string", "minLength": 1}
+    if examples:
+        schema["examples"] = examples
+    return {"name": name, "in": "path", "required": True, "description": what, "schema": schema}
 
 
-PATH = _path_param("path", "A logical path, `<root>/<folders>/<name>` (slashes included)")
+PATH = _path_param(
+    "path",
+    "A logical path, `<root>/<folders>/<name>` (slashes included)",
+    ["@public/ds-1d.b2nd", "@public/dir1/ds-3d.b2nd", "@public/README.md", "@personal"],
+)
 ROOT_NAME = _path_param("name", "A root's name")
 
 
@@ -149,7 +150,11 @@ def _data_paths() -> dict[str, dict]:
                 {"description": "The selection", "content": selection},
                 parameters=[
                     PATH,
-                    _query("slice_", "NumPy-style selection, e.g. `0:10,3`"),
+                    _query(
+                        "slice_",
+                        "NumPy-style selection, e.g. `0:10,3`",
+                        {"type": "string", "examples": ["0:3", "1", "0:2,1:3", ":,-1"]},
+                    ),
                     _query("field", "One field of a structured array"),
                     _query("filter", "A condition on the fields, e.g. `(x > 3) & (y < 2)`"),
                 ],
