@@ -67,5 +67,6 @@ def test_the_docs_page_shows_every_operation_from_this_site_only(tmp_path):
         links = re.findall(r'(?:src|href)="([^"]+)"', page.text)
         assert links and all(not re.match(r"\w+:|//", link) for link in links), links
         assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert 'href="/docs">REST API</a>' in app.client.simulate_get("/").text
     finally:
         app.subscriber.close()
