@@ -12,17 +12,26 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .config import ConfigError, parse_http
+from .connection_limits import ConnectionLimits, limit_per_client
 from .falcon_app import tune_waitress, waitress_options
 from .logs import setup_logging
 
 Settings = TypeVar("Settings")
 
 
-def http_server(app: Any, http: str, threads: int, ident: str, **options: Any) -> Any:
+def http_server(
+    app: Any,
+    http: str,
+    threads: int,
+    ident: str,
+    limits: ConnectionLimits | None = None,
+    **options: Any,
+) -> Any:
     """A tuned waitress server for `app` on `http` (HOST:PORT or a Unix socket path).
 
     It listens once made: clients may connect before it runs.
     """
+    limits = limits or ConnectionLimits()
     import waitress
 
     address = parse_http(http)
@@ -35,12 +44,13 @@ def http_server(app: Any, http: str, threads: int, ident: str, **options: Any) -
         app,
         threads=threads,
         ident=ident,
-        channel_timeout=300,
+        **limits.waitress_options(),
         **waitress_options(),
         **options,
         **listen,
     )
     tune_waitress(server)
+    limit_per_client(server, limits.per_client)
     return server
 
 

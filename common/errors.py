@@ -9,6 +9,7 @@ class Caterva2Error(Exception):
     """An error with an HTTP status and a `detail` shown to the client."""
 
     status: int = 500
+    headers: dict[str, str] | None = None  # sent with the error answer
 
     def __init__(self, detail: object) -> None:
         super().__init__(detail)
@@ -47,6 +48,17 @@ class PayloadTooLarge(Caterva2Error):
 
 class UnsupportedMediaType(Caterva2Error):
     status = 415
+
+
+class TooManyRequests(Caterva2Error):
+    """Throttled: try again after `retry_after` seconds (sent as `Retry-After`)."""
+
+    status = 429
+
+    def __init__(self, detail: object, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class ServiceUnavailable(Caterva2Error):

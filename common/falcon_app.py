@@ -26,6 +26,8 @@ def _caterva2_error(req, resp, ex: Caterva2Error, params) -> None:
     resp.status = falcon.code_to_http_status(ex.status)
     resp.content_type = falcon.MEDIA_JSON  # a handler may have set another type already
     resp.media = {"detail": ex.detail}
+    for name, value in (ex.headers or {}).items():
+        resp.set_header(name, value)
 
 
 def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
@@ -156,6 +158,14 @@ def set_pieces(req: falcon.Request, resp: falcon.Response, pieces: Iterator[byte
     else:  # gunicorn reads a file-like body 8 KiB at a time: pieces are better whole
         resp.stream = pieces
         resp.content_length = length
+
+
+def set_attachment(resp: falcon.Response, filename: str | None) -> None:
+    """Answer as a download named `filename` (None: no name), its control characters (no
+    header may hold them, and a name found on disk may have them) turned into `_`."""
+    if filename is not None:
+        filename = "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in filename)
+    resp.downloadable_as = filename
 
 
 def set_etag(resp: falcon.Response, etag: str) -> None:

@@ -23,8 +23,9 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 SPECIAL_ROOTS = ("@public", "@personal", "@shared")
 
 
-MAX_NAME_BYTES = 255
-"""Longest file or folder name (most file systems refuse longer ones)."""
+# Longest name of one folder or file, in UTF-8 bytes: file systems allow 255, and the
+# stored name may grow by `.b2` and by the prefix of a temporary file (33 bytes).
+MAX_NAME_BYTES = 200
 MAX_PATH_BYTES = 4096
 """Longest path relative to a root (Linux's PATH_MAX)."""
 MAX_ROOT_NAME = 100
@@ -32,8 +33,8 @@ MAX_ROOT_NAME = 100
 MAX_URL = 2048
 """Longest publisher URL a root announcement may carry."""
 
-# C0 controls and DEL: a newline in a name ends up in HTTP headers and logs.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters would end up in HTTP headers (`Content-Disposition`) and logs.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # `%2e`, `%2f`, `%5c`, `%00`: a name that some layer may decode into `..`, `/`, `\\` or NUL.
 _ENCODED_SEPARATOR = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
 # Published root names: routing keys without topic wildcards (`*`, `#`), and
@@ -47,7 +48,7 @@ def check_relpath(relpath: str) -> str:
         raise BadRequest(f"Invalid path {relpath!r}: not a string")
     if "\x00" in relpath:
         raise BadRequest("Invalid path: NUL byte in path")
-    if _CONTROL.search(relpath):
+    if CONTROL_CHARS.search(relpath):
         raise BadRequest(f"Invalid path {relpath!r}: control characters are not allowed")
     if "\\" in relpath:
         raise BadRequest(f"Invalid path {relpath!r}: backslashes are not allowed")
@@ -57,14 +58,16 @@ def check_relpath(relpath: str) -> str:
         raise BadRequest(
             f"Invalid path {relpath!r}: percent-encoded dots, separators and NUL are not allowed"
         )
-    if len(relpath.encode()) > MAX_PATH_BYTES:
+    if len(relpath.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise BadRequest(f"Invalid path: longer than {MAX_PATH_BYTES} bytes")
     parts = [p for p in relpath.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise BadRequest(f"Invalid path {relpath!r}: '..' is not allowed")
     for part in parts:
-        if len(part.encode()) > MAX_NAME_BYTES:
-            raise BadRequest(f"Invalid path: the name {part[:40]!r}... is over 255 bytes")
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise BadRequest(
+                f"Invalid path: the name {part[:40]!r}... is longer than {MAX_NAME_BYTES} bytes"
+            )
     return "/".join(parts)
 
 
@@ -102,7 +105,7 @@ def check_publisher_url(url: str) -> str:
         raise BadRequest("Invalid publisher URL: empty")
     if len(url) > MAX_URL:
         raise BadRequest(f"Invalid publisher URL: longer than {MAX_URL} characters")
-    if _CONTROL.search(url) or " " in url:
+    if CONTROL_CHARS.search(url) or " " in url:
         raise BadRequest(f"Invalid publisher URL {url[:80]!r}: spaces or control characters")
     try:
         parts = urlsplit(url)

@@ -9,10 +9,11 @@ import falcon
 
 from ..common import block_stream
 from ..common.errors import BadRequest, NotFound, PreconditionFailed, ValidationError
-from ..common.falcon_app import set_body, set_etag, set_pieces
+from ..common.falcon_app import set_attachment, set_body, set_etag, set_pieces
 from ..common.paths import split_logical_path
 from ..common.slices import parse_slice
 from . import datasets
+from .auth import check_follow
 from .file_ops import FileOps
 from .lazy_expressions import Expressions, SavedExpression
 from .local_roots import LocalRoots, Location
@@ -108,7 +109,7 @@ def _send_file(req: falcon.Request, resp: falcon.Response, path, filename: str) 
     stat = path.stat()
     etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
     resp.content_type = "application/octet-stream"
-    resp.downloadable_as = filename
+    set_attachment(resp, filename)
     resp.etag = etag
     resp.set_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))
     resp.accept_ranges = "bytes"
@@ -178,7 +179,7 @@ class FetchResource(ReadResource):
         elif isinstance(result, datasets.WholeFile):
             _send_file(req, resp, result.path, result.path.name)
         elif isinstance(result, RemoteFile):
-            resp.downloadable_as = result.filename
+            set_attachment(resp, result.filename)
             resp.stream = result.blocks
             if result.length is not None:
                 resp.content_length = result.length
@@ -222,7 +223,7 @@ class DownloadResource(ReadResource):
             loc = self.roots.locate(path, req.context.user)
             expr = self.saved_expression(loc, req)
             content = expr.download() if expr else datasets.download(loc)
-        resp.downloadable_as = content.filename
+        set_attachment(resp, content.filename)
         resp.content_type = content.content_type or "application/octet-stream"
         resp.stream = content.blocks
         if content.length is not None:
@@ -285,6 +286,7 @@ class SubscribeResource(ReadResource):
         if not self.roots.is_local(root):
             if self.remote is None:
                 raise NotFound(f"{root} not known by the broker")
+            check_follow(req.context.user, self.roots.login)
             self.remote.follow(root, mirror=req.get_param_as_bool("mirror", default=False))
             resp.media = "Ok"
             return
@@ -302,5 +304,6 @@ class UnsubscribeResource(ReadResource):
         root, _ = split_logical_path(name)
         if self.remote is None or not self.remote.is_known(root):
             raise NotFound(f"{root} not known by the broker")
+        check_follow(req.context.user, self.roots.login, unfollow=True)
         self.remote.unfollow(root)
         resp.media = "Ok"

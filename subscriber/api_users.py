@@ -9,8 +9,9 @@ import falcon
 from ..common.errors import BadRequest, Conflict, NotFound, Unauthorized, ValidationError
 from . import mail, passwords
 from .api_data import json_body
-from .auth import clear_login_cookie, require_user, set_login_cookie
+from .auth import clear_login_cookie, require_superuser, require_user, set_login_cookie
 from .local_roots import LocalRoots
+from .login_throttle import ThrottledLogins
 from .store import EMAIL_RE, Store
 
 
@@ -20,8 +21,10 @@ def _limit_users(store: Store, maxusers: int | None) -> None:
 
 
 class LoginResource:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, logins: ThrottledLogins, secure: bool = False) -> None:
         self.store = store
+        self.logins = logins
+        self.secure = secure
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not (req.content_type or "").startswith("application/x-www-form-urlencoded"):
@@ -30,21 +33,24 @@ class LoginResource:
         for key in ("username", "password"):
             if not form.get(key):
                 raise ValidationError("body", key, "Field required")
-        user = self.store.authenticate(str(form["username"]), str(form["password"]))
+        user = self.logins.authenticate(
+            str(form["username"]), str(form["password"]), req.remote_addr or ""
+        )
         if user is None:
             raise BadRequest("LOGIN_BAD_CREDENTIALS")
-        set_login_cookie(resp, self.store.create_token(user))
+        set_login_cookie(resp, self.store.create_token(user), self.secure)
         resp.status = falcon.HTTP_204
 
 
 class LogoutResource:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, secure: bool = False) -> None:
         self.store = store
+        self.secure = secure
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         require_user(req)
         self.store.delete_token(req.context.token)
-        clear_login_cookie(resp)
+        clear_login_cookie(resp, self.secure)
         resp.status = falcon.HTTP_204
 
 
@@ -104,6 +110,21 @@ class ResetPasswordResource:
         _json_null(resp)
 
 
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+
+
+def _lax_bool(value: object) -> bool | None:
+    """A JSON boolean as FastAPI takes it (true, 1, "yes"...), or None when it is none."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    return None
+
+
 class AddUserResource:
     def __init__(self, store: Store, maxusers: int | None) -> None:
         self.store = store
@@ -114,8 +135,20 @@ class AddUserResource:
         if not caller.is_superuser:
             raise Unauthorized("Only superusers can add users")
         body = json_body(req, "username", "password", "superuser")
-        name, password = str(body["username"]), body["password"]
-        superuser = bool(body["superuser"])
+        name, password, superuser = body["username"], body["password"], body["superuser"]
+        if not isinstance(name, str):
+            raise ValidationError(
+                "body", "username", "Input should be a valid string", "string_type"
+            )
+        if password is not None and not isinstance(password, str):
+            raise ValidationError(
+                "body", "password", "Input should be a valid string", "string_type"
+            )
+        superuser = _lax_bool(superuser)
+        if superuser is None:
+            raise ValidationError(
+                "body", "superuser", "Input should be a valid boolean", "bool_parsing"
+            )
         if self.store.get_user_by_email(name) is None:
             _limit_users(self.store, self.maxusers)
             try:
@@ -129,6 +162,8 @@ class AddUserResource:
 
 
 class DelUserResource:
+    changes_state_on_get = True  # a GET, as in the original API: `OriginGuard` checks it
+
     def __init__(self, store: Store, roots: LocalRoots) -> None:
         self.store = store
         self.roots = roots
@@ -150,5 +185,6 @@ class ListUsersResource:
         self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        require_user(req)
+        # Accounts, their flags and their @personal folders are an administrator's business.
+        require_superuser(req.context.user, "Listing users")
         resp.media = [u.public_dict() for u in self.store.list_users(req.get_param("username"))]

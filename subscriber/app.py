@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import falcon
 
 from ..common.falcon_app import new_app
-from . import api_compute, api_data, api_users, hdf5_unfold, web
+from . import api_compute, api_data, api_docs, api_users, hdf5_unfold, web
 from .auth import AuthMiddleware
+from .compute_budget import Runner
 from .file_ops import FileOps
 from .follower import Follower
 from .local_roots import LocalRoots
+from .login_throttle import ThrottledLogins
+from .origin_check import OriginGuard
 from .remote_roots import RemoteRoots
 from .settings import SubscriberSettings
 from .store import Store
@@ -29,8 +33,11 @@ class Subscriber:
     roots: LocalRoots
     remote: RemoteRoots | None = None
     follower: Follower | None = None
+    compute: Runner | None = None  # the pool of computing requests
 
     def close(self) -> None:
+        if self.compute is not None:
+            self.compute.close()
         if self.follower is not None:
             self.follower.close()
         if self.remote is not None:
@@ -39,13 +46,21 @@ class Subscriber:
             self.store.close()
 
 
-def create_subscriber(settings: SubscriberSettings) -> Subscriber:
-    """Build the Falcon app serving `settings.statedir`."""
+def create_subscriber(
+    settings: SubscriberSettings, remote_with: Callable[[Store], RemoteRoots] | None = None
+) -> Subscriber:
+    """Build the Falcon app serving `settings.statedir`.
+
+    `remote_with`: makes the remote roots from the store instead of following a
+    broker (remote roots known from the store alone, as when the broker is away).
+    """
     # The store always exists (it also holds remote roots); users only matter with logins.
     store = Store(settings.statedir, settings.secret)
     roots = LocalRoots(settings.statedir, settings.login)
     remote = follower = None
-    if settings.broker_url:
+    if remote_with is not None:
+        remote = remote_with(store)
+    elif settings.broker_url:
         remote = RemoteRoots(
             store,
             settings.statedir,
@@ -56,7 +71,12 @@ def create_subscriber(settings: SubscriberSettings) -> Subscriber:
             remote, settings.broker_url, settings.subscriber_id, queue_expiry=settings.queue_expiry
         )
     ops = FileOps(roots, settings.quota)
-    app = new_app(middleware=[AuthMiddleware(store if settings.login else None)])
+    app = new_app(
+        middleware=[
+            OriginGuard(settings.urlbase),
+            AuthMiddleware(store if settings.login else None),
+        ]
+    )
     app.resp_options.secure_cookies_by_default = False
 
     # lazyexpr, concat, stack, append; `expressions` also serves reads of saved expressions.
@@ -78,9 +98,12 @@ def create_subscriber(settings: SubscriberSettings) -> Subscriber:
     app.add_route("/api/subscribe/{name:path}", api_data.SubscribeResource(roots, remote))
     app.add_route("/api/unsubscribe/{name:path}", api_data.UnsubscribeResource(roots, remote))
 
+    # One throttle for the API's logins and the login page's.
+    logins = ThrottledLogins(store, settings.throttle_limits)
     if settings.login:
-        app.add_route("/auth/jwt/login", api_users.LoginResource(store))
-        app.add_route("/auth/jwt/logout", api_users.LogoutResource(store))
+        secure = settings.secure_cookies
+        app.add_route("/auth/jwt/login", api_users.LoginResource(store, logins, secure))
+        app.add_route("/auth/jwt/logout", api_users.LogoutResource(store, secure))
         forgot = api_users.ForgotPasswordResource(store, settings.urlbase)
         app.add_route("/auth/forgot-password", forgot)
         app.add_route("/auth/reset-password", api_users.ResetPasswordResource(store))
@@ -89,5 +112,6 @@ def create_subscriber(settings: SubscriberSettings) -> Subscriber:
         app.add_route("/api/listusers", api_users.ListUsersResource(store))
         if settings.register:
             app.add_route("/auth/register", api_users.RegisterResource(store, settings.maxusers))
-    web.register(app, store, roots, ops, remote, settings, expressions)
-    return Subscriber(app, store, roots, remote, follower)
+    pages = web.register(app, store, roots, ops, remote, settings, expressions, logins)
+    api_docs.register(app, settings, pages)
+    return Subscriber(app, store, roots, remote, follower, expressions.runner)

@@ -29,14 +29,20 @@ class AuthMiddleware:
                 return
 
 
-def set_login_cookie(resp: falcon.Response, token: str) -> None:
-    """The one cookie a login answers with (clients replay the first cookie verbatim)."""
-    resp.set_cookie(COOKIE_NAME, token, http_only=True, path="/", secure=False, same_site="Lax")
+def set_login_cookie(resp: falcon.Response, token: str, secure: bool = False) -> None:
+    """The one cookie a login answers with (clients replay the first cookie verbatim).
+
+    `secure`: sent back over https only (when the subscriber's urlbase is https).
+    """
+    resp.set_cookie(COOKIE_NAME, token, http_only=True, path="/", secure=secure, same_site="Lax")
 
 
-def clear_login_cookie(resp: falcon.Response) -> None:
+def clear_login_cookie(resp: falcon.Response, secure: bool = False) -> None:
     # Written by hand: Falcon drops a zero Max-Age, and browsers need it to forget the cookie.
-    resp.append_header("Set-Cookie", f'{COOKIE_NAME}=""; HttpOnly; Max-Age=0; Path=/; SameSite=lax')
+    flags = "; Secure" if secure else ""
+    resp.append_header(
+        "Set-Cookie", f'{COOKIE_NAME}=""; HttpOnly; Max-Age=0; Path=/; SameSite=lax{flags}'
+    )
 
 
 def require_user(req: falcon.Request, message: str = "Unauthorized") -> User:
@@ -47,3 +53,30 @@ def require_user(req: falcon.Request, message: str = "Unauthorized") -> User:
     if user is None:
         raise Unauthorized(message)
     return user
+
+
+def require_superuser(user: User | None, action: str) -> User:
+    """The caller when a superuser: 401 when anonymous, 403 for other users."""
+    from ..common.errors import Forbidden, Unauthorized
+
+    if user is None:
+        raise Unauthorized(f"{action} requires authentication")
+    if not user.is_superuser:
+        raise Forbidden(f"{action} is for superusers only")
+    return user
+
+
+def check_follow(user: User | None, logins: bool, unfollow: bool = False) -> None:
+    """Following (or mirroring) a remote root needs a login; unfollowing it, a superuser.
+
+    A remote root's cache is shared by every user of the subscriber, so dropping it
+    is an administrator's decision. Without logins there is nobody to ask.
+    """
+    from ..common.errors import Unauthorized
+
+    if not logins:
+        return
+    if unfollow:
+        require_superuser(user, "Unsubscribing a remote root")
+    elif user is None:
+        raise Unauthorized("Subscribing to a remote root requires authentication")

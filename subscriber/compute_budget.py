@@ -2,13 +2,16 @@
 
 Every request that evaluates an expression or rewrites arrays runs in a small
 thread pool. The request waits at most `timeout` seconds and then answers 503;
-the work itself checks a `Budget` between pieces (a few chunks each), so it
-stops soon after its request gave up instead of running on unseen. Results
-held in memory are refused beforehand when larger than `max_bytes`.
+the work itself checks a `Budget` between pieces (a few chunks each), and work
+that runs in one long library call (a reduction) is interrupted in its thread
+(`Task`), so it stops soon after its request gave up instead of running on
+unseen. Resolving operands outside the pool uses the same limit (`deadline`).
+Results held in memory are refused beforehand when larger than `max_bytes`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import math
 import threading
@@ -16,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,6 +37,14 @@ T = TypeVar("T")
 
 class OverBudget(Exception):
     """Raised inside the work when its request has given up (time is over)."""
+
+
+class Interrupted(BaseException):
+    """Raised into a work's thread after its request gave up.
+
+    Not an `Exception`: libraries that catch every error and try another way
+    (Blosc2 does) must not swallow it.
+    """
 
 
 @dataclass(frozen=True)
@@ -79,26 +91,100 @@ def check_result_size(shape: tuple[int, ...], itemsize: int, max_bytes: int, wha
         )
 
 
+class Task:
+    """One piece of work on a pool thread, which can be stopped from another thread.
+
+    The work checks its `Budget` between pieces, but one Blosc2 call (a reduction
+    over a whole array, a subscript) may run for long: `interrupt` raises
+    `Interrupted` in the work's thread at its next Python instruction (Blosc2 loops
+    over chunks in Python), so the worker is free again soon after the 503.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: int | None = None
+        self._interrupted = False
+
+    def started(self) -> None:
+        with self._lock:
+            self._thread = threading.get_ident()
+
+    def interrupt(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                _raise_in_thread(self._thread, Interrupted)
+                self._interrupted = True
+
+    def finished(self) -> None:
+        with self._lock:
+            if self._interrupted and self._thread is not None:
+                # Not delivered yet: it must not hit the next work of this pool thread.
+                _raise_in_thread(self._thread, None)
+            self._thread = None
+
+
+def _raise_in_thread(thread: int, exc: type[BaseException] | None) -> None:
+    """Raise `exc` asynchronously in a thread (None: withdraw one not raised yet)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread), ctypes.py_object(exc) if exc is not None else None
+    )
+
+
 class Runner:
     """Runs computing work in a bounded pool and gives up after the time limit."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.pool = ThreadPoolExecutor(max(1, limits.workers), thread_name_prefix="cat2-compute")
+        self._running: set[Task] = set()
+        self._guard = threading.Lock()
+
+    def running(self) -> int:
+        """How many pieces of work are running now (in the pool)."""
+        with self._guard:
+            return len(self._running)
 
     def run(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(budget, *args)`, or 503 when it does not finish in time."""
+        """`work(budget, *args)`, or 503 when it does not finish in time (and the work stops)."""
         budget = Budget(self.limits.timeout)
-        future = self.pool.submit(work, budget, *args)
+        task = Task()
+
+        def body() -> T:
+            with self._guard:
+                self._running.add(task)
+            task.started()
+            try:
+                return work(budget, *args)
+            finally:
+                try:
+                    task.finished()  # where an interruption sent late may still land
+                finally:
+                    with self._guard:
+                        self._running.discard(task)
+
+        future = self.pool.submit(body)
         try:
             return future.result(timeout=self.limits.timeout)
         except (FuturesTimeout, OverBudget):
             budget.cancel()
             future.cancel()
-            raise ServiceUnavailable(
-                f"The request did not finish within the limit of {self.limits.timeout:g} s "
-                "(compute_timeout); ask for a smaller slice, or try again later"
-            ) from None
+            task.interrupt()
+            raise self.too_late() from None
+
+    def too_late(self) -> ServiceUnavailable:
+        """The 503 of a request that ran out of time."""
+        return ServiceUnavailable(
+            f"The request did not finish within the limit of {self.limits.timeout:g} s "
+            "(compute_timeout); ask for a smaller slice, or try again later"
+        )
+
+    @contextmanager
+    def deadline(self) -> Iterator[Budget]:
+        """A budget for work done outside the pool (resolving operands), 503 when over."""
+        try:
+            yield Budget(self.limits.timeout)
+        except OverBudget:
+            raise self.too_late() from None
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -10,6 +10,7 @@ import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,7 +245,8 @@ def fetch(
     if opened.is_shell:
         return hdf5_shells.fetch(loc, obj, key, field, filter_)
     if filter_:
-        return filtered_result(obj, key, filter_)
+        with damaged_data(loc.logical):
+            return filtered_result(obj, key, filter_)
     if blocks and field is None and isinstance(obj, blosc2.NDArray):
         schunk = obj.schunk  # `obj` lives as long as the stream: its schunk stays valid
 
@@ -257,7 +259,17 @@ def fetch(
             return stream
     if is_whole_read(obj_shape(obj), key, field):
         return WholeFile(path)
-    return selection_result(obj, key, field)
+    with damaged_data(loc.logical):
+        return selection_result(obj, key, field)
+
+
+@contextmanager
+def damaged_data(logical: str) -> Iterator[None]:
+    """Blosc2 failing to decompress stored chunks (an upload of damaged bytes) becomes a 400."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise BadRequest(f"{logical} cannot be read: its stored data is damaged ({exc})") from None
 
 
 @dataclass

@@ -50,6 +50,9 @@ from .store import User
 MARKER = "_caterva2_lazyexpr"
 FORMAT_VERSION = 1
 MAX_NESTING = 16
+# Operand references of an expression once its saved expressions are written out in full:
+# Blosc2 builds that text, so a chain that doubles at every level is refused early.
+MAX_EXPANDED_OPERANDS = 128
 CREATE_ACTION = "Creating lazy expressions"
 # What Blosc2 and NumPy raise for an expression that cannot be built or evaluated.
 EVALUATION_ERRORS = (
@@ -110,6 +113,12 @@ class ExpressionOperand:
     paths: dict[str, str]
     parsed: ParsedExpression
     operands: dict[str, ArrayOperand | ShellOperand | RemoteOperand | ExpressionOperand]
+    expanded: int = 1  # operand references once nested expressions are written out
+
+
+def expanded_size(operands: dict) -> int:
+    """Operand references of an expression over `operands`, nested expressions written out."""
+    return sum(op.expanded if isinstance(op, ExpressionOperand) else 1 for op in operands.values())
 
 
 Operand = ArrayOperand | ShellOperand | RemoteOperand | ExpressionOperand
@@ -175,15 +184,28 @@ def _operand_error(label: str, logical: str, detail: object) -> BadRequest:
 
 
 class Resolver:
-    """Opens the operands of an expression as `user` may read them."""
+    """Opens the operands of an expression as `user` may read them.
+
+    A saved expression used many times (at any depth) is resolved once, so the
+    work grows with the number of distinct expressions, not with the paths to
+    them; `budget` is checked at every operand.
+    """
 
     def __init__(
-        self, roots: LocalRoots, remote: RemoteRoots | None, user: User | None, max_bytes: int
+        self,
+        roots: LocalRoots,
+        remote: RemoteRoots | None,
+        user: User | None,
+        max_bytes: int,
+        budget: Budget | None = None,
     ) -> None:
         self.roots = roots
         self.remote = remote
         self.user = user
         self.max_bytes = max_bytes
+        self.budget = budget
+        # (file, depth) -> resolved: the depth decides the nesting check below it.
+        self._resolved: dict[tuple[Path, int], ExpressionOperand] = {}
 
     def expression(
         self, logical: str, expression: object, paths: dict[str, str], chain: frozenset[Path]
@@ -201,10 +223,18 @@ class Resolver:
                 missing[var] = paths[var]
         if missing:
             raise MissingOperands(parsed.text, missing)
-        return ExpressionOperand(logical, parsed.text, paths, parsed, operands)
+        expanded = expanded_size(operands)
+        if expanded > MAX_EXPANDED_OPERANDS:
+            raise BadRequest(
+                f"{INVALID}: {logical} written out in full uses {expanded} operands, more than "
+                f"{MAX_EXPANDED_OPERANDS}; save an intermediate result with compute=true"
+            )
+        return ExpressionOperand(logical, parsed.text, paths, parsed, operands, expanded)
 
     def operand(self, label: str, logical: str, chain: frozenset[Path]) -> Operand:
         """Open one operand; 400 when it is not an array the user may read."""
+        if self.budget is not None:
+            self.budget.check()
         try:
             root, relpath = split_logical_path(logical)
         except BadRequest as exc:
@@ -239,7 +269,13 @@ class Resolver:
             raise _operand_error(label, logical, "refers back to itself (circular expressions)")
         if len(chain) >= MAX_NESTING:
             raise _operand_error(label, logical, f"nests expressions deeper than {MAX_NESTING}")
-        return self.expression(logical, definition[0], definition[1], chain | {real})
+        # A cycle through a resolved expression would have failed when it was resolved.
+        key = (real, len(chain))
+        if key not in self._resolved:
+            self._resolved[key] = self.expression(
+                logical, definition[0], definition[1], chain | {real}
+            )
+        return self._resolved[key]
 
     def _remote(self, label: str, logical: str, root: str, relpath: str) -> RemoteOperand:
         try:
@@ -331,6 +367,7 @@ class Evaluation:
         self.remote = remote
         self.max_bytes = max_bytes
         self.proxies: dict[tuple[str, str], Any] = {}
+        self._built: dict[int, Any] = {}  # id of a resolved expression -> its LazyExpr
         self.chunkable = _chunkable(top)
         self._stack = ExitStack()
 
@@ -365,6 +402,11 @@ class Evaluation:
             return blosc2.Proxy(ShellSource(node))  # chunks cached in memory, for this request
         if isinstance(node, RemoteOperand):
             return self.proxies[(node.root, node.relpath)]
+        if id(node) not in self._built:
+            self._built[id(node)] = self._build_expression(node)
+        return self._built[id(node)]
+
+    def _build_expression(self, node: ExpressionOperand) -> Any:
         operands = {var: self._build(child) for var, child in node.operands.items()}
         shapes = {var: tuple(op.shape) for var, op in operands.items()}
         itemsizes = {var: np.dtype(op.dtype).itemsize for var, op in operands.items()}
@@ -502,8 +544,15 @@ class Expressions:
     def max_bytes(self) -> int:
         return self.runner.limits.max_bytes
 
-    def resolver(self, user: User | None) -> Resolver:
-        return Resolver(self.roots, self.remote, user, self.max_bytes)
+    def resolver(self, user: User | None, budget: Budget | None = None) -> Resolver:
+        return Resolver(self.roots, self.remote, user, self.max_bytes, budget)
+
+    def resolve(
+        self, user: User | None, logical: str, expression: object, paths: dict, chain: frozenset
+    ) -> ExpressionOperand:
+        """Resolve an expression for `user` within the time limit of a request (503 after)."""
+        with self.runner.deadline() as budget:
+            return self.resolver(user, budget).expression(logical, expression, paths, chain)
 
     def evaluation(self, top: ExpressionOperand) -> Evaluation:
         return Evaluation(top, self.remote, self.max_bytes)
@@ -549,7 +598,7 @@ class Expressions:
         # A lazy expression must not read itself; a computed one may overwrite its operand.
         chain = frozenset() if compute else frozenset({target.path.resolve()})
         try:
-            top = self.resolver(user).expression(logical, expression, paths, chain)
+            top = self.resolve(user, logical, expression, paths, chain)
         except MissingOperands as exc:
             listed = ", ".join(f"{var} = {path}" for var, path in exc.missing.items())
             raise BadRequest(f"Expression error: operands not found: {listed}") from None
@@ -575,9 +624,9 @@ class Expressions:
     @contextmanager
     def open_array(self, logical: str, user: User | None, label: str) -> Iterator[Any]:
         """A readable array (NDArray or evaluated expression) at `logical`, for `user`."""
-        resolver = self.resolver(user)
         try:
-            node = resolver.operand(label, logical, frozenset())
+            with self.runner.deadline() as budget:
+                node = self.resolver(user, budget).operand(label, logical, frozenset())
         except _Missing:
             raise NotFound(f"{label} {logical} does not exist") from None
         except MissingOperands as exc:
@@ -610,9 +659,7 @@ class SavedExpression:
 
     def _resolve(self) -> ExpressionOperand:
         chain = frozenset({self.loc.path.resolve()})
-        return self.service.resolver(self.user).expression(
-            self.loc.logical, self.expression, self.paths, chain
-        )
+        return self.service.resolve(self.user, self.loc.logical, self.expression, self.paths, chain)
 
     def _run(self, use) -> Any:
         """`use(evaluation, budget)` in the compute pool, under the time limit."""
@@ -640,10 +687,15 @@ class SavedExpression:
                 "missing_ops": exc.missing,
             }
 
-        # Inferring shape and dtype evaluates nothing (constructors are sized before they run),
-        # so it stays out of the compute pool: info answers even when the pool is busy.
-        with self.service.evaluation(top) as ev:
-            shape, dtype = tuple(ev.lazy.shape), np.dtype(ev.lazy.dtype)
+        def infer(budget: Budget | None = None) -> tuple[tuple[int, ...], np.dtype]:
+            with self.service.evaluation(top) as ev:
+                return tuple(ev.lazy.shape), np.dtype(ev.lazy.dtype)
+
+        # Inferring shape and dtype of element-wise expressions evaluates nothing (constructors
+        # are sized before they run), so it stays out of the compute pool: info answers even
+        # when the pool is busy. Blosc2 computes reductions as it builds them: those run in
+        # the pool, under the time limit.
+        shape, dtype = infer() if _chunkable(top) else self.service.runner.run(infer)
         return {
             "shape": list(shape),
             "dtype": b2meta.dtype_to_str(dtype),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -49,6 +50,16 @@ def verify_password(password: str, hashed: str) -> bool:
     except (ValueError, KeyError):
         return False
     return hmac.compare_digest(actual, _unb64(digest))
+
+
+@functools.cache
+def decoy_hash() -> str:
+    """A hash no password is known for, checked when an account does not exist.
+
+    Made once, with the current parameters: checking it costs what checking a real
+    account's password costs, and nothing more.
+    """
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def random_password(length: int = 8) -> str:

@@ -71,6 +71,14 @@ def load_settings(args: argparse.Namespace) -> SubscriberSettings:
     return settings
 
 
+def proxy_options(trusted_proxy: str | None) -> dict:
+    """waitress settings taking the client's address and scheme from a trusted proxy."""
+    if not trusted_proxy:
+        return {}
+    headers = {"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port"}
+    return {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": headers}
+
+
 def serve(settings: SubscriberSettings) -> None:
     """Serve until SIGTERM or SIGINT, then close cleanly."""
     from ..common.daemon import http_server, stop_on_signals
@@ -82,8 +90,10 @@ def serve(settings: SubscriberSettings) -> None:
         settings.http,
         settings.threads,
         "caterva2",
+        settings.connection_limits,
         url_prefix=settings.url_prefix,
         clear_untrusted_proxy_headers=True,
+        **proxy_options(settings.trusted_proxy),
     )
     stop_on_signals()
     log.warning("cat2sub serving %s on %s", settings.statedir, settings.http)

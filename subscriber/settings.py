@@ -9,8 +9,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..common.config import ConfigError, parse_http, parse_size, secret_from_env
+from ..common.connection_limits import ConnectionLimits
 from ..common.errors import BadRequest
 from ..common.paths import check_root_name
+from .login_throttle import ThrottleLimits
 
 DEFAULT_STATEDIR = "_caterva2/sub"
 DEFAULT_HTTP = "localhost:8000"
@@ -42,11 +44,38 @@ class SubscriberSettings:
     # Per computing request (lazyexpr, concat, stack, append, reading expressions).
     compute_timeout: float = 60.0
     compute_max_size: int = 1024**3
+    # Failed logins allowed per account and per client address in `login_window` seconds.
+    login_failures_per_account: int = 10
+    login_failures_per_client: int = 50
+    login_window: float = 900.0
+    # HTTP connections: in all, per client address (0: no limit), idle seconds before closing.
+    max_connections: int = 1000
+    max_connections_per_client: int = 64
+    idle_timeout: int = 30
+    # The reverse proxy's address: its X-Forwarded-* headers name the real client.
+    trusted_proxy: str | None = None
 
     @property
     def url_prefix(self) -> str:
         """The path part of `urlbase`, where the app is mounted ('' for none)."""
         return urlsplit(self.urlbase).path.rstrip("/")
+
+    @property
+    def throttle_limits(self) -> ThrottleLimits:
+        return ThrottleLimits(
+            self.login_failures_per_account, self.login_failures_per_client, self.login_window
+        )
+
+    @property
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            self.max_connections, self.max_connections_per_client, self.idle_timeout
+        )
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether cookies must say `Secure` (served over https)."""
+        return self.urlbase.lower().startswith("https:")
 
     def check(self) -> None:
         """Refuse a configuration that cannot run, saying why."""
@@ -59,6 +88,10 @@ class SubscriberSettings:
             raise ConfigError("register = true requires login = true")
         if self.maxusers is not None and self.maxusers < 0:
             raise ConfigError("maxusers must not be negative")
+        if self.max_connections < 1 or self.idle_timeout < 1:
+            raise ConfigError("max_connections and idle_timeout must be at least 1")
+        if self.max_connections_per_client < 0:
+            raise ConfigError("max_connections_per_client must not be negative (0: no limit)")
 
 
 def _bool(value: Any, name: str) -> bool:
@@ -132,6 +165,13 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         publisher_ca_file=values.get("publisher_ca_file")
         or os.environ.get("CATERVA2_PUBLISHER_CA")
         or None,
+        login_failures_per_account=int(values.get("login_failures_per_account", 10)),
+        login_failures_per_client=int(values.get("login_failures_per_client", 50)),
+        login_window=float(values.get("login_window", 900)),
+        max_connections=int(values.get("max_connections", 1000)),
+        max_connections_per_client=int(values.get("max_connections_per_client", 64)),
+        idle_timeout=int(values.get("idle_timeout", 30)),
+        trusted_proxy=str(values["trusted_proxy"]) if values.get("trusted_proxy") else None,
     )
     if settings.publisher_ca_file and not Path(settings.publisher_ca_file).is_file():
         raise ConfigError(f"publisher_ca_file not found: {settings.publisher_ca_file}")

@@ -230,11 +230,10 @@ class Store:
     def authenticate(self, email: str, password: str) -> User | None:
         """The active user with these credentials, or None."""
         user = self.get_user_by_email(email)
-        if user is None:
-            # Hash anyway so a missing account takes as long as a wrong password.
-            passwords.verify_password(password, passwords.hash_password("x" * 8))
-            return None
-        if not user.is_active or not passwords.verify_password(password, user.hashed_password):
+        # Exactly one hash whatever the account: timing must not tell which accounts exist.
+        hashed = user.hashed_password if user is not None else passwords.decoy_hash()
+        matches = passwords.verify_password(password, hashed)
+        if user is None or not user.is_active or not matches:
             return None
         return user
 

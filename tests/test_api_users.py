@@ -154,8 +154,9 @@ def test_deluser_by_non_superuser_is_401(sub):
     assert resp.status_code == 401
 
 
-def test_listusers_for_any_user_never_shows_hashes(sub):
-    users = login(sub.urlbase, *sub.user).get("/api/listusers/").json()
+def test_listusers_is_for_superusers_and_never_shows_hashes(sub):
+    assert login(sub.urlbase, *sub.user).get("/api/listusers/").status_code == 403
+    users = login(sub.urlbase, *sub.superuser).get("/api/listusers/").json()
     emails = {u["email"]: u for u in users}
     assert emails[sub.superuser[0]]["is_superuser"] is True
     assert emails[sub.user[0]]["is_superuser"] is False

@@ -298,12 +298,13 @@ def test_adduser_listusers_deluser(superuser, user):
     email = f"{unique('cli')}@example.com"
     out = ok(superuser("adduser", email, "clipassword"))
     assert out == f"User added: username='{email}' password='clipassword' superuser=False\n"
-    users = [ast.literal_eval(line) for line in ok(user("lsu", email)).splitlines()]
+    users = [ast.literal_eval(line) for line in ok(superuser("lsu", email)).splitlines()]
     assert [(u["email"], u["is_superuser"]) for u in users] == [(email, False)]
-    listed = json.loads(ok(user("listusers", "--json")))
+    listed = json.loads(ok(superuser("listusers", "--json")))
     assert email in [u["email"] for u in listed]
+    assert failed(user("lsu")) == "Error: Listing users is for superusers only"
     assert ok(superuser("deluser", email)) == f"User deleted: {email}\n"
-    assert ok(user("lsu", email)) == ""
+    assert ok(superuser("lsu", email)) == ""
 
 
 def test_adduser_superuser_with_random_password_can_log_in(sub, superuser, tmp_path):

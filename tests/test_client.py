@@ -701,11 +701,13 @@ def test_superuser_adds_lists_and_deletes_a_user(superuser, user):
     email = f"{unique('new')}@example.com"
     message = superuser.adduser(email, "newpassword", superuser=False)
     assert message == f"User added: username='{email}' password='newpassword' superuser=False"
-    listed = user.listusers(email)
+    listed = superuser.listusers(email)
     assert [(u["email"], u["is_superuser"]) for u in listed] == [(email, False)]
     assert email in [u["email"] for u in superuser.listusers()]
+    with pytest.raises(httpx.HTTPStatusError, match="403 Forbidden"):
+        user.listusers(email)
     assert superuser.deluser(email) == f"User deleted: {email}"
-    assert user.listusers(email) == []
+    assert superuser.listusers(email) == []
 
 
 def test_new_user_can_log_in(sub, superuser):

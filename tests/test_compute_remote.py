@@ -49,7 +49,7 @@ def remote(tmp_path_factory, broker_url):
     sub.add_user(*sub.user)
     try:
         sub.start()
-        follow(sub, pub.name)
+        follow(sub, pub.name, user=sub.user)
         for ds in ("a.b2nd", "b.b2nd"):
             wait_for(lambda d=ds: remote_shape(sub, f"{pub.name}/{d}") == SHAPE, f"{ds} listed")
         yield pub, sub

@@ -42,6 +42,14 @@ def gui(tmp_path):
     store.close()
 
 
+def admin(store: Store) -> dict[str, str]:
+    """Headers of a logged-in superuser: following and dropping remote roots needs one."""
+    user = store.get_user_by_email("admin@example.com") or store.add_user(
+        "admin@example.com", "adminpass1", True
+    )
+    return {"Cookie": f"c2subauth={store.create_token(user)}"}
+
+
 def meta_of(values) -> dict:
     return b2meta.container_meta(blosc2.asarray(np.asarray(values)), None, time.time())
 
@@ -52,7 +60,8 @@ def test_subscribe_to_a_remote_root_with_one_click(gui):
     assert 'data-subscribe="faraway"' in home.text and "online" in home.text
     page = client.simulate_get("/roots/faraway")
     assert "does not follow it yet" in page.text
-    resp = client.simulate_post("/web/subscribe/faraway")
+    assert client.simulate_post("/web/subscribe/faraway").status_code == 401  # anonymous
+    resp = client.simulate_post("/web/subscribe/faraway", headers=admin(store))
     assert resp.status_code == 303 and resp.headers["location"] == "/roots/faraway"
     assert "faraway" in store.subscriptions()
     assert "following" in client.simulate_get("/").text
@@ -69,7 +78,7 @@ def test_subscribe_to_a_remote_root_with_one_click(gui):
 
     confirm = client.simulate_get("/web/unsubscribe/faraway")
     assert "Stop following faraway?" in confirm.text
-    assert client.simulate_post("/web/unsubscribe/faraway").status_code == 303
+    assert client.simulate_post("/web/unsubscribe/faraway", headers=admin(store)).status_code == 303
     assert "faraway" not in store.subscriptions()
 
 
@@ -82,7 +91,7 @@ def test_change_stamps_follow_remote_and_local_changes(gui, tmp_path):
         ]
 
     roots_before = stamp()
-    client.simulate_post("/web/subscribe/faraway")
+    client.simulate_post("/web/subscribe/faraway", headers=admin(store))
     assert stamp() != roots_before  # followed
     store.put_dataset("faraway", "x.b2nd", "e1", meta_of([1, 2]))
     first = stamp("faraway")

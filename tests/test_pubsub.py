@@ -22,6 +22,7 @@ from caterva2.broker.connection import parameters
 from caterva2.common import block_stream
 
 from .broker_support import RUN, TcpProxy
+from .http_helpers import login
 from .services import WAIT, PublisherProcess, SubscriberProcess, run_cli, wait_for
 
 
@@ -112,9 +113,16 @@ def lab(tmp_path, broker_url):
     lab.close()
 
 
-def follow(sub: SubscriberProcess, root: str, mirror: bool = False) -> None:
+def follow(
+    sub: SubscriberProcess, root: str, mirror: bool = False, user: tuple[str, str] | None = None
+) -> None:
+    """Follow `root` once announced (as `user` on a subscriber with logins)."""
     wait_for(lambda: root in httpx.get(f"{sub.urlbase}/api/roots").json(), f"{root} announced")
-    resp = httpx.post(f"{sub.urlbase}/api/subscribe/{root}", params={"mirror": mirror})
+    client = login(sub.urlbase, *user) if user else httpx.Client(base_url=sub.urlbase)
+    try:
+        resp = client.post(f"/api/subscribe/{root}", params={"mirror": mirror})
+    finally:
+        client.close()
     assert resp.status_code == 200 and resp.json() == "Ok", resp.text
 
 

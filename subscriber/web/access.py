@@ -14,6 +14,7 @@ from ...common.errors import NotFound
 from ...common.paths import join_logical, split_logical_path, stored_name
 from ...common.slices import Key
 from .. import datasets
+from ..auth import check_follow
 from ..file_ops import FileOps
 from ..local_roots import LocalRoots
 from ..remote_roots import RemoteFile, RemoteRoots
@@ -138,14 +139,16 @@ class Access:
         """Whether `user` may upload, move or delete in `root`."""
         return user is not None and self.roots.is_local(root)
 
-    def follow(self, root: str) -> None:
+    def follow(self, root: str, user: User | None) -> None:
         if not self.is_remote(root) or not self.remote.is_known(root):
             raise NotFound(f"{root} not known by the broker")
+        check_follow(user, self.roots.login)
         self.remote.follow(root)
 
-    def unfollow(self, root: str) -> None:
+    def unfollow(self, root: str, user: User | None) -> None:
         if not self.is_remote(root) or not self.remote.is_known(root):
             raise NotFound(f"{root} not known by the broker")
+        check_follow(user, self.roots.login, unfollow=True)
         self.remote.unfollow(root)
 
     # Paths

@@ -15,6 +15,7 @@ import numpy as np
 from ...common.errors import BadRequest, Caterva2Error, Conflict, NotFound, Unauthorized
 from ...common.paths import split_logical_path
 from .. import passwords
+from ..auth import require_superuser
 from ..store import EMAIL_RE, Store, User
 from .access import Access
 
@@ -233,14 +234,14 @@ class Commands:
         if self.access.roots.is_local(root):
             out.text = "Ok"
             return
-        self.access.follow(root)
+        self.access.follow(root, user)
         out.text = "Ok"
         out.link = ("Open", root)
         out.changed = True
 
     def do_unsubscribe(self, out: Outcome, args, cwd, user, confirmed, urlbase) -> None:
         self._need(args, 1, "unsubscribe ROOT")
-        self.access.unfollow(args[0].strip("/"))
+        self.access.unfollow(args[0].strip("/"), user)
         out.text = "Ok"
         out.changed = True
 
@@ -290,8 +291,7 @@ class Commands:
 
     def do_lsu(self, out: Outcome, args, cwd, user, confirmed, urlbase) -> None:
         store = self._users()
-        if user is None:
-            raise Unauthorized("Unauthorized")
+        require_superuser(user, "Listing users")
         users = store.list_users(args[0] if args else None)
         out.text = (
             "\n".join(f"{u.email}{' (superuser)' if u.is_superuser else ''}" for u in users)

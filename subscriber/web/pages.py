@@ -7,7 +7,7 @@ import hashlib
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode
 
 import falcon
 import jinja2
@@ -18,6 +18,8 @@ from .. import mail, passwords
 from ..auth import COOKIE_NAME, clear_login_cookie, set_login_cookie
 from ..file_ops import FileOps
 from ..local_roots import LocalRoots
+from ..login_throttle import ThrottledLogins
+from ..origin_check import cross_origin_reason
 from ..remote_roots import RemoteRoots
 from ..settings import SubscriberSettings
 from ..store import EMAIL_RE, Store, User
@@ -47,6 +49,7 @@ TITLES = {
     413: "Too large",
     415: "Unsupported",
     422: "Incomplete request",
+    429: "Too many attempts",
     503: "Publisher unavailable",
 }
 
@@ -66,6 +69,21 @@ def crumbs(path: str) -> list[tuple[str, str]]:
         acc = f"{acc}/{part}"
         out.append((part, acc))
     return out
+
+
+def form_of(req: falcon.Request) -> dict:
+    """The fields of a posted web form; 400 for any other body (JSON, multipart...)."""
+    if not (req.content_type or "").startswith("application/x-www-form-urlencoded"):
+        raise BadRequest(
+            "This form must be sent as a web form (application/x-www-form-urlencoded)."
+        )
+    try:
+        form = req.get_media()
+    except falcon.MediaNotFoundError:
+        return {}
+    except falcon.MediaMalformedError as exc:
+        raise BadRequest(f"The form could not be read: {exc.description}") from None
+    return form if isinstance(form, dict) else {}
 
 
 def _form_value(form: dict, key: str) -> str:
@@ -100,10 +118,15 @@ class Web:
         remote: RemoteRoots | None,
         settings: SubscriberSettings,
         expressions: Any = None,
+        logins: ThrottledLogins | None = None,
     ) -> None:
         self.access = Access(roots, ops, remote, expressions)
         self.settings = settings
         self.store = store if settings.login else None
+        self.secure_cookies = settings.secure_cookies
+        self.logins = logins
+        if logins is None and self.store is not None:
+            self.logins = ThrottledLogins(self.store, settings.throttle_limits)
         self.commands = Commands(self.access, self.store, settings.maxusers)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -135,12 +158,8 @@ class Web:
         return req.get_header(FRAGMENT_HEADER) or ""
 
     def check_origin(self, req: falcon.Request) -> None:
-        """Refuse form posts sent by other sites (the cookie is SameSite=Lax as well)."""
-        origin = req.get_header("Origin")
-        if not origin or origin == "null":
-            return
-        allowed = {req.netloc, urlsplit(self.settings.urlbase).netloc}
-        if urlsplit(origin).netloc not in allowed:
+        """Refuse form posts sent by other sites' pages (see `origin_check`)."""
+        if cross_origin_reason(req, self.settings.urlbase) is not None:
             raise Forbidden("This form was sent by another site: refused.")
 
     def flash(self, resp: falcon.Response, message: str, kind: str = "ok") -> None:
@@ -150,7 +169,7 @@ class Web:
             path="/",
             max_age=60,
             http_only=True,
-            secure=False,
+            secure=self.secure_cookies,
             same_site="Lax",
         )
 
@@ -182,7 +201,7 @@ class Web:
             resp.unset_cookie(FLASH_COOKIE, path="/")
         expired = self.expired(req)
         if expired:
-            clear_login_cookie(resp)
+            clear_login_cookie(resp, self.secure_cookies)
         user = self.user(req)
         base = req.root_path
         context = {
@@ -273,6 +292,8 @@ def guarded(method):
                     else "You need to log in to do this."
                 )
             web.error(req, resp, status, message, path)
+            for name, value in (exc.headers or {}).items():
+                resp.set_header(name, value)
         except Exception:
             log.exception("web page %s %s failed", req.method, req.path)
             web.error(
@@ -287,6 +308,9 @@ def guarded(method):
 
 
 class Page:
+    # `guarded` checks the origin of posts itself, to answer with a page (see `OriginGuard`).
+    checks_origin_itself = True
+
     def __init__(self, web: Web) -> None:
         self.web = web
 
@@ -345,11 +369,11 @@ class SubscribeAction(Page):
     def on_post(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
         root = path.strip("/")
         if self.unsubscribe:
-            self.web.access.unfollow(root)
+            self.web.access.unfollow(root, self.web.user(req))
             self.web.flash(resp, f"Stopped following {root}.")
             self.web.redirect(req, resp, "/")
         else:
-            self.web.access.follow(root)
+            self.web.access.follow(root, self.web.user(req))
             self.web.flash(resp, f"Now following {root}: its changes show up here by themselves.")
             self.web.redirect(req, resp, self.web.link(root))
 
@@ -640,7 +664,7 @@ class TransferAction(Page):
     def on_post(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
         web = self.web
         user = web.user(req)
-        form = req.get_media() or {}
+        form = form_of(req)
         op = "copy" if _form_value(form, "op") == "copy" else "move"
         raw = _form_value(form, "dst").strip()
         if not raw:
@@ -700,7 +724,7 @@ class CommandAction(Page):
     @guarded
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         web = self.web
-        form = req.get_media() or {}
+        form = form_of(req)
         cwd = _form_value(form, "cwd")
         line = _form_value(form, "command")
         confirmed = _form_value(form, "confirmed") == "1"
@@ -737,14 +761,14 @@ class LoginPage(Page):
         web = self.web
         if web.store is None:
             raise NotFound("Logins are disabled on this subscriber.")
-        form = req.get_media() or {}
+        form = form_of(req)
         email, password = _form_value(form, "username").strip(), _form_value(form, "password")
         target = safe_next(_form_value(form, "next"))
         problem = None
         if not email or not password:
             problem = "Enter your email and your password."
         else:
-            user = web.store.authenticate(email, password)
+            user = web.logins.authenticate(email, password, req.remote_addr or "")
             if user is None:
                 problem = "Wrong email or password. Please try again."
         if problem:
@@ -759,7 +783,7 @@ class LoginPage(Page):
                 form_error=problem,
             )
             return
-        set_login_cookie(resp, web.store.create_token(user))
+        set_login_cookie(resp, web.store.create_token(user), web.secure_cookies)
         web.flash(resp, f"Welcome, {user.email}.")
         web.redirect(req, resp, target)
 
@@ -788,7 +812,7 @@ class LogoutPage(Page):
         web = self.web
         if web.store is not None and req.context.token:
             web.store.delete_token(req.context.token)
-        clear_login_cookie(resp)
+        clear_login_cookie(resp, web.secure_cookies)
         web.flash(resp, "You are logged out.")
         web.redirect(req, resp, "/")
 
@@ -805,7 +829,7 @@ class RegisterPage(Page):
     @guarded
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         web = self.web
-        form = req.get_media() or {}
+        form = form_of(req)
         email = _form_value(form, "email").strip()
         password, again = _form_value(form, "password"), _form_value(form, "password2")
         problem = None
@@ -835,7 +859,7 @@ class RegisterPage(Page):
                 form_error=problem,
             )
             return
-        set_login_cookie(resp, web.store.create_token(user))
+        set_login_cookie(resp, web.store.create_token(user), web.secure_cookies)
         web.flash(resp, f"Welcome, {email}: your account is ready.")
         web.redirect(req, resp, "/")
 
@@ -850,7 +874,7 @@ class ForgotPasswordPage(Page):
     @guarded
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         web = self.web
-        email = _form_value(req.get_media() or {}, "email").strip()
+        email = _form_value(form_of(req), "email").strip()
         if not EMAIL_RE.match(email):
             web.render(
                 req,
@@ -874,7 +898,7 @@ class ResetPasswordPage(Page):
     @guarded
     def on_post(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
         web = self.web
-        form = req.get_media() or {}
+        form = form_of(req)
         password, again = _form_value(form, "password"), _form_value(form, "password2")
         problem = None
         if password != again:
@@ -919,9 +943,10 @@ def register(
     remote: RemoteRoots | None,
     settings: SubscriberSettings,
     expressions: Any = None,
+    logins: ThrottledLogins | None = None,
 ) -> Web:
     """Add the web GUI's routes to the subscriber's app (`expressions`: saved lazy expressions)."""
-    web = Web(store, roots, ops, remote, settings, expressions)
+    web = Web(store, roots, ops, remote, settings, expressions, logins)
     home = HomePage(web)
     app.add_route("/", home)
     app.add_route("/roots", home)

@@ -20,6 +20,7 @@ import numpy as np
 from ...common.b2meta import str_to_dtype
 from ...common.errors import BadRequest
 from ...common.slices import parse_slice
+from ..compute_budget import DEFAULT_MAX_BYTES, check_result_size
 from ..store import User
 from .access import Access
 
@@ -377,8 +378,13 @@ def table_view(
 
     rows_data = None
     if computed:
+        # Sorting needs every row in memory (filtering too, as the rows kept are sorted next).
+        limit = getattr(access.expressions, "max_bytes", None) or DEFAULT_MAX_BYTES
+        check_result_size(shape, dtype.itemsize, limit, "Filtering or sorting this dataset")
         stamp = access.stamp(path, user)
-        cache_key = (path, stamp, filter_, sort, desc)
+        # Per reader: @personal is another file for each user, and saved expressions read
+        # operands with the reader's rights.
+        cache_key = (user.id if user else None, path, stamp, filter_, sort, desc)
         rows_data = SORT_CACHE.get(cache_key)
         if rows_data is None:
             rows_data = np.asarray(access.read(path, user, None, None, filter_ or None)).reshape(-1)
@@ -527,6 +533,27 @@ def to_uint8(plane: np.ndarray) -> np.ndarray:
     return np.round((data - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
+def read_plane(
+    access: Access, path: str, user: User | None, shape: tuple[int, ...], key: tuple
+) -> np.ndarray:
+    """The plane `key` selects, sampled down to MAX_IMAGE_SIDE on its longer side.
+
+    A big plane is read one sampled row at a time: memory and reads grow with the
+    picture shown, never with the array (a tiny upload of zeros may be huge).
+    """
+    free = [a for a, item in enumerate(key) if not isinstance(item, int)]
+    rows, cols = free[0], free[1]
+    height, width = shape[rows], shape[cols]
+    step = -(-max(height, width) // MAX_IMAGE_SIDE)
+    if step == 1:
+        return np.asarray(access.read(path, user, key))
+    sampled = []
+    for row in range(0, height, step):
+        row_key = tuple(row if a == rows else item for a, item in enumerate(key))
+        sampled.append(np.asarray(access.read(path, user, row_key))[::step])
+    return np.stack(sampled)
+
+
 def render_png(
     access: Access,
     path: str,
@@ -547,7 +574,7 @@ def render_png(
         if not 0 <= index < size:
             raise BadRequest(f"Slice {index} is out of range for axis {axis} (size {size})")
         key = tuple(index if a == axis else slice(None) for a in range(len(shape)))
-    plane = np.asarray(access.read(path, user, key or None))
+    plane = read_plane(access, path, user, shape, key or tuple(slice(None) for _ in shape))
     if spec.rgb:
         image = Image.fromarray(
             np.ascontiguousarray(plane), "RGBA" if plane.shape[-1] == 4 else "RGB"
