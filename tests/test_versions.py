@@ -214,3 +214,27 @@ def test_content_change_with_size_and_mtime_restored_reaches_the_subscriber(lab)
     wait_for(lambda: httpx.get(url, timeout=10).content == b"1" * 500, "the first version")
     _rewrite_keeping_size_and_mtime(pub.rootdir / "r.txt", b"2" * 500)
     wait_for(lambda: httpx.get(url, timeout=10).content == b"2" * 500, "the new content")
+
+
+def test_subscriber_whose_queue_expired_while_it_was_gone_comes_back_and_converges(lab):  # noqa: F811
+    pub = lab.publisher("expired")
+    write_array(pub.rootdir / "a.b2nd", np.arange(5))
+    sub = lab.subscriber(start=False)
+    sub.conf["queue_expiry"] = 1  # second
+    sub.start()
+    follow(sub, pub.name)
+    wait_for(lambda: httpx.get(f"{sub.urlbase}/api/list/{pub.name}").json() == ["a.b2nd"], "a")
+    sub.stop()
+    sub_id = sub.conf["id"]
+    wait_for(lambda: not _queue_exists(lab.broker_url, sub_id), "its queue to expire")
+    # Changes it would have found in its queue, had the queue been kept.
+    write_array(pub.rootdir / "b.b2nd", np.arange(7))
+    (pub.rootdir / "a.b2nd").unlink()
+    wait_for(lambda: pub.get("/api/list").json() == ["b.b2nd"], "the publisher to see them")
+    sub.start()
+    wait_for(
+        lambda: httpx.get(f"{sub.urlbase}/api/list/{pub.name}").json() == ["b.b2nd"],
+        "the returning subscriber to converge",
+    )
+    assert fetch(sub, f"{pub.name}/b.b2nd").tolist() == list(range(7))
+    assert _queue_exists(lab.broker_url, sub_id)  # a new queue, with the root bound again
