@@ -40,8 +40,10 @@ lab-stop:
 	$(BIN)/python lab/lab.py stop
 
 # Programs the tests drive that pip cannot install: docker-compose (validates
-# docker-compose.yml) and Chromium (GUI tests). Installed with apt when we can.
-SYSTEM_PROGRAMS := docker-compose chromium
+# docker-compose.yml), Chromium (GUI tests), rabbitmq-server (the throwaway nodes
+# of the permission, TLS, federation and lab tests) and openssl (test certificates).
+# Installed with apt when we can (each package is named like its program).
+SYSTEM_PROGRAMS := docker-compose chromium rabbitmq-server openssl
 system-deps:
 	@missing=""; for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
