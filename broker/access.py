@@ -136,6 +136,8 @@ def rabbitmqctl_commands(
     grant: Grant, vhost: str, password: str | None, new_vhost: bool = True
 ) -> list[list[str]]:
     """The `rabbitmqctl` arguments that create the vhost and user and set the grant."""
+    if password is not None and password.startswith("-"):
+        raise ValueError("a broker password must not start with '-' (rabbitmqctl reads an option)")
     commands: list[list[str]] = []
     if new_vhost:
         commands.append(["add_vhost", vhost])
@@ -155,8 +157,9 @@ def shell_lines(ctl: Sequence[str], commands: Iterable[Sequence[str]]) -> list[s
 
 
 def new_password() -> str:
-    """A random password for a new broker user."""
-    return secrets.token_urlsafe(18)
+    """A random password for a new broker user (never starting with `-`, which
+    rabbitmqctl would take for an option)."""
+    return "p" + secrets.token_urlsafe(18)
 
 
 def password_hash(password: str, salt: bytes | None = None) -> str:

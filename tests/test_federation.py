@@ -141,7 +141,8 @@ def test_linked_sites_share_news_both_ways_and_unlink_leaves_nothing(sites, tmp_
 
         for pub, sub, root in ((pub_a, sub_b, a.root), (pub_b, sub_a, b.root)):
             path = f"{root}/new.b2nd"
-            assert listing(sub, root) == ["ds.b2nd"]
+            # A file written just before its publisher started is announced once settled.
+            wait_for(lambda s=sub, r=root: listing(s, r) == ["ds.b2nd"], f"{root} listed")
             write_array(pub.rootdir / "new.b2nd", np.arange(4))
             wait_for(lambda s=sub, p=path: remote_shape(s, p) == (4,), f"{path} created")
             write_array(pub.rootdir / "new.b2nd", np.arange(6))
