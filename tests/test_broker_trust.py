@@ -332,7 +332,7 @@ def test_access_prints_least_privilege_commands_and_refuses_passwords_read_as_op
     assert cat2bro(["access", "subscriber", "sub-x", "--id", "x", "--password", "pw"]) == 0
     out = capsys.readouterr().out
     assert "set_permissions -p caterva2 sub-x '^(cat2\\.sub\\.x|amq\\.gen-.*)$'" in out
-    assert cat2bro(["access", "publisher", "p", "--root", "r", "--password", "-rf"]) == 1
+    assert cat2bro(["access", "publisher", "p", "--root", "r", "--password=-rf"]) == 1
     assert "must not start with '-'" in capsys.readouterr().err
     assert cat2bro(["access", "publisher", "p"]) == 1  # a publisher needs its roots
     assert not access.new_password().startswith("-")
