@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import ssl
 import uuid
 
@@ -10,6 +11,8 @@ import pika
 import pika.exceptions
 import pytest
 
+from caterva2.broker import federation
+from caterva2.broker.cli import main as cat2bro
 from caterva2.broker.connection import CA_ENV, parameters
 from caterva2.broker.consumer import Consumer
 from caterva2.broker.local_node import RabbitMQNode, free_port
@@ -32,7 +35,7 @@ def certs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tls_node(certs):
     """Our own RabbitMQ node that also listens with TLS (its certificate from our CA)."""
-    node = RabbitMQNode()
+    node = RabbitMQNode(plugins=("rabbitmq_federation",))
     for path in (certs.ca, certs.cert, certs.key):
         (node.basedir / path.name).write_bytes(path.read_bytes())
     node.tls_port = free_port()
@@ -118,3 +121,45 @@ def test_subscriber_reads_a_root_whose_publisher_is_behind_https(tmp_path, broke
         pub.stop()
         https.close()
         delete_queue(broker_url, sub_id)
+
+
+def test_sites_link_over_amqps_with_the_upstream_certificate_checked(tls_node, certs, monkeypatch):
+    """`cat2bro link` passes the broker's own TLS options through; news crosses encrypted."""
+    monkeypatch.setenv(CA_ENV, str(certs.ca))  # cat2bro itself talks amqps to the TLS node too
+    other = RabbitMQNode(plugins=("rabbitmq_federation",))
+    shutil.copy(certs.ca, other.basedir / "ca.pem")  # where its rabbitmq user can read it
+    other.start()
+    try:
+        for node in (tls_node, other):
+            node.ctl("add_vhost", "tls")
+            node.ctl("set_permissions", "-p", "tls", "guest", ".*", ".*", ".*")
+            assert cat2bro(["--broker", f"{node.admin_url}tls", "setup"]) == 0
+        # How `other` reaches the TLS node: amqps, its certificate checked against our CA.
+        tls_uri = (
+            f"amqps://guest:guest@localhost:{tls_node.tls_port}/tls?cacertfile="
+            f"{other.basedir / 'ca.pem'}&verify=verify_peer&server_name_indication=localhost"
+        )
+        plain_uri = f"{other.admin_url}tls"
+        sites = ["--site", "tls", " ".join(tls_node.ctl_command()), tls_uri]
+        sites += ["--site", "plain", " ".join(other.ctl_command()), plain_uri]
+        assert cat2bro(["link", *sites]) == 0
+        here = federation.Site("plain", tuple(other.ctl_command()), plain_uri)
+        wait_for(
+            lambda: {s for _u, _e, s in federation.link_states(here)} == {"running"},
+            "the amqps link running",
+        )
+        inbox = Inbox()
+        root = f"tls-fed-{uuid.uuid4().hex[:6]}"
+        with Consumer(plain_uri, f"tls-fed-{uuid.uuid4().hex[:6]}", inbox, roots=[root]) as con:
+            assert con.wait_connected(20)
+            with ConfirmedPublisher(f"{tls_node.admin_url}tls") as pub:
+                wait_for(lambda: _sent(pub, root, inbox), "a change across the amqps link")
+        assert cat2bro(["unlink", *sites]) == 0
+    finally:
+        other.stop()
+
+
+def _sent(pub: ConfirmedPublisher, root: str, inbox: Inbox) -> bool:
+    """Publish once more (the link binds a moment after the consumer); whether one arrived."""
+    pub.publish(ChangeMessage(root, "x.b2nd", "created")).result(20)
+    return bool(inbox.paths(root))
