@@ -66,6 +66,7 @@ def create_subscriber(
             settings.statedir,
             owners=settings.root_owners,
             publisher_ca_file=settings.publisher_ca_file,
+            cache_size=settings.cache_size,
         )
         follower = Follower(
             remote, settings.broker_url, settings.subscriber_id, queue_expiry=settings.queue_expiry

@@ -18,10 +18,18 @@ and swapped in under the dataset's lock, and a read names the version it wants
 and uses the container under that same lock, so it sees one whole version or
 none. A container whose tag is not the wanted version (left by a crash between
 swap and store, or by an older Caterva2) is rebuilt empty for that version.
+
+A byte budget (`CacheBudget`) bounds the chunks held: after a read, the least
+recently used chunks are evicted one by one, each under its dataset's lock, so
+an eviction and a read of the same dataset never overlap. Evicting turns the
+chunk into an uninitialised special chunk through the proxy every reader of the
+dataset shares (`SChunk.update_special`), which frees its bytes, clears it from
+the proxy's record of fetched chunks, and makes the next read fetch it again.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -36,7 +44,10 @@ import numpy as np
 from ..common.b2meta import str_to_dtype
 from ..common.errors import BadRequest
 from ..common.paths import check_remote_path, check_root_name, stored_name
+from .cache_budget import CacheBudget
 from .publisher_client import PublisherClient
+
+log = logging.getLogger(__name__)
 
 FETCH_CONCURRENCY = 8
 KEPT_PROXIES = 64
@@ -141,10 +152,38 @@ def _version_of(proxy: blosc2.Proxy) -> str | None:
         return None
 
 
+def touched_chunks(container: Any, key: Any) -> list[int]:
+    """The chunk numbers a read of `key` touches (a superset for stepped slices)."""
+    schunk = container.schunk if isinstance(container, blosc2.NDArray) else container
+    if isinstance(key, tuple):
+        key = tuple(slice(k.start, k.stop) if isinstance(k, slice) else k for k in key)
+    elif isinstance(key, slice):
+        key = slice(key.start, key.stop)
+    try:
+        return [int(n) for n in blosc2.get_slice_nchunks(container, key)]
+    except (IndexError, ValueError, TypeError):
+        return list(range(schunk.nchunks))  # a key it cannot place: look at every chunk
+
+
+# Blosc2 chunk header: compressed size at bytes 12-15; special kind in bits 4-6 of byte 31.
+_UNINIT = blosc2.SpecialValue.UNINIT.value
+
+
+def stored_sizes(schunk: blosc2.SChunk, nchunks: list[int]) -> dict[int, int]:
+    """Compressed size of each of `nchunks` the container holds (uninitialised ones left out)."""
+    sizes = {}
+    for n in nchunks:
+        header = schunk.get_lazychunk(n)
+        if (header[31] >> 4) & 7 != _UNINIT:
+            sizes[n] = int.from_bytes(header[12:16], "little")
+    return sizes
+
+
 class ChunkCache:
     """Cached containers of remote datasets, by root and path."""
 
-    def __init__(self, statedir: Path) -> None:
+    def __init__(self, statedir: Path, budget: int | None = None) -> None:
+        """`budget`: bytes of chunks held at most (mirrored roots aside); None: no limit."""
         self.dir = Path(statedir).resolve() / "cache"
         self.tmpdir = Path(statedir).resolve() / "tmp"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +195,9 @@ class ChunkCache:
         self._proxies: OrderedDict[
             tuple[str, str], tuple[tuple[int, int], blosc2.Proxy, str | None]
         ] = OrderedDict()
+        self.budget = CacheBudget(budget)
+        # (root, path) → the metadata it was last read with: enough to reopen it for an eviction.
+        self._metas: dict[tuple[str, str], dict] = {}
 
     def path(self, root: str, path: str) -> Path:
         """The cached file of a dataset: built only from validated names, and inside the cache."""
@@ -188,6 +230,7 @@ class ChunkCache:
         target.parent.mkdir(parents=True, exist_ok=True)
         self._forget(root, path)
         os.replace(built, target)
+        self.budget.forget_dataset(root, path)
 
     def discard(self, built: Path) -> None:
         """Drop a container made by `build` that was not swapped in."""
@@ -197,27 +240,31 @@ class ChunkCache:
         """Drop a cached dataset; call it holding `lock(root, path)`."""
         self._forget(root, path)
         self.path(root, path).unlink(missing_ok=True)
+        self.budget.forget_dataset(root, path)
 
     def remove_root(self, root: str) -> None:
         with self._locks_guard:
             for key in [k for k in self._proxies if k[0] == root]:
                 self._proxies.pop(key, None)
         shutil.rmtree(self.dir / check_root_name(root), ignore_errors=True)
+        self.budget.forget_root(root)
 
     def _forget(self, root: str, path: str) -> None:
         with self._locks_guard:
             self._proxies.pop((root, path), None)
 
     def proxy(
-        self, root: str, path: str, meta: dict, etag: str | None, client: PublisherClient
+        self, root: str, path: str, meta: dict, etag: str | None, client: PublisherClient | None
     ) -> blosc2.Proxy:
         """The open proxy over the cached file, fetching for version `etag` (None: any).
 
         Call it holding `lock(root, path)`, and use the proxy only while holding it:
         every user of a cached file shares this one proxy, so that none writes into
-        the file behind another's record of what it holds.
+        the file behind another's record of what it holds. Without a `client`, it
+        can only read what is cached (every read passes its own).
         """
         target = self.path(root, path)
+        self._metas[(root, path)] = meta
         try:
             st = os.stat(target)
         except FileNotFoundError:
@@ -265,7 +312,51 @@ class ChunkCache:
         """
         proxy = self.proxy(root, path, meta, etag, client)
         container = proxy.fetch(key, max_concurrency=FETCH_CONCURRENCY)
+        nchunks = touched_chunks(container, key)
+        hits = self.budget.held_of(root, path, nchunks)
+        self.budget.record_read(root, path, stored_sizes(proxy.schunk, nchunks), hits)
         return use(container)
+
+    def index_cached(self, root: str, path: str, meta: dict) -> None:
+        """Count the chunks a cached container already holds (on start, before any read)."""
+        if not self.path(root, path).exists():
+            return
+        with self.lock(root, path):
+            proxy = self.proxy(root, path, meta, None, None)
+            schunk = proxy.schunk
+            self.budget.record_held(root, path, stored_sizes(schunk, list(range(schunk.nchunks))))
+
+    def enforce_budget(self) -> int:
+        """Evict least recently used chunks until the budget holds; how many.
+
+        Call it holding no dataset lock: it takes each victim's in turn.
+        """
+        evicted = 0
+        while (victim := self.budget.victim()) is not None:
+            root, path, nchunk = victim
+            with self.lock(root, path):
+                if not self.budget.holds(root, path, nchunk):
+                    continue  # replaced, removed or evicted while we waited for the lock
+                try:
+                    self._evict(root, path, nchunk)
+                except (OSError, KeyError, ValueError, RuntimeError) as exc:
+                    # Whatever is left of it is rebuilt by its next read; it must not stay a victim.
+                    log.warning("cannot evict from %s/%s (%s); forgot it", root, path, exc)
+                    self.budget.forget_dataset(root, path)
+                    continue
+                self.budget.record_eviction(root, path, nchunk)
+                evicted += 1
+        return evicted
+
+    def _evict(self, root: str, path: str, nchunk: int) -> None:
+        """Free one chunk; call it holding `lock(root, path)`."""
+        with self._locks_guard:
+            kept = self._proxies.get((root, path))
+        # The shared proxy when open (it notices the eviction); swaps and removals forget it.
+        proxy = kept[1] if kept is not None else None
+        if proxy is None:
+            proxy = self.proxy(root, path, self._metas[(root, path)], None, None)
+        proxy.schunk.update_special(nchunk, blosc2.SpecialValue.UNINIT)
 
     def export(self, container: Any, meta: dict) -> tuple[int, Any]:
         """A plain copy of a fully fetched container, as (size, open file) (already unlinked).

@@ -61,11 +61,14 @@ class RemoteRoots:
         on_follow: Callable[[str], None] | None = None,
         owners: dict[str, str] | None = None,
         publisher_ca_file: str | None = None,
+        cache_size: int | None = None,
     ):
+        """`cache_size`: the chunk cache's byte budget (mirrored roots aside); None: no limit."""
         self.store = store
         # Roots whose owner the operator configured: never pinned to whoever announces first.
         self.owners = dict(owners or {})
-        self.cache = ChunkCache(statedir)
+        self.cache = ChunkCache(statedir, cache_size)
+        self._index_cache()
         self.pool = PublisherPool(publisher_ca_file)
         self.on_follow = on_follow  # binds the broker queue; set by the follower
         self._sync_locks: dict[str, threading.Lock] = {}
@@ -73,6 +76,23 @@ class RemoteRoots:
 
     def close(self) -> None:
         self.pool.close()
+
+    def _index_cache(self) -> None:
+        """Count what the cache holds from earlier runs, and fit it in the budget."""
+        for root, mirror in self.store.subscriptions().items():
+            self.cache.budget.pin(root, mirror)
+            for path in self.store.dataset_etags(root):
+                found = self.store.dataset(root, path)
+                if found is None or ("shape" not in found[1] and "nbytes" not in found[1]):
+                    continue
+                try:
+                    self.cache.index_cached(root, path, found[1])
+                except (OSError, KeyError, ValueError, RuntimeError) as exc:
+                    # Not counted, so dropped: a read rebuilds it.
+                    log.warning("cached %s/%s is unreadable (%s); dropped", root, path, exc)
+                    with self.cache.lock(root, path):
+                        self.cache.remove(root, path)
+        self.cache.enforce_budget()
 
     # Registry
 
@@ -90,6 +110,7 @@ class RemoteRoots:
                 "owner": self.owners.get(name) or row.get("owner"),
                 "refused": row.get("refused") or 0,
                 "refusal": row.get("refusal"),
+                "cache": self.cache.budget.usage(name),
             }
             for name, row in self.store.remote_roots().items()
         }
@@ -144,6 +165,7 @@ class RemoteRoots:
         if not self.is_known(root):
             raise NotFound(f"{root} not known by the broker")
         self.store.add_subscription(root, mirror)
+        self.cache.budget.pin(root, mirror)
         if self.on_follow is not None:
             self.on_follow(root)
         self._quiet_sync(root)
@@ -152,6 +174,7 @@ class RemoteRoots:
         self.store.remove_subscription(root)
         self.store.delete_root_datasets(root)
         self.cache.remove_root(root)
+        self.cache.budget.pin(root, False)
 
     def ensure_followed(self, root: str) -> None:
         """Follow a known root on first access (v2025.8.7 clients never subscribe)."""
@@ -304,8 +327,15 @@ class RemoteRoots:
         the whole read happens under that lock. A newer version met on the
         publisher is installed if it is announced, then the read retried once;
         if it is not announced yet, 503. With `if_match`, only that version is
-        read: (result, etag) or 412.
+        read: (result, etag) or 412. Then, holding no lock, the cache is fitted back
+        in its budget.
         """
+        try:
+            return self._read_pinned(root, relpath, plan, if_match)
+        finally:
+            self.cache.enforce_budget()
+
+    def _read_pinned(self, root: str, relpath: str, plan: Plan, if_match: str | None):
         self.ensure_followed(root)
         for attempt in range(2):
             client = self.client(root)

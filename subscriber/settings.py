@@ -27,6 +27,8 @@ class SubscriberSettings:
     http: str = DEFAULT_HTTP
     urlbase: str = DEFAULT_URLBASE
     quota: int | None = None
+    cache_size: int | None = None
+    """Byte budget of the chunk cache (mirrored roots aside); None: no limit."""
     maxusers: int | None = None
     login: bool = True
     register: bool = False
@@ -152,6 +154,7 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         http=str(values.get("http", DEFAULT_HTTP)),
         urlbase=str(values.get("urlbase") or _urlbase_of(values.get("http"))).rstrip("/"),
         quota=parse_size(values.get("quota")),
+        cache_size=parse_size(values.get("cache_size")),
         maxusers=int(values["maxusers"]) if values.get("maxusers") else None,
         login=_bool(values.get("login", True), "login"),
         register=_bool(values.get("register", False), "register"),

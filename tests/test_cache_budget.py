@@ -1,0 +1,185 @@
+"""The chunk cache's byte budget: LRU eviction per chunk, right answers throughout, counters.
+
+In-process: a real publisher app on 127.0.0.1 (waitress in a thread), a real
+store and real Blosc2 containers; no broker is needed to follow a root whose
+publisher is known.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import blosc2
+import numpy as np
+import pytest
+
+from caterva2.common.daemon import http_server
+from caterva2.publisher.api import Stats, create_app
+from caterva2.publisher.root_adapters import DirectoryRoot
+from caterva2.subscriber.cache_budget import CacheBudget
+from caterva2.subscriber.remote_roots import RemoteRoots
+from caterva2.subscriber.store import Store
+
+from .services import free_port
+
+ROOT = "budget"
+ROWS, ROW = 48, 32768  # 48 chunks of one row of 32768 uint64: 256 KiB each, 12 MiB in all
+BUDGET = 4 * 1024 * 1024
+# A container's own bookkeeping on disk, beyond the chunks it holds (header, index, vlmeta).
+CONTAINER_OVERHEAD = 64 * 1024
+
+
+@dataclass
+class Publisher:
+    url: str
+    stats: Stats
+    data: np.ndarray
+    file: Path
+
+    def chunk_size(self, nchunk: int) -> int:
+        """Bytes of a chunk as the publisher stores it (and the cache holds it)."""
+        array = blosc2.open(str(self.file))
+        return len(array.schunk.get_chunk(nchunk))
+
+    def transfers(self, nchunk: int) -> int:
+        return self.stats.chunks["a.b2nd", nchunk]
+
+
+@pytest.fixture
+def publisher(tmp_path: Path) -> Iterator[Publisher]:
+    rootdir = tmp_path / "root"
+    rootdir.mkdir()
+    # Random bits do not compress: every chunk costs its full size in the cache.
+    data = np.random.default_rng(16).integers(0, 2**63, (ROWS, ROW), dtype=np.uint64)
+    blosc2.asarray(data, chunks=(1, ROW), urlpath=str(rootdir / "a.b2nd"), mode="w")
+    adapter = DirectoryRoot(rootdir, tmp_path / "pubcache")
+    stats = Stats()
+    port = free_port()
+    server = http_server(create_app(adapter, stats), f"127.0.0.1:{port}", 4, "test-publisher")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield Publisher(f"http://127.0.0.1:{port}", stats, data, rootdir / "a.b2nd")
+    server.close()
+    thread.join(timeout=10)
+    adapter.close()
+
+
+def subscriber(statedir: Path, publisher: Publisher, budget: int | None) -> RemoteRoots:
+    """Remote roots over `statedir` following the publisher's root, with a byte budget."""
+    store = Store(statedir)
+    store.upsert_root(ROOT, publisher.url, "etag-1", True, owner="pub")
+    remote = RemoteRoots(store, statedir, cache_size=budget)
+    remote.follow(ROOT)
+    return remote
+
+
+def read_row(remote: RemoteRoots, row: int) -> np.ndarray:
+    return remote.fetch(ROOT, "a.b2nd", (slice(row, row + 1),), None, None).values[0]
+
+
+def test_reading_three_times_the_budget_stays_within_it_and_answers_right(tmp_path, publisher):
+    remote = subscriber(tmp_path / "sub", publisher, BUDGET)
+    cached_file = remote.cache.path(ROOT, "a.b2nd")
+    for row in range(ROWS):
+        np.testing.assert_array_equal(read_row(remote, row), publisher.data[row])
+        held = remote.cache.budget.evictable_bytes
+        assert held <= BUDGET, f"after row {row}: {held} bytes held"
+        # The evicted chunks' space is really freed on disk.
+        assert os.path.getsize(cached_file) <= BUDGET + ROW * 8 + CONTAINER_OVERHEAD
+    usage = remote.cache.budget.usage(ROOT)
+    assert usage["evictions"] >= ROWS - BUDGET // (ROW * 8)
+    assert usage["misses"] == ROWS and usage["hits"] == 0
+    # The first rows were evicted: read again, they are refetched, never zeros.
+    np.testing.assert_array_equal(read_row(remote, 0), publisher.data[0])
+    assert publisher.transfers(0) == 2
+    # The last row is still held: a hit, no transfer.
+    np.testing.assert_array_equal(read_row(remote, ROWS - 1), publisher.data[ROWS - 1])
+    assert publisher.transfers(ROWS - 1) == 1
+    assert remote.cache.budget.usage(ROOT)["hits"] == 1
+    remote.close()
+
+
+def test_chunks_read_recently_are_the_ones_kept(tmp_path, publisher):
+    remote = subscriber(tmp_path / "sub", publisher, BUDGET)
+    per_budget = BUDGET // (ROW * 8 + 1024)  # chunks that surely fit
+    for row in range(per_budget):
+        read_row(remote, row)
+    read_row(remote, 0)  # row 0 becomes the most recently used
+    for row in range(per_budget, per_budget + 4):
+        read_row(remote, row)
+    read_row(remote, 0)
+    assert publisher.transfers(0) == 1  # kept: it was used recently
+    read_row(remote, 1)
+    assert publisher.transfers(1) == 2  # evicted first: least recently used
+    remote.close()
+
+
+def test_readers_running_during_eviction_never_see_wrong_data(tmp_path, publisher):
+    remote = subscriber(tmp_path / "sub", publisher, BUDGET)
+    wrong: list[str] = []
+    rounds = 40
+
+    def reader(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(rounds):
+            row = int(rng.integers(ROWS))
+            if rng.random() < 0.5:
+                got = read_row(remote, row)
+            else:
+                chunk, _etag = remote.chunk(ROOT, "a.b2nd", row)
+                got = np.frombuffer(blosc2.decompress2(chunk), dtype=np.uint64)
+            if not np.array_equal(got, publisher.data[row]):
+                wrong.append(f"row {row}")
+
+    threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong
+    assert remote.cache.budget.usage(ROOT)["evictions"] > 0
+    assert remote.cache.budget.evictable_bytes <= BUDGET
+    remote.close()
+
+
+def test_a_restart_counts_what_is_cached_and_fits_it_in_a_smaller_budget(tmp_path, publisher):
+    remote = subscriber(tmp_path / "sub", publisher, None)
+    for row in range(16):
+        read_row(remote, row)
+    held = remote.cache.budget.evictable_bytes
+    remote.close()
+    assert held > BUDGET // 2  # more than the new budget
+
+    again = RemoteRoots(Store(tmp_path / "sub"), tmp_path / "sub", cache_size=BUDGET // 2)
+    assert again.cache.budget.evictable_bytes <= BUDGET // 2
+    assert again.cache.budget.usage(ROOT)["evictions"] > 0
+    for row in range(16):
+        np.testing.assert_array_equal(read_row(again, row), publisher.data[row])
+    again.close()
+
+
+def test_api_roots_entry_of_a_remote_root_shows_its_cache_use(tmp_path, publisher):
+    remote = subscriber(tmp_path / "sub", publisher, BUDGET)
+    read_row(remote, 3)
+    read_row(remote, 3)
+    cache = remote.names()[ROOT]["cache"]
+    assert cache["bytes"] == publisher.chunk_size(3)
+    assert (cache["hits"], cache["misses"], cache["hit_ratio"]) == (1, 1, 0.5)
+    assert cache["evictions"] == 0 and cache["pinned"] is False
+    remote.close()
+
+
+def test_pinned_roots_are_never_chosen_for_eviction():
+    budget = CacheBudget(100)
+    budget.pin("mirrored", True)
+    budget.record_read("mirrored", "m", {0: 80, 1: 80})
+    budget.record_read("other", "o", {0: 60, 1: 60})
+    assert budget.evictable_bytes == 120
+    assert budget.victim() == ("other", "o", 0)
+    budget.record_eviction("other", "o", 0)
+    assert budget.victim() is None
+    assert budget.usage("mirrored")["bytes"] == 160
