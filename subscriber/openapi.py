@@ -41,6 +41,18 @@ ROOT = {
         "http": {"type": "string"},
         "subscribed": {"type": ["boolean", "null"]},
         "online": {"type": "boolean"},
+        "cache": {
+            "type": "object",
+            "description": "Remote roots: what the chunk cache holds of it and how its reads went",
+            "properties": {
+                "bytes": {"type": "integer"},
+                "hits": {"type": "integer"},
+                "misses": {"type": "integer"},
+                "hit_ratio": {"type": ["number", "null"]},
+                "evictions": {"type": "integer"},
+                "pinned": {"type": "boolean"},
+            },
+        },
     },
 }
 STRING = {"type": "string"}

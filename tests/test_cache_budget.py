@@ -7,6 +7,7 @@ publisher is known.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -17,11 +18,14 @@ import blosc2
 import numpy as np
 import pytest
 
+from caterva2 import cli
 from caterva2.common.daemon import http_server
 from caterva2.publisher.api import Stats, create_app
 from caterva2.publisher.root_adapters import DirectoryRoot
+from caterva2.subscriber.app import create_subscriber
 from caterva2.subscriber.cache_budget import CacheBudget
 from caterva2.subscriber.remote_roots import RemoteRoots
+from caterva2.subscriber.settings import SubscriberSettings
 from caterva2.subscriber.store import Store
 
 from .services import free_port
@@ -183,3 +187,30 @@ def test_pinned_roots_are_never_chosen_for_eviction():
     budget.record_eviction("other", "o", 0)
     assert budget.victim() is None
     assert budget.usage("mirrored")["bytes"] == 160
+
+
+def test_cat2cli_cache_prints_bytes_hit_ratio_and_evictions_of_remote_roots(
+    tmp_path, publisher, capsys, monkeypatch
+):
+    statedir = tmp_path / "sub"
+    remote = subscriber(statedir, publisher, BUDGET)
+    read_row(remote, 5)
+    read_row(remote, 5)
+    settings = SubscriberSettings(statedir=statedir, login=False)
+    app = create_subscriber(settings, lambda _store: remote)
+    port = free_port()
+    server = http_server(app.app, f"127.0.0.1:{port}", 2, "test-subscriber")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    monkeypatch.chdir(tmp_path)  # no caterva2.toml around
+    try:
+        cli.main(["--subscriber", f"http://127.0.0.1:{port}", "cache"])
+        size = publisher.chunk_size(5)
+        assert capsys.readouterr().out == f"{ROOT}: {size} bytes, hit ratio 50.0%, 0 evictions\n"
+        cli.main(["--subscriber", f"http://127.0.0.1:{port}", "cache", "--json"])
+        shown = json.loads(capsys.readouterr().out)
+        assert shown[ROOT]["bytes"] == size and shown[ROOT]["hits"] == 1
+    finally:
+        server.close()
+        thread.join(timeout=10)
+        app.close()
