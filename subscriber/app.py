@@ -69,7 +69,11 @@ def create_subscriber(
             cache_size=settings.cache_size,
         )
         follower = Follower(
-            remote, settings.broker_url, settings.subscriber_id, queue_expiry=settings.queue_expiry
+            remote,
+            settings.broker_url,
+            settings.subscriber_id,
+            mirror_rate=settings.mirror_rate,
+            queue_expiry=settings.queue_expiry,
         )
     ops = FileOps(roots, settings.quota)
     app = new_app(

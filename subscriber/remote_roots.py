@@ -73,6 +73,11 @@ class RemoteRoots:
         self.on_follow = on_follow  # binds the broker queue; set by the follower
         self._sync_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        # Mirroring: a root's change count, and the count its last complete mirror pass saw.
+        self._changes: dict[str, int] = {}
+        self._mirrored_at: dict[str, int] = {}
+        self.mirror_wanted = threading.Event()
+        """Set when a mirrored root may have chunks left to fetch (wakes the mirror loop)."""
 
     def close(self) -> None:
         self.pool.close()
@@ -166,6 +171,7 @@ class RemoteRoots:
             raise NotFound(f"{root} not known by the broker")
         self.store.add_subscription(root, mirror)
         self.cache.budget.pin(root, mirror)
+        self._changed(root)
         if self.on_follow is not None:
             self.on_follow(root)
         self._quiet_sync(root)
@@ -241,7 +247,19 @@ class RemoteRoots:
             return False
         return True
 
+    def _changed(self, root: str) -> None:
+        """A dataset of `root` changed: a mirror of it has chunks to fetch again."""
+        with self._guard:
+            self._changes[root] = self._changes.get(root, 0) + 1
+        self.mirror_wanted.set()
+
     def _install(self, root: str, path: str, etag: str, meta: dict, client) -> None:
+        try:
+            self._install_version(root, path, etag, meta, client)
+        finally:
+            self._changed(root)  # after the swap: a mirror pass must not see the old chunks
+
+    def _install_version(self, root: str, path: str, etag: str, meta: dict, client) -> None:
         if "shape" not in meta and "nbytes" not in meta:
             log.warning("%s/%s has no Blosc2 metadata; not cached", root, path)
             with self.cache.lock(root, path):
@@ -261,6 +279,7 @@ class RemoteRoots:
         with self.cache.lock(root, path):
             self.cache.remove(root, path)
             self.store.delete_dataset(root, path)
+        self._changed(root)
 
     def apply_change(
         self,
@@ -457,21 +476,45 @@ class RemoteRoots:
         remote = self.whole_file(root, relpath)
         return datasets.Download(filename, ctype, remote.blocks, remote.length)
 
-    def mirror(self, root: str, stop: threading.Event, chunks_per_second: float) -> None:
-        """Fetch every chunk of a root into the cache, at a bounded rate."""
+    def mirror_complete(self, root: str) -> bool:
+        """Whether a mirror pass has fetched every chunk of `root` since its last change."""
+        with self._guard:
+            return self._mirrored_at.get(root) == self._changes.get(root, 0)
+
+    def mirror(self, root: str, stop: threading.Event, chunks_per_second: float) -> bool:
+        """Fetch every chunk of a root into the cache, at a bounded rate; whether all are in.
+
+        Only chunks missing from the cache are fetched (and count against the rate).
+        """
+        with self._guard:
+            seen = self._changes.get(root, 0)
+        pause = 1.0 / chunks_per_second if chunks_per_second else 0.0
+        complete = True
         for path in sorted(self.store.dataset_etags(root)):
             found = self.store.dataset(root, path)
             if found is None or stop.is_set():
+                complete = False
                 continue
             meta = found[1]
+            if "shape" not in meta and "nbytes" not in meta:
+                continue  # nothing to cache: no Blosc2 metadata
             nchunks = meta.get("schunk", meta).get("nchunks", 0)
             for n in range(nchunks):
-                if stop.wait(1.0 / chunks_per_second if chunks_per_second else 0):
-                    return
+                if stop.is_set():
+                    return False
+                if self.cache.budget.holds(root, path, n):
+                    continue
+                if pause and stop.wait(pause):
+                    return False
                 try:
                     self._read(root, path, _chunk_plan(n))
-                except (NotFound, ServiceUnavailable):
+                except (NotFound, ServiceUnavailable, BadRequest):
+                    complete = False
                     break
+        if complete:
+            with self._guard:
+                self._mirrored_at[root] = seen  # a change meanwhile leaves it incomplete
+        return complete
 
 
 Plan = Callable[[dict], tuple[Any, Callable[[Any], Any]]]

@@ -29,6 +29,8 @@ class SubscriberSettings:
     quota: int | None = None
     cache_size: int | None = None
     """Byte budget of the chunk cache (mirrored roots aside); None: no limit."""
+    mirror_rate: float = 200.0
+    """Chunks per second fetched for mirrored roots (0: no limit)."""
     maxusers: int | None = None
     login: bool = True
     register: bool = False
@@ -116,6 +118,16 @@ def _seconds(value: Any, name: str) -> float:
     return seconds
 
 
+def _rate(value: Any, name: str) -> float:
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number per second, not {value!r}") from None
+    if rate < 0 or rate != rate:
+        raise ConfigError(f"{name} must not be negative (0 = no limit)")
+    return rate
+
+
 def _urlbase_of(http: Any) -> str:
     """Where clients reach a subscriber listening on `http`, when no urlbase is configured."""
     if http is None:
@@ -155,6 +167,7 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         urlbase=str(values.get("urlbase") or _urlbase_of(values.get("http"))).rstrip("/"),
         quota=parse_size(values.get("quota")),
         cache_size=parse_size(values.get("cache_size")),
+        mirror_rate=_rate(values.get("mirror_rate", 200), "mirror_rate"),
         maxusers=int(values["maxusers"]) if values.get("maxusers") else None,
         login=_bool(values.get("login", True), "login"),
         register=_bool(values.get("register", False), "register"),

@@ -1,8 +1,6 @@
 """The chunk cache's byte budget: LRU eviction per chunk, right answers throughout, counters.
 
-In-process: a real publisher app on 127.0.0.1 (waitress in a thread), a real
-store and real Blosc2 containers; no broker is needed to follow a root whose
-publisher is known.
+In-process, against a real publisher app on 127.0.0.1 (`inprocess_publisher`).
 """
 
 from __future__ import annotations
@@ -10,9 +8,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import blosc2
 import numpy as np
@@ -20,69 +15,24 @@ import pytest
 
 from caterva2 import cli
 from caterva2.common.daemon import http_server
-from caterva2.publisher.api import Stats, create_app
-from caterva2.publisher.root_adapters import DirectoryRoot
 from caterva2.subscriber.app import create_subscriber
 from caterva2.subscriber.cache_budget import CacheBudget
 from caterva2.subscriber.remote_roots import RemoteRoots
 from caterva2.subscriber.settings import SubscriberSettings
 from caterva2.subscriber.store import Store
 
+from .inprocess_publisher import ROOT, ROW, ROWS, read_row, running_publisher, subscriber
 from .services import free_port
 
-ROOT = "budget"
-ROWS, ROW = 48, 32768  # 48 chunks of one row of 32768 uint64: 256 KiB each, 12 MiB in all
 BUDGET = 4 * 1024 * 1024
 # A container's own bookkeeping on disk, beyond the chunks it holds (header, index, vlmeta).
 CONTAINER_OVERHEAD = 64 * 1024
 
 
-@dataclass
-class Publisher:
-    url: str
-    stats: Stats
-    data: np.ndarray
-    file: Path
-
-    def chunk_size(self, nchunk: int) -> int:
-        """Bytes of a chunk as the publisher stores it (and the cache holds it)."""
-        array = blosc2.open(str(self.file))
-        return len(array.schunk.get_chunk(nchunk))
-
-    def transfers(self, nchunk: int) -> int:
-        return self.stats.chunks["a.b2nd", nchunk]
-
-
 @pytest.fixture
-def publisher(tmp_path: Path) -> Iterator[Publisher]:
-    rootdir = tmp_path / "root"
-    rootdir.mkdir()
-    # Random bits do not compress: every chunk costs its full size in the cache.
-    data = np.random.default_rng(16).integers(0, 2**63, (ROWS, ROW), dtype=np.uint64)
-    blosc2.asarray(data, chunks=(1, ROW), urlpath=str(rootdir / "a.b2nd"), mode="w")
-    adapter = DirectoryRoot(rootdir, tmp_path / "pubcache")
-    stats = Stats()
-    port = free_port()
-    server = http_server(create_app(adapter, stats), f"127.0.0.1:{port}", 4, "test-publisher")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield Publisher(f"http://127.0.0.1:{port}", stats, data, rootdir / "a.b2nd")
-    server.close()
-    thread.join(timeout=10)
-    adapter.close()
-
-
-def subscriber(statedir: Path, publisher: Publisher, budget: int | None) -> RemoteRoots:
-    """Remote roots over `statedir` following the publisher's root, with a byte budget."""
-    store = Store(statedir)
-    store.upsert_root(ROOT, publisher.url, "etag-1", True, owner="pub")
-    remote = RemoteRoots(store, statedir, cache_size=budget)
-    remote.follow(ROOT)
-    return remote
-
-
-def read_row(remote: RemoteRoots, row: int) -> np.ndarray:
-    return remote.fetch(ROOT, "a.b2nd", (slice(row, row + 1),), None, None).values[0]
+def publisher(tmp_path):
+    with running_publisher(tmp_path) as running:
+        yield running
 
 
 def test_reading_three_times_the_budget_stays_within_it_and_answers_right(tmp_path, publisher):
