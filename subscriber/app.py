@@ -67,6 +67,7 @@ def create_subscriber(
             owners=settings.root_owners,
             publisher_ca_file=settings.publisher_ca_file,
             cache_size=settings.cache_size,
+            upstream=settings.upstream,
         )
         follower = Follower(
             remote,

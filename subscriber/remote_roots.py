@@ -62,14 +62,18 @@ class RemoteRoots:
         owners: dict[str, str] | None = None,
         publisher_ca_file: str | None = None,
         cache_size: int | None = None,
+        upstream: str | None = None,
     ):
-        """`cache_size`: the chunk cache's byte budget (mirrored roots aside); None: no limit."""
+        """`cache_size`: the chunk cache's byte budget (mirrored roots aside); None: no limit.
+
+        `upstream`: a parent subscriber that chunk bytes are asked of before the publisher.
+        """
         self.store = store
         # Roots whose owner the operator configured: never pinned to whoever announces first.
         self.owners = dict(owners or {})
         self.cache = ChunkCache(statedir, cache_size)
         self._index_cache()
-        self.pool = PublisherPool(publisher_ca_file)
+        self.pool = PublisherPool(publisher_ca_file, upstream)
         self.on_follow = on_follow  # binds the broker queue; set by the follower
         self._sync_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()

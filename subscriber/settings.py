@@ -31,6 +31,8 @@ class SubscriberSettings:
     """Byte budget of the chunk cache (mirrored roots aside); None: no limit."""
     mirror_rate: float = 200.0
     """Chunks per second fetched for mirrored roots (0: no limit)."""
+    upstream: str | None = None
+    """A parent subscriber's URL: chunk bytes are asked of it before the publisher (tiers)."""
     maxusers: int | None = None
     login: bool = True
     register: bool = False
@@ -94,6 +96,8 @@ class SubscriberSettings:
             raise ConfigError("maxusers must not be negative")
         if self.max_connections < 1 or self.idle_timeout < 1:
             raise ConfigError("max_connections and idle_timeout must be at least 1")
+        if self.upstream and self.upstream == self.urlbase:
+            raise ConfigError("upstream is this subscriber itself (its urlbase)")
         if self.max_connections_per_client < 0:
             raise ConfigError("max_connections_per_client must not be negative (0: no limit)")
 
@@ -126,6 +130,15 @@ def _rate(value: Any, name: str) -> float:
     if rate < 0 or rate != rate:
         raise ConfigError(f"{name} must not be negative (0 = no limit)")
     return rate
+
+
+def _upstream(value: Any) -> str | None:
+    if not value:
+        return None
+    url = str(value).rstrip("/")
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise ConfigError(f"upstream must be an http(s) URL of a subscriber, not {value!r}")
+    return url
 
 
 def _urlbase_of(http: Any) -> str:
@@ -168,6 +181,7 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         quota=parse_size(values.get("quota")),
         cache_size=parse_size(values.get("cache_size")),
         mirror_rate=_rate(values.get("mirror_rate", 200), "mirror_rate"),
+        upstream=_upstream(values.get("upstream")),
         maxusers=int(values["maxusers"]) if values.get("maxusers") else None,
         login=_bool(values.get("login", True), "login"),
         register=_bool(values.get("register", False), "register"),
