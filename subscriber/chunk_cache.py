@@ -155,26 +155,37 @@ def _version_of(proxy: blosc2.Proxy) -> str | None:
 def touched_chunks(container: Any, key: Any) -> list[int]:
     """The chunk numbers a read of `key` touches (a superset for stepped slices)."""
     schunk = container.schunk if isinstance(container, blosc2.NDArray) else container
-    if isinstance(key, tuple):
-        key = tuple(slice(k.start, k.stop) if isinstance(k, slice) else k for k in key)
-    elif isinstance(key, slice):
-        key = slice(key.start, key.stop)
+    items = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, slice) and k.step is not None and k.step < 0 for k in items):
+        return list(range(schunk.nchunks))  # backwards: look at every chunk
+    # Without their steps: the chunks a stepped slice touches are among those of its span.
+    items = tuple(slice(k.start, k.stop) if isinstance(k, slice) else k for k in items)
     try:
-        return [int(n) for n in blosc2.get_slice_nchunks(container, key)]
+        return [
+            int(n)
+            for n in blosc2.get_slice_nchunks(
+                container, items if isinstance(key, tuple) else items[0]
+            )
+        ]
     except (IndexError, ValueError, TypeError):
         return list(range(schunk.nchunks))  # a key it cannot place: look at every chunk
 
 
 # Blosc2 chunk header: compressed size at bytes 12-15; special kind in bits 4-6 of byte 31.
-_UNINIT = blosc2.SpecialValue.UNINIT.value
+_NOT_SPECIAL = blosc2.SpecialValue.NOT_SPECIAL.value
 
 
 def stored_sizes(schunk: blosc2.SChunk, nchunks: list[int]) -> dict[int, int]:
-    """Compressed size of each of `nchunks` the container holds (uninitialised ones left out)."""
+    """Compressed size of each of `nchunks` that holds data.
+
+    Special chunks are left out: not fetched yet (an empty container starts as
+    zeros or uninitialised chunks) or evicted; a fetched chunk that is itself
+    special (all zeros, say) costs a header only and is not worth counting.
+    """
     sizes = {}
     for n in nchunks:
         header = schunk.get_lazychunk(n)
-        if (header[31] >> 4) & 7 != _UNINIT:
+        if (header[31] >> 4) & 7 == _NOT_SPECIAL:
             sizes[n] = int.from_bytes(header[12:16], "little")
     return sizes
 

@@ -17,6 +17,7 @@ from caterva2 import cli
 from caterva2.common.daemon import http_server
 from caterva2.subscriber.app import create_subscriber
 from caterva2.subscriber.cache_budget import CacheBudget
+from caterva2.subscriber.chunk_cache import stored_sizes
 from caterva2.subscriber.remote_roots import RemoteRoots
 from caterva2.subscriber.settings import SubscriberSettings
 from caterva2.subscriber.store import Store
@@ -114,6 +115,29 @@ def test_a_restart_counts_what_is_cached_and_fits_it_in_a_smaller_budget(tmp_pat
     for row in range(16):
         np.testing.assert_array_equal(read_row(again, row), publisher.data[row])
     again.close()
+
+
+def test_reads_of_any_key_count_every_chunk_they_brought_in(tmp_path, publisher):
+    remote = subscriber(tmp_path / "sub", publisher, None)
+    keys = [
+        (-1,),
+        (slice(0, ROWS, 5),),
+        (slice(10, 12), slice(100, 200)),
+        (7, 3),
+        (slice(-3, None),),
+    ]
+    for key in keys:
+        expected = publisher.data[key]
+        np.testing.assert_array_equal(
+            remote.fetch(ROOT, "a.b2nd", key, None, None).values, expected
+        )
+    with remote.cache.lock(ROOT, "a.b2nd"):
+        meta = remote.store.dataset(ROOT, "a.b2nd")[1]
+        schunk = remote.cache.proxy(ROOT, "a.b2nd", meta, None, None).schunk
+        held = stored_sizes(schunk, list(range(schunk.nchunks)))
+    assert len(held) == len({*range(0, ROWS, 5), 47, 10, 11, 7, 45, 46})
+    assert remote.cache.budget.usage(ROOT)["bytes"] == sum(held.values())
+    remote.close()
 
 
 def test_api_roots_entry_of_a_remote_root_shows_its_cache_use(tmp_path, publisher):
