@@ -13,6 +13,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 ChunkId = tuple[str, str, int]
+
+LOW_WATER = 0.95
+"""Once over budget, evict down to this fraction of it: fewer, larger rounds of eviction
+(each round makes the next read of a dataset rescan its chunks for the evicted ones)."""
 """(root, dataset path, chunk number)."""
 
 
@@ -47,6 +51,7 @@ class CacheBudget:
         self._pinned: set[str] = set()
         self._by_dataset: dict[tuple[str, str], set[int]] = {}
         self._evictable_bytes = 0
+        self._trimming = False  # over budget, and not yet down to LOW_WATER of it
         self._guard = threading.Lock()
 
     def _root(self, root: str) -> RootUsage:
@@ -140,9 +145,14 @@ class CacheBudget:
                 self._evictable_bytes += held
 
     def victim(self) -> ChunkId | None:
-        """The chunk to evict next, while the evictable bytes exceed the budget."""
+        """The chunk to evict next: from exceeding the budget until down to `LOW_WATER` of it."""
         with self._guard:
-            if self.limit is None or self._evictable_bytes <= self.limit:
+            if self.limit is None:
+                return None
+            if self._evictable_bytes > self.limit:
+                self._trimming = True
+            if not self._trimming or self._evictable_bytes <= self.limit * LOW_WATER:
+                self._trimming = False
                 return None
             for chunk in self._chunks:
                 if chunk[0] not in self._pinned:

@@ -338,7 +338,9 @@ class ChunkCache:
             self.budget.record_held(root, path, stored_sizes(schunk, list(range(schunk.nchunks))))
 
     def enforce_budget(self) -> int:
-        """Evict least recently used chunks until the budget holds; how many.
+        """Evict least recently used chunks while the budget asks for it (`CacheBudget.victim`).
+
+        Returns how many it evicted.
 
         Call it holding no dataset lock: it takes each victim's in turn.
         """
