@@ -67,18 +67,18 @@ class CacheBudget:
             return {n for n in nchunks if (root, path, n) in self._chunks}
 
     def record_read(
-        self, root: str, path: str, sizes: dict[int, int], hits: set[int] | None = None
+        self, root: str, path: str, fetched: dict[int, int], hits: set[int] | None = None
     ) -> None:
-        """A read used these chunks (number → stored size); `hits` were cached before it."""
-        hits = hits or set()
+        """A read fetched these chunks (number → stored size) and found `hits` cached."""
         with self._guard:
             usage = self._root(root)
-            for nchunk, size in sizes.items():
+            for nchunk, size in fetched.items():
                 self._put((root, path, nchunk), size, usage)
-                if nchunk in hits:
+                usage.misses += 1
+            for nchunk in hits or ():
+                if (root, path, nchunk) in self._chunks:
+                    self._chunks.move_to_end((root, path, nchunk))
                     usage.hits += 1
-                else:
-                    usage.misses += 1
 
     def record_held(self, root: str, path: str, sizes: dict[int, int]) -> None:
         """Chunks found in the cache (after a restart): the least recently used of all."""

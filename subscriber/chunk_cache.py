@@ -35,6 +35,7 @@ import shutil
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,14 @@ class RemoteArraySource(blosc2.ProxyNDSource):
     def cparams(self) -> blosc2.CParams:
         return cparams_from_meta(self._meta["schunk"]["cparams"])
 
+    on_fetch: Callable[[int, int], None] | None = None
+    """Told (chunk number, bytes) of every chunk fetched: the cache's accounting."""
+
     def get_chunk(self, nchunk: int) -> bytes:
-        return self._client.chunk(self._path, nchunk, self._etag)
+        chunk = self._client.chunk(self._path, nchunk, self._etag)
+        if self.on_fetch is not None:
+            self.on_fetch(nchunk, len(chunk))
+        return chunk
 
     def retarget(self, meta: dict, client: PublisherClient, etag: str | None) -> None:
         """Fetch from now on for this version (same geometry: same cached file)."""
@@ -130,8 +137,14 @@ class RemoteFrameSource(blosc2.ProxySource):
     def cparams(self) -> blosc2.CParams:
         return cparams_from_meta(self._meta["cparams"])
 
+    on_fetch: Callable[[int, int], None] | None = None
+    """Told (chunk number, bytes) of every chunk fetched: the cache's accounting."""
+
     def get_chunk(self, nchunk: int) -> bytes:
-        return self._client.chunk(self._path, nchunk, self._etag)
+        chunk = self._client.chunk(self._path, nchunk, self._etag)
+        if self.on_fetch is not None:
+            self.on_fetch(nchunk, len(chunk))
+        return chunk
 
     def retarget(self, meta: dict, client: PublisherClient, etag: str | None) -> None:
         """Fetch from now on for this version (same geometry: same cached file)."""
@@ -209,6 +222,8 @@ class ChunkCache:
         self.budget = CacheBudget(budget)
         # (root, path) → the metadata it was last read with: enough to reopen it for an eviction.
         self._metas: dict[tuple[str, str], dict] = {}
+        # (root, path) → chunks fetched and not yet accounted (number → bytes); under its lock.
+        self._fetched: dict[tuple[str, str], dict[int, int]] = {}
 
     def path(self, root: str, path: str) -> Path:
         """The cached file of a dataset: built only from validated names, and inside the cache."""
@@ -263,6 +278,7 @@ class ChunkCache:
     def _forget(self, root: str, path: str) -> None:
         with self._locks_guard:
             self._proxies.pop((root, path), None)
+        self._fetched.pop((root, path), None)
 
     def proxy(
         self, root: str, path: str, meta: dict, etag: str | None, client: PublisherClient | None
@@ -287,7 +303,7 @@ class ChunkCache:
                 if kept is not None and kept[0] == inode and etag in (None, kept[2]):
                     self._proxies.move_to_end((root, path))
                     kept[1].src.retarget(meta, client, etag)
-                    return kept[1]
+                    return kept[1]  # its source reports fetches already (see below)
             proxy = blosc2.Proxy(
                 source_for(meta, client, path, etag), urlpath=str(target), mode="a"
             )
@@ -307,6 +323,8 @@ class ChunkCache:
             proxy = blosc2.Proxy(
                 source_for(meta, client, path, etag), urlpath=str(target), mode="a"
             )
+        fetched = self._fetched.setdefault((root, path), {})
+        proxy.src.on_fetch = fetched.__setitem__  # from fetching threads: one dict store each
         with self._locks_guard:
             self._proxies[(root, path)] = (inode, proxy, etag)
             self._proxies.move_to_end((root, path))
@@ -322,11 +340,26 @@ class ChunkCache:
         swapping in another version, which a reader must not see.
         """
         proxy = self.proxy(root, path, meta, etag, client)
-        container = proxy.fetch(key, max_concurrency=FETCH_CONCURRENCY)
-        nchunks = touched_chunks(container, key)
-        hits = self.budget.held_of(root, path, nchunks)
-        self.budget.record_read(root, path, stored_sizes(proxy.schunk, nchunks), hits)
+        try:
+            container = proxy.fetch(key, max_concurrency=FETCH_CONCURRENCY)
+        finally:
+            fetched = self._take_fetched(root, path)
+        hits = self.budget.held_of(root, path, touched_chunks(container, key)) - fetched.keys()
+        self.budget.record_read(root, path, fetched, hits)
         return use(container)
+
+    def _take_fetched(self, root: str, path: str) -> dict[int, int]:
+        pending = self._fetched.get((root, path))
+        if not pending:
+            return {}
+        taken = dict(pending)
+        pending.clear()
+        return taken
+
+    def account(self, root: str, path: str) -> None:
+        """Count chunks fetched through the shared proxy outside `read` (computations);
+        call it holding `lock(root, path)`, then `enforce_budget` holding none."""
+        self.budget.record_read(root, path, self._take_fetched(root, path))
 
     def index_cached(self, root: str, path: str, meta: dict) -> None:
         """Count the chunks a cached container already holds (on start, before any read)."""

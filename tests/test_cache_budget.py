@@ -13,6 +13,7 @@ import blosc2
 import numpy as np
 import pytest
 
+import caterva2 as cat2
 from caterva2 import cli
 from caterva2.common.daemon import http_server
 from caterva2.subscriber.app import create_subscriber
@@ -184,6 +185,31 @@ def test_cat2cli_cache_prints_bytes_hit_ratio_and_evictions_of_remote_roots(
         cli.main(["--subscriber", f"http://127.0.0.1:{port}", "cache", "--json"])
         shown = json.loads(capsys.readouterr().out)
         assert shown[ROOT]["bytes"] == size and shown[ROOT]["hits"] == 1
+    finally:
+        server.close()
+        thread.join(timeout=10)
+        app.close()
+
+
+def test_computations_over_remote_arrays_are_counted_and_kept_within_budget(tmp_path, publisher):
+    statedir = tmp_path / "sub"
+    remote = subscriber(statedir, publisher, BUDGET)
+    settings = SubscriberSettings(statedir=statedir, secret="s3cret")
+    app = create_subscriber(settings, lambda _store: remote)
+    app.store.add_user("user@example.com", "userpass123")
+    port = free_port()
+    server = http_server(app.app, f"127.0.0.1:{port}", 2, "test-subscriber")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        client = cat2.Client(f"http://127.0.0.1:{port}", ("user@example.com", "userpass123"))
+        path = client.lazyexpr("twice", "a * 2", {"a": f"{ROOT}/a.b2nd"})
+        got = client.fetch(path, slice(None))
+        np.testing.assert_array_equal(got, publisher.data * 2)
+        usage = remote.cache.budget.usage(ROOT)
+        assert usage["misses"] == ROWS  # every chunk the evaluation fetched is counted
+        assert remote.cache.budget.evictable_bytes <= BUDGET
+        assert usage["evictions"] > 0
     finally:
         server.close()
         thread.join(timeout=10)
