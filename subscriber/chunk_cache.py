@@ -343,9 +343,11 @@ class ChunkCache:
         try:
             container = proxy.fetch(key, max_concurrency=FETCH_CONCURRENCY)
         finally:
+            # Counted even when the fetch failed partway: what did arrive is stored.
             fetched = self._take_fetched(root, path)
+            self.budget.record_read(root, path, fetched)
         hits = self.budget.held_of(root, path, touched_chunks(container, key)) - fetched.keys()
-        self.budget.record_read(root, path, fetched, hits)
+        self.budget.record_read(root, path, {}, hits)
         return use(container)
 
     def _take_fetched(self, root: str, path: str) -> dict[int, int]:
