@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -20,8 +21,27 @@ TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 FILE_TIMEOUT = httpx.Timeout(600.0, connect=3.0)
 
 
+UPSTREAM_PAUSE = 30.0
+"""Seconds chunks skip an upstream subscriber that failed or was unreachable."""
+
+
 class StaleDataset(ServiceUnavailable):
     """The publisher has a newer version of a dataset than the one being read."""
+
+
+class Upstream:
+    """A parent subscriber chunks are asked of first (tiers), skipped a while after it fails."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._skip_until = 0.0
+
+    def usable(self) -> bool:
+        return time.monotonic() >= self._skip_until
+
+    def failed(self) -> None:
+        # Not asked again for a while: every chunk would wait for its timeout first.
+        self._skip_until = time.monotonic() + UPSTREAM_PAUSE
 
 
 class PublisherClient:
@@ -36,13 +56,13 @@ class PublisherClient:
         url: str,
         http: httpx.Client,
         direct: Transport | None = None,
-        upstream: str | None = None,
+        upstream: Upstream | None = None,
     ) -> None:
         self.root = root
         self.url = url.rstrip("/")
         self.http = http
         self.direct = direct  # the transport of `http`, for chunks (see `chunk`)
-        self.upstream = upstream.rstrip("/") if upstream else None
+        self.upstream = upstream
 
     def _unreachable(self, exc: Exception) -> ServiceUnavailable:
         reason = exc.__class__.__name__
@@ -99,19 +119,17 @@ class PublisherClient:
         is asked of the `upstream` subscriber first, with the same `If-Match`; when
         it holds another version (412), fails or cannot be reached, of the publisher.
         """
-        if self.upstream and etag:
+        if self.upstream is not None and etag and self.upstream.usable():
             try:
                 route = f"/api/chunk/{quote(self.root)}/{quote(path)}"
-                return self._chunk_at(self.upstream, route, path, nchunk, etag)
-            except (ServiceUnavailable, NotFound, BadRequest) as exc:
-                log.info(
-                    "upstream %s: no chunk %d of %s/%s (%s)",
-                    self.upstream,
-                    nchunk,
-                    self.root,
-                    path,
-                    exc.detail,
-                )
+                return self._chunk_at(self.upstream.url, route, path, nchunk, etag)
+            except StaleDataset:
+                pass  # it holds another version of the dataset
+            except (NotFound, BadRequest) as exc:
+                log.info("upstream %s has no %s/%s: %s", self.upstream.url, self.root, path, exc)
+            except ServiceUnavailable as exc:
+                log.warning("upstream %s failed (%s); asking publishers", self.upstream.url, exc)
+                self.upstream.failed()
         return self._chunk_at(self.url, f"/api/chunk/{quote(path)}", path, nchunk, etag)
 
     def _chunk_at(
@@ -175,7 +193,7 @@ class PublisherPool:
     def __init__(self, ca_file: str | None = None, upstream: str | None = None) -> None:
         """`ca_file`: the CAs that sign https publishers' certificates (default: the system's);
         `upstream`: the subscriber chunks are asked of first (tiers)."""
-        self.upstream = upstream
+        self.upstream = Upstream(upstream) if upstream else None
         # http.client underneath: httpx's own transport costs ~0.5 ms more per request.
         self._transport = Transport(verify=ca_file or True)
         self._http = httpx.Client(transport=self._transport)

@@ -109,3 +109,14 @@ def test_upstream_must_be_an_http_url_other_than_our_own():
     settings = build_settings({"upstream": "http://localhost:8000", "login": False}, {})
     with pytest.raises(ConfigError, match="upstream is this subscriber"):
         settings.check()
+
+
+def test_an_edge_whose_parent_is_down_reads_from_the_publisher(tmp_path, publisher):
+    parent = subscriber(tmp_path / "parent", publisher, budget=None)
+    with serving(parent, tmp_path / "parent") as url:
+        child = edge(tmp_path / "edge", publisher, url)
+    # The parent has stopped listening: the chunk comes from the publisher.
+    np.testing.assert_array_equal(read_row(child, 4), publisher.data[4])
+    assert publisher.transfers(4) == 1
+    np.testing.assert_array_equal(read_row(child, 5), publisher.data[5])
+    child.close()
