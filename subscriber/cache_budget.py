@@ -3,7 +3,9 @@
 This is bookkeeping only: it says which chunk to evict next; the chunk cache
 evicts it, under the lock of the chunk's dataset. Chunks of pinned roots
 (mirrored ones) are counted but never chosen, and do not count against the
-budget: a mirror is a promise to keep the whole root.
+budget: a mirror is a promise to keep the whole root. A root may also have a
+quota of its own: its chunks beyond it are evicted first (a mirrored root with
+a quota is kept under its quota instead of pinned).
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ class RootUsage:
 class CacheBudget:
     """Resident chunks in least-recently-used order, bytes per root, hits, misses, evictions."""
 
-    def __init__(self, limit: int | None = None) -> None:
-        self.limit = limit  # None: no budget, nothing is ever evicted
+    def __init__(self, limit: int | None = None, quotas: dict[str, int] | None = None) -> None:
+        self.limit = limit  # None: no budget (roots' quotas still hold)
+        self.quotas = dict(quotas or {})
         self._chunks: OrderedDict[ChunkId, int] = OrderedDict()
         self._usage: dict[str, RootUsage] = {}
         self._pinned: set[str] = set()
@@ -132,7 +135,8 @@ class CacheBudget:
                 self._forget(*dataset)
 
     def pin(self, root: str, pinned: bool) -> None:
-        """Keep every chunk of `root` (mirrored), or make them evictable again."""
+        """Keep every chunk of `root` (mirrored, without a quota), or make them evictable."""
+        pinned = pinned and root not in self.quotas
         with self._guard:
             if pinned == (root in self._pinned):
                 return
@@ -147,6 +151,12 @@ class CacheBudget:
     def victim(self) -> ChunkId | None:
         """The chunk to evict next: from exceeding the budget until down to `LOW_WATER` of it."""
         with self._guard:
+            for root, quota in self.quotas.items():
+                usage = self._usage.get(root)
+                if usage is not None and usage.bytes > quota:
+                    oldest = next((c for c in self._chunks if c[0] == root), None)
+                    if oldest is not None:
+                        return oldest
             if self.limit is None:
                 return None
             if self._evictable_bytes > self.limit:
@@ -168,4 +178,6 @@ class CacheBudget:
     def usage(self, root: str) -> dict:
         """The `cache` entry of a root in `/api/roots`."""
         with self._guard:
-            return self._usage.get(root, RootUsage()).as_dict(root in self._pinned)
+            entry = self._usage.get(root, RootUsage()).as_dict(root in self._pinned)
+        entry["quota"] = self.quotas.get(root)
+        return entry

@@ -206,8 +206,11 @@ def stored_sizes(schunk: blosc2.SChunk, nchunks: list[int]) -> dict[int, int]:
 class ChunkCache:
     """Cached containers of remote datasets, by root and path."""
 
-    def __init__(self, statedir: Path, budget: int | None = None) -> None:
-        """`budget`: bytes of chunks held at most (mirrored roots aside); None: no limit."""
+    def __init__(
+        self, statedir: Path, budget: int | None = None, quotas: dict[str, int] | None = None
+    ) -> None:
+        """`budget`: bytes of chunks held at most (mirrored roots aside); None: no limit.
+        `quotas`: root → bytes of its chunks held at most."""
         self.dir = Path(statedir).resolve() / "cache"
         self.tmpdir = Path(statedir).resolve() / "tmp"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -219,7 +222,7 @@ class ChunkCache:
         self._proxies: OrderedDict[
             tuple[str, str], tuple[tuple[int, int], blosc2.Proxy, str | None]
         ] = OrderedDict()
-        self.budget = CacheBudget(budget)
+        self.budget = CacheBudget(budget, quotas)
         # (root, path) → the metadata it was last read with: enough to reopen it for an eviction.
         self._metas: dict[tuple[str, str], dict] = {}
         # (root, path) → chunks fetched and not yet accounted (number → bytes); under its lock.

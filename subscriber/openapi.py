@@ -51,6 +51,7 @@ ROOT = {
                 "hit_ratio": {"type": ["number", "null"]},
                 "evictions": {"type": "integer"},
                 "pinned": {"type": "boolean"},
+                "quota": {"type": ["integer", "null"]},
             },
         },
     },

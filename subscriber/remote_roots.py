@@ -63,15 +63,17 @@ class RemoteRoots:
         publisher_ca_file: str | None = None,
         cache_size: int | None = None,
         upstream: str | None = None,
+        cache_quotas: dict[str, int] | None = None,
     ):
         """`cache_size`: the chunk cache's byte budget (mirrored roots aside); None: no limit.
 
         `upstream`: a parent subscriber that chunk bytes are asked of before the publisher.
+        `cache_quotas`: root → the bytes of its chunks the cache keeps at most.
         """
         self.store = store
         # Roots whose owner the operator configured: never pinned to whoever announces first.
         self.owners = dict(owners or {})
-        self.cache = ChunkCache(statedir, cache_size)
+        self.cache = ChunkCache(statedir, cache_size, cache_quotas)
         self._index_cache()
         self.pool = PublisherPool(publisher_ca_file, upstream)
         self.on_follow = on_follow  # binds the broker queue; set by the follower

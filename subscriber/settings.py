@@ -33,6 +33,8 @@ class SubscriberSettings:
     """Chunks per second fetched for mirrored roots (0: no limit)."""
     upstream: str | None = None
     """A parent subscriber's URL: chunk bytes are asked of it before the publisher (tiers)."""
+    cache_quotas: dict[str, int] = field(default_factory=dict)
+    """Root name → bytes of its chunks the cache keeps at most (`[cache_quotas]`)."""
     maxusers: int | None = None
     login: bool = True
     register: bool = False
@@ -168,6 +170,26 @@ def root_owners(table: Any) -> dict[str, str]:
             raise ConfigError(f"[root_owners]: the owner of {root!r} must be a broker user name")
         owners[root] = user
     return owners
+
+
+def cache_quotas(table: Any) -> dict[str, int]:
+    """Validate the `[cache_quotas]` table: root name = size (e.g. "10G")."""
+    if not isinstance(table, dict):
+        raise ConfigError("[cache_quotas] must be a table of root = size")
+    quotas = {}
+    for root, size in table.items():
+        try:
+            check_root_name(root)
+        except BadRequest as exc:
+            raise ConfigError(f"[cache_quotas]: {exc.detail}") from None
+        try:
+            quota = parse_size(size)
+        except ConfigError as exc:
+            raise ConfigError(f"[cache_quotas]: {root}: {exc}") from None
+        if quota is None:
+            raise ConfigError(f"[cache_quotas]: the quota of {root!r} must be a size above 0")
+        quotas[root] = quota
+    return quotas
 
 
 def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> SubscriberSettings:

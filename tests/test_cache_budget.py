@@ -214,3 +214,31 @@ def test_computations_over_remote_arrays_are_counted_and_kept_within_budget(tmp_
         server.close()
         thread.join(timeout=10)
         app.close()
+
+
+def test_a_root_over_its_quota_loses_its_own_chunks_first():
+    budget = CacheBudget(None, quotas={"small": 100, "mirrored": 150})
+    budget.pin("mirrored", True)  # a quota of its own: not pinned
+    budget.record_read("small", "s", {0: 60, 1: 60})
+    budget.record_read("mirrored", "m", {0: 80, 1: 80})
+    budget.record_read("free", "f", {0: 500})
+    assert budget.victim() == ("small", "s", 0)
+    budget.record_eviction("small", "s", 0)
+    assert budget.victim() == ("mirrored", "m", 0)
+    budget.record_eviction("mirrored", "m", 0)
+    assert budget.victim() is None  # no global budget: "free" keeps its chunk
+    assert budget.usage("mirrored")["pinned"] is False
+    assert budget.usage("small")["quota"] == 100
+
+
+def test_reads_of_a_root_with_a_quota_stay_within_it(tmp_path, publisher):
+    store = Store(tmp_path / "sub")
+    store.upsert_root(ROOT, publisher.url, "etag-1", True, owner="pub")
+    quota = 1024 * 1024
+    remote = RemoteRoots(store, tmp_path / "sub", cache_quotas={ROOT: quota})
+    remote.follow(ROOT)
+    for row in range(12):
+        np.testing.assert_array_equal(read_row(remote, row), publisher.data[row])
+        assert remote.cache.budget.usage(ROOT)["bytes"] <= quota
+    assert remote.cache.budget.usage(ROOT)["evictions"] > 0
+    remote.close()

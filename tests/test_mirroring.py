@@ -10,7 +10,7 @@ import pytest
 
 from caterva2.common.config import ConfigError
 from caterva2.subscriber.mirroring import MirrorLoop
-from caterva2.subscriber.settings import build_settings
+from caterva2.subscriber.settings import build_settings, cache_quotas
 
 from .app_support import wait_until
 from .inprocess_publisher import ROOT, ROWS, read_row, running_publisher, subscriber, write_rows
@@ -75,3 +75,15 @@ def test_mirror_rate_and_cache_size_come_from_the_subscriber_section():
         build_settings({"mirror_rate": "fast"}, {})
     with pytest.raises(ConfigError, match="invalid size"):
         build_settings({"cache_size": "lots"}, {})
+
+
+def test_cache_quotas_table_names_roots_and_sizes():
+    assert cache_quotas({"foo": "10G", "bar": 1024}) == {"foo": 10 * 1024**3, "bar": 1024}
+    with pytest.raises(ConfigError, match="must be a table"):
+        cache_quotas(["foo"])
+    with pytest.raises(ConfigError, match=r"\[cache_quotas\]"):
+        cache_quotas({"../x": "1G"})
+    with pytest.raises(ConfigError, match="invalid size"):
+        cache_quotas({"foo": "huge"})
+    with pytest.raises(ConfigError, match="above 0"):
+        cache_quotas({"foo": 0})
