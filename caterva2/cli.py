@@ -199,6 +199,25 @@ def cmd_roots(session: _Session, args: argparse.Namespace) -> None:
         print(f"{name} (subscribed)" if followed else name)
 
 
+def cmd_cache(session: _Session, args: argparse.Namespace) -> None:
+    """Show what the subscriber's chunk cache holds of each remote root."""
+    roots = {
+        name: root["cache"]
+        for name, root in session.client.get_roots().items()
+        if isinstance(root, dict) and isinstance(root.get("cache"), dict)
+    }
+    if args.json:
+        _print_json(roots)
+        return
+    for name, cache in roots.items():
+        ratio = cache.get("hit_ratio")
+        print(
+            f"{name}: {cache.get('bytes', 0)} bytes, "
+            f"hit ratio {'-' if ratio is None else f'{ratio:.1%}'}, "
+            f"{cache.get('evictions', 0)} evictions" + (" (pinned)" if cache.get("pinned") else "")
+        )
+
+
 def cmd_subscribe(session: _Session, args: argparse.Namespace) -> None:
     """Ask the server to follow a root."""
     with warnings.catch_warnings(record=True) as caught:
@@ -348,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     _add(sub, "roots", cmd_roots, json_flag=True)
+    _add(sub, "cache", cmd_cache, json_flag=True)
     _add(sub, "subscribe", cmd_subscribe).add_argument("root")
     _add(sub, "list", cmd_list, ["ls"], json_flag=True).add_argument("root")
     _add(sub, "url", cmd_url, json_flag=True).add_argument("dataset")

@@ -66,9 +66,16 @@ def create_subscriber(
             settings.statedir,
             owners=settings.root_owners,
             publisher_ca_file=settings.publisher_ca_file,
+            cache_size=settings.cache_size,
+            upstream=settings.upstream,
+            cache_quotas=settings.cache_quotas,
         )
         follower = Follower(
-            remote, settings.broker_url, settings.subscriber_id, queue_expiry=settings.queue_expiry
+            remote,
+            settings.broker_url,
+            settings.subscriber_id,
+            mirror_rate=settings.mirror_rate,
+            queue_expiry=settings.queue_expiry,
         )
     ops = FileOps(roots, settings.quota)
     app = new_app(

@@ -18,15 +18,24 @@ and swapped in under the dataset's lock, and a read names the version it wants
 and uses the container under that same lock, so it sees one whole version or
 none. A container whose tag is not the wanted version (left by a crash between
 swap and store, or by an older Caterva2) is rebuilt empty for that version.
+
+A byte budget (`CacheBudget`) bounds the chunks held: after a read, the least
+recently used chunks are evicted one by one, each under its dataset's lock, so
+an eviction and a read of the same dataset never overlap. Evicting turns the
+chunk into an uninitialised special chunk through the proxy every reader of the
+dataset shares (`SChunk.update_special`), which frees its bytes, clears it from
+the proxy's record of fetched chunks, and makes the next read fetch it again.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +45,10 @@ import numpy as np
 from ..common.b2meta import str_to_dtype
 from ..common.errors import BadRequest
 from ..common.paths import check_remote_path, check_root_name, stored_name
+from .cache_budget import CacheBudget
 from .publisher_client import PublisherClient
+
+log = logging.getLogger(__name__)
 
 FETCH_CONCURRENCY = 8
 KEPT_PROXIES = 64
@@ -87,8 +99,14 @@ class RemoteArraySource(blosc2.ProxyNDSource):
     def cparams(self) -> blosc2.CParams:
         return cparams_from_meta(self._meta["schunk"]["cparams"])
 
+    on_fetch: Callable[[int, int], None] | None = None
+    """Told (chunk number, bytes) of every chunk fetched: the cache's accounting."""
+
     def get_chunk(self, nchunk: int) -> bytes:
-        return self._client.chunk(self._path, nchunk, self._etag)
+        chunk = self._client.chunk(self._path, nchunk, self._etag)
+        if self.on_fetch is not None:
+            self.on_fetch(nchunk, len(chunk))
+        return chunk
 
     def retarget(self, meta: dict, client: PublisherClient, etag: str | None) -> None:
         """Fetch from now on for this version (same geometry: same cached file)."""
@@ -119,8 +137,14 @@ class RemoteFrameSource(blosc2.ProxySource):
     def cparams(self) -> blosc2.CParams:
         return cparams_from_meta(self._meta["cparams"])
 
+    on_fetch: Callable[[int, int], None] | None = None
+    """Told (chunk number, bytes) of every chunk fetched: the cache's accounting."""
+
     def get_chunk(self, nchunk: int) -> bytes:
-        return self._client.chunk(self._path, nchunk, self._etag)
+        chunk = self._client.chunk(self._path, nchunk, self._etag)
+        if self.on_fetch is not None:
+            self.on_fetch(nchunk, len(chunk))
+        return chunk
 
     def retarget(self, meta: dict, client: PublisherClient, etag: str | None) -> None:
         """Fetch from now on for this version (same geometry: same cached file)."""
@@ -141,10 +165,52 @@ def _version_of(proxy: blosc2.Proxy) -> str | None:
         return None
 
 
+def touched_chunks(container: Any, key: Any) -> list[int]:
+    """The chunk numbers a read of `key` touches (a superset for stepped slices)."""
+    schunk = container.schunk if isinstance(container, blosc2.NDArray) else container
+    items = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, slice) and k.step is not None and k.step < 0 for k in items):
+        return list(range(schunk.nchunks))  # backwards: look at every chunk
+    # Without their steps: the chunks a stepped slice touches are among those of its span.
+    items = tuple(slice(k.start, k.stop) if isinstance(k, slice) else k for k in items)
+    try:
+        return [
+            int(n)
+            for n in blosc2.get_slice_nchunks(
+                container, items if isinstance(key, tuple) else items[0]
+            )
+        ]
+    except (IndexError, ValueError, TypeError):
+        return list(range(schunk.nchunks))  # a key it cannot place: look at every chunk
+
+
+# Blosc2 chunk header: compressed size at bytes 12-15; special kind in bits 4-6 of byte 31.
+_NOT_SPECIAL = blosc2.SpecialValue.NOT_SPECIAL.value
+
+
+def stored_sizes(schunk: blosc2.SChunk, nchunks: list[int]) -> dict[int, int]:
+    """Compressed size of each of `nchunks` that holds data.
+
+    Special chunks are left out: not fetched yet (an empty container starts as
+    zeros or uninitialised chunks) or evicted; a fetched chunk that is itself
+    special (all zeros, say) costs a header only and is not worth counting.
+    """
+    sizes = {}
+    for n in nchunks:
+        header = schunk.get_lazychunk(n)
+        if (header[31] >> 4) & 7 == _NOT_SPECIAL:
+            sizes[n] = int.from_bytes(header[12:16], "little")
+    return sizes
+
+
 class ChunkCache:
     """Cached containers of remote datasets, by root and path."""
 
-    def __init__(self, statedir: Path) -> None:
+    def __init__(
+        self, statedir: Path, budget: int | None = None, quotas: dict[str, int] | None = None
+    ) -> None:
+        """`budget`: bytes of chunks held at most (mirrored roots aside); None: no limit.
+        `quotas`: root → bytes of its chunks held at most."""
         self.dir = Path(statedir).resolve() / "cache"
         self.tmpdir = Path(statedir).resolve() / "tmp"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +222,11 @@ class ChunkCache:
         self._proxies: OrderedDict[
             tuple[str, str], tuple[tuple[int, int], blosc2.Proxy, str | None]
         ] = OrderedDict()
+        self.budget = CacheBudget(budget, quotas)
+        # (root, path) → the metadata it was last read with: enough to reopen it for an eviction.
+        self._metas: dict[tuple[str, str], dict] = {}
+        # (root, path) → chunks fetched and not yet accounted (number → bytes); under its lock.
+        self._fetched: dict[tuple[str, str], dict[int, int]] = {}
 
     def path(self, root: str, path: str) -> Path:
         """The cached file of a dataset: built only from validated names, and inside the cache."""
@@ -188,6 +259,7 @@ class ChunkCache:
         target.parent.mkdir(parents=True, exist_ok=True)
         self._forget(root, path)
         os.replace(built, target)
+        self.budget.forget_dataset(root, path)
 
     def discard(self, built: Path) -> None:
         """Drop a container made by `build` that was not swapped in."""
@@ -197,27 +269,32 @@ class ChunkCache:
         """Drop a cached dataset; call it holding `lock(root, path)`."""
         self._forget(root, path)
         self.path(root, path).unlink(missing_ok=True)
+        self.budget.forget_dataset(root, path)
 
     def remove_root(self, root: str) -> None:
         with self._locks_guard:
             for key in [k for k in self._proxies if k[0] == root]:
                 self._proxies.pop(key, None)
         shutil.rmtree(self.dir / check_root_name(root), ignore_errors=True)
+        self.budget.forget_root(root)
 
     def _forget(self, root: str, path: str) -> None:
         with self._locks_guard:
             self._proxies.pop((root, path), None)
+        self._fetched.pop((root, path), None)
 
     def proxy(
-        self, root: str, path: str, meta: dict, etag: str | None, client: PublisherClient
+        self, root: str, path: str, meta: dict, etag: str | None, client: PublisherClient | None
     ) -> blosc2.Proxy:
         """The open proxy over the cached file, fetching for version `etag` (None: any).
 
         Call it holding `lock(root, path)`, and use the proxy only while holding it:
         every user of a cached file shares this one proxy, so that none writes into
-        the file behind another's record of what it holds.
+        the file behind another's record of what it holds. Without a `client`, it
+        can only read what is cached (every read passes its own).
         """
         target = self.path(root, path)
+        self._metas[(root, path)] = meta
         try:
             st = os.stat(target)
         except FileNotFoundError:
@@ -229,7 +306,7 @@ class ChunkCache:
                 if kept is not None and kept[0] == inode and etag in (None, kept[2]):
                     self._proxies.move_to_end((root, path))
                     kept[1].src.retarget(meta, client, etag)
-                    return kept[1]
+                    return kept[1]  # its source reports fetches already (see below)
             proxy = blosc2.Proxy(
                 source_for(meta, client, path, etag), urlpath=str(target), mode="a"
             )
@@ -249,6 +326,8 @@ class ChunkCache:
             proxy = blosc2.Proxy(
                 source_for(meta, client, path, etag), urlpath=str(target), mode="a"
             )
+        fetched = self._fetched.setdefault((root, path), {})
+        proxy.src.on_fetch = fetched.__setitem__  # from fetching threads: one dict store each
         with self._locks_guard:
             self._proxies[(root, path)] = (inode, proxy, etag)
             self._proxies.move_to_end((root, path))
@@ -264,8 +343,71 @@ class ChunkCache:
         swapping in another version, which a reader must not see.
         """
         proxy = self.proxy(root, path, meta, etag, client)
-        container = proxy.fetch(key, max_concurrency=FETCH_CONCURRENCY)
+        try:
+            container = proxy.fetch(key, max_concurrency=FETCH_CONCURRENCY)
+        finally:
+            # Counted even when the fetch failed partway: what did arrive is stored.
+            fetched = self._take_fetched(root, path)
+            self.budget.record_read(root, path, fetched)
+        hits = self.budget.held_of(root, path, touched_chunks(container, key)) - fetched.keys()
+        self.budget.record_read(root, path, {}, hits)
         return use(container)
+
+    def _take_fetched(self, root: str, path: str) -> dict[int, int]:
+        pending = self._fetched.get((root, path))
+        if not pending:
+            return {}
+        taken = dict(pending)
+        pending.clear()
+        return taken
+
+    def account(self, root: str, path: str) -> None:
+        """Count chunks fetched through the shared proxy outside `read` (computations);
+        call it holding `lock(root, path)`, then `enforce_budget` holding none."""
+        self.budget.record_read(root, path, self._take_fetched(root, path))
+
+    def index_cached(self, root: str, path: str, meta: dict) -> None:
+        """Count the chunks a cached container already holds (on start, before any read)."""
+        if not self.path(root, path).exists():
+            return
+        with self.lock(root, path):
+            proxy = self.proxy(root, path, meta, None, None)
+            schunk = proxy.schunk
+            self.budget.record_held(root, path, stored_sizes(schunk, list(range(schunk.nchunks))))
+
+    def enforce_budget(self) -> int:
+        """Evict least recently used chunks while the budget asks for it (`CacheBudget.victim`).
+
+        Returns how many it evicted.
+
+        Call it holding no dataset lock: it takes each victim's in turn.
+        """
+        evicted = 0
+        while (victim := self.budget.victim()) is not None:
+            root, path, nchunk = victim
+            with self.lock(root, path):
+                if not self.budget.holds(root, path, nchunk):
+                    continue  # replaced, removed or evicted while we waited for the lock
+                try:
+                    self._evict(root, path, nchunk)
+                except (OSError, KeyError, ValueError, RuntimeError) as exc:
+                    # Whatever is left of it is rebuilt by its next read; it must not stay a victim.
+                    log.warning("cannot evict from %s/%s (%s); forgot it", root, path, exc)
+                    self.budget.forget_dataset(root, path)
+                    continue
+                self.budget.record_eviction(root, path, nchunk)
+                evicted += 1
+        return evicted
+
+    def _evict(self, root: str, path: str, nchunk: int) -> None:
+        """Free one chunk; call it holding `lock(root, path)`."""
+        with self._locks_guard:
+            kept = self._proxies.get((root, path))
+        # The shared proxy when open (it notices the eviction); swaps and removals forget it.
+        proxy = kept[1] if kept is not None else None
+        if proxy is None:
+            proxy = self.proxy(root, path, self._metas[(root, path)], None, None)
+        proxy.schunk.update_special(nchunk, blosc2.SpecialValue.UNINIT)
 
     def export(self, container: Any, meta: dict) -> tuple[int, Any]:
         """A plain copy of a fully fetched container, as (size, open file) (already unlinked).

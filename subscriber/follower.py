@@ -9,12 +9,12 @@ import uuid
 from ..broker.consumer import Consumer
 from ..broker.messages import ChangeMessage, RootAnnouncement
 from ..broker.topology import DEFAULT_QUEUE_EXPIRY
+from .mirroring import MirrorLoop
 from .remote_roots import RemoteRoots
 
 log = logging.getLogger(__name__)
 
 BIND_TIMEOUT = 10.0
-MIRROR_INTERVAL = 5.0
 
 
 def subscriber_id(remote: RemoteRoots, configured: str | None) -> str:
@@ -42,7 +42,6 @@ class Follower:
         self.remote = remote
         self.id = subscriber_id(remote, sub_id)
         self.mirror_rate = mirror_rate
-        self._stop = threading.Event()
         self.consumer = Consumer(
             broker_url,
             self.id,
@@ -54,10 +53,7 @@ class Follower:
         )
         remote.on_follow = self._bind
         threading.Thread(target=self._resume, name="cat2sub-resume", daemon=True).start()
-        self._mirror = threading.Thread(
-            target=self._mirror_loop, name="cat2sub-mirror", daemon=True
-        )
-        self._mirror.start()
+        self._mirror = MirrorLoop(remote, mirror_rate).start()
 
     def _bind(self, root: str) -> None:
         try:
@@ -87,15 +83,6 @@ class Follower:
             if self.remote.is_known(root):
                 self.remote._quiet_sync(root)
 
-    def _mirror_loop(self) -> None:
-        while not self._stop.wait(MIRROR_INTERVAL):
-            for root, mirror in self.remote.store.subscriptions().items():
-                if mirror and not self._stop.is_set():
-                    try:
-                        self.remote.mirror(root, self._stop, self.mirror_rate)
-                    except Exception:
-                        log.exception("mirroring %s failed; will retry", root)
-
     def close(self) -> None:
-        self._stop.set()
+        self._mirror.close()
         self.consumer.close(timeout=5)

@@ -384,7 +384,13 @@ class Evaluation:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        self._stack.close()
+        try:
+            for key in self.proxies:
+                self.remote.cache.account(*key)  # the chunks this evaluation fetched
+        finally:
+            self._stack.close()
+        if self.proxies:
+            self.remote.cache.enforce_budget()  # holding no lock now
 
     def _proxy(self, op: RemoteOperand) -> blosc2.Proxy:
         try:

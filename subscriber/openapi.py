@@ -41,6 +41,19 @@ ROOT = {
         "http": {"type": "string"},
         "subscribed": {"type": ["boolean", "null"]},
         "online": {"type": "boolean"},
+        "cache": {
+            "type": "object",
+            "description": "Remote roots: what the chunk cache holds of it and how its reads went",
+            "properties": {
+                "bytes": {"type": "integer"},
+                "hits": {"type": "integer"},
+                "misses": {"type": "integer"},
+                "hit_ratio": {"type": ["number", "null"]},
+                "evictions": {"type": "integer"},
+                "pinned": {"type": "boolean"},
+                "quota": {"type": ["integer", "null"]},
+            },
+        },
     },
 }
 STRING = {"type": "string"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -12,25 +14,55 @@ from ..common.errors import BadRequest, NotFound, ServiceUnavailable
 from ..common.falcon_app import ANNOUNCED_HEADER
 from ..common.http_transport import Transport
 
+log = logging.getLogger(__name__)
+
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 # A publisher may first have to build a whole file (an HDF5 dataset, converted chunk by chunk).
 FILE_TIMEOUT = httpx.Timeout(600.0, connect=3.0)
+
+
+UPSTREAM_PAUSE = 30.0
+"""Seconds chunks skip an upstream subscriber that failed or was unreachable."""
 
 
 class StaleDataset(ServiceUnavailable):
     """The publisher has a newer version of a dataset than the one being read."""
 
 
+class Upstream:
+    """A parent subscriber chunks are asked of first (tiers), skipped a while after it fails."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._skip_until = 0.0
+
+    def usable(self) -> bool:
+        return time.monotonic() >= self._skip_until
+
+    def failed(self) -> None:
+        # Not asked again for a while: every chunk would wait for its timeout first.
+        self._skip_until = time.monotonic() + UPSTREAM_PAUSE
+
+
 class PublisherClient:
-    """One root's publisher API: list, info with etags, chunks and whole files."""
+    """One root's publisher API: list, info with etags, chunks and whole files.
+
+    With an `upstream` subscriber (tiers), chunks of a version are asked of it first.
+    """
 
     def __init__(
-        self, root: str, url: str, http: httpx.Client, direct: Transport | None = None
+        self,
+        root: str,
+        url: str,
+        http: httpx.Client,
+        direct: Transport | None = None,
+        upstream: Upstream | None = None,
     ) -> None:
         self.root = root
         self.url = url.rstrip("/")
         self.http = http
         self.direct = direct  # the transport of `http`, for chunks (see `chunk`)
+        self.upstream = upstream
 
     def _unreachable(self, exc: Exception) -> ServiceUnavailable:
         reason = exc.__class__.__name__
@@ -83,18 +115,42 @@ class PublisherClient:
         """The compressed chunk `nchunk` of a dataset, as the publisher stores it.
 
         With `etag`, a chunk of any other version is refused (`StaleDataset`), so
-        a cached container never mixes chunks of two versions.
+        a cached container never mixes chunks of two versions. A chunk of a version
+        is asked of the `upstream` subscriber first, with the same `If-Match`; when
+        it holds another version (412), fails or cannot be reached, of the publisher.
         """
+        if self.upstream is not None and etag and self.upstream.usable():
+            try:
+                route = f"/api/chunk/{quote(self.root)}/{quote(path)}"
+                return self._chunk_at(self.upstream.url, route, path, nchunk, etag)
+            except StaleDataset:
+                pass  # it holds another version of the dataset
+            except (NotFound, BadRequest) as exc:
+                log.info("upstream %s has no %s/%s: %s", self.upstream.url, self.root, path, exc)
+            except ServiceUnavailable as exc:
+                log.warning("upstream %s failed (%s); asking publishers", self.upstream.url, exc)
+                self.upstream.failed()
+        return self._chunk_at(self.url, f"/api/chunk/{quote(path)}", path, nchunk, etag)
+
+    def _chunk_at(
+        self, base: str, route: str, path: str, nchunk: int, etag: str | None
+    ) -> bytes | bytearray:
+        """Chunk `nchunk` of `path` from the server at `base` (the publisher, or upstream)."""
         headers = {"If-Match": f'"{etag}"'} if etag else {}
-        route = f"/api/chunk/{quote(path)}"
         if self.direct is None:
-            resp = self._get(route, params={"nchunk": nchunk}, headers=headers)
+            try:
+                resp = self.http.get(
+                    f"{base}{route}", params={"nchunk": nchunk}, headers=headers, timeout=TIMEOUT
+                )
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from None
             status, body = resp.status_code, resp.content
+            self._check(status, body, route)
         else:
             # Straight into one buffer, which the cache takes as it is: chunks are
             # megabytes, and httpx would cost a copy and ~0.5 ms more per chunk.
             try:
-                raw = self.direct.get(f"{self.url}{route}?nchunk={nchunk}", headers, TIMEOUT)
+                raw = self.direct.get(f"{base}{route}?nchunk={nchunk}", headers, TIMEOUT)
                 body = raw.read_all()
             except httpx.HTTPError as exc:
                 raise self._unreachable(exc) from None
@@ -134,14 +190,16 @@ class PublisherClient:
 class PublisherPool:
     """Keeps one pooled HTTP client for all publishers (kept-alive connections)."""
 
-    def __init__(self, ca_file: str | None = None) -> None:
-        """`ca_file`: the CAs that sign https publishers' certificates (default: the system's)."""
+    def __init__(self, ca_file: str | None = None, upstream: str | None = None) -> None:
+        """`ca_file`: the CAs that sign https publishers' certificates (default: the system's);
+        `upstream`: the subscriber chunks are asked of first (tiers)."""
+        self.upstream = Upstream(upstream) if upstream else None
         # http.client underneath: httpx's own transport costs ~0.5 ms more per request.
         self._transport = Transport(verify=ca_file or True)
         self._http = httpx.Client(transport=self._transport)
 
     def client(self, root: str, url: str) -> PublisherClient:
-        return PublisherClient(root, url, self._http, self._transport)
+        return PublisherClient(root, url, self._http, self._transport, self.upstream)
 
     def close(self) -> None:
         self._http.close()

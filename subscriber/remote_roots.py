@@ -61,18 +61,49 @@ class RemoteRoots:
         on_follow: Callable[[str], None] | None = None,
         owners: dict[str, str] | None = None,
         publisher_ca_file: str | None = None,
+        cache_size: int | None = None,
+        upstream: str | None = None,
+        cache_quotas: dict[str, int] | None = None,
     ):
+        """`cache_size`: the chunk cache's byte budget (mirrored roots aside); None: no limit.
+
+        `upstream`: a parent subscriber that chunk bytes are asked of before the publisher.
+        `cache_quotas`: root → the bytes of its chunks the cache keeps at most.
+        """
         self.store = store
         # Roots whose owner the operator configured: never pinned to whoever announces first.
         self.owners = dict(owners or {})
-        self.cache = ChunkCache(statedir)
-        self.pool = PublisherPool(publisher_ca_file)
+        self.cache = ChunkCache(statedir, cache_size, cache_quotas)
+        self._index_cache()
+        self.pool = PublisherPool(publisher_ca_file, upstream)
         self.on_follow = on_follow  # binds the broker queue; set by the follower
         self._sync_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        # Mirroring: a root's change count, and the count its last complete mirror pass saw.
+        self._changes: dict[str, int] = {}
+        self._mirrored_at: dict[str, int] = {}
+        self.mirror_wanted = threading.Event()
+        """Set when a mirrored root may have chunks left to fetch (wakes the mirror loop)."""
 
     def close(self) -> None:
         self.pool.close()
+
+    def _index_cache(self) -> None:
+        """Count what the cache holds from earlier runs, and fit it in the budget."""
+        for root, mirror in self.store.subscriptions().items():
+            self.cache.budget.pin(root, mirror)
+            for path in self.store.dataset_etags(root):
+                found = self.store.dataset(root, path)
+                if found is None or ("shape" not in found[1] and "nbytes" not in found[1]):
+                    continue
+                try:
+                    self.cache.index_cached(root, path, found[1])
+                except (OSError, KeyError, ValueError, RuntimeError) as exc:
+                    # Not counted, so dropped: a read rebuilds it.
+                    log.warning("cached %s/%s is unreadable (%s); dropped", root, path, exc)
+                    with self.cache.lock(root, path):
+                        self.cache.remove(root, path)
+        self.cache.enforce_budget()
 
     # Registry
 
@@ -90,6 +121,7 @@ class RemoteRoots:
                 "owner": self.owners.get(name) or row.get("owner"),
                 "refused": row.get("refused") or 0,
                 "refusal": row.get("refusal"),
+                "cache": self.cache.budget.usage(name),
             }
             for name, row in self.store.remote_roots().items()
         }
@@ -144,6 +176,8 @@ class RemoteRoots:
         if not self.is_known(root):
             raise NotFound(f"{root} not known by the broker")
         self.store.add_subscription(root, mirror)
+        self.cache.budget.pin(root, mirror)
+        self._changed(root)
         if self.on_follow is not None:
             self.on_follow(root)
         self._quiet_sync(root)
@@ -152,6 +186,7 @@ class RemoteRoots:
         self.store.remove_subscription(root)
         self.store.delete_root_datasets(root)
         self.cache.remove_root(root)
+        self.cache.budget.pin(root, False)
 
     def ensure_followed(self, root: str) -> None:
         """Follow a known root on first access (v2025.8.7 clients never subscribe)."""
@@ -218,7 +253,19 @@ class RemoteRoots:
             return False
         return True
 
+    def _changed(self, root: str) -> None:
+        """A dataset of `root` changed: a mirror of it has chunks to fetch again."""
+        with self._guard:
+            self._changes[root] = self._changes.get(root, 0) + 1
+        self.mirror_wanted.set()
+
     def _install(self, root: str, path: str, etag: str, meta: dict, client) -> None:
+        try:
+            self._install_version(root, path, etag, meta, client)
+        finally:
+            self._changed(root)  # after the swap: a mirror pass must not see the old chunks
+
+    def _install_version(self, root: str, path: str, etag: str, meta: dict, client) -> None:
         if "shape" not in meta and "nbytes" not in meta:
             log.warning("%s/%s has no Blosc2 metadata; not cached", root, path)
             with self.cache.lock(root, path):
@@ -238,6 +285,7 @@ class RemoteRoots:
         with self.cache.lock(root, path):
             self.cache.remove(root, path)
             self.store.delete_dataset(root, path)
+        self._changed(root)
 
     def apply_change(
         self,
@@ -304,8 +352,15 @@ class RemoteRoots:
         the whole read happens under that lock. A newer version met on the
         publisher is installed if it is announced, then the read retried once;
         if it is not announced yet, 503. With `if_match`, only that version is
-        read: (result, etag) or 412.
+        read: (result, etag) or 412. Then, holding no lock, the cache is fitted back
+        in its budget.
         """
+        try:
+            return self._read_pinned(root, relpath, plan, if_match)
+        finally:
+            self.cache.enforce_budget()
+
+    def _read_pinned(self, root: str, relpath: str, plan: Plan, if_match: str | None):
         self.ensure_followed(root)
         for attempt in range(2):
             client = self.client(root)
@@ -427,21 +482,45 @@ class RemoteRoots:
         remote = self.whole_file(root, relpath)
         return datasets.Download(filename, ctype, remote.blocks, remote.length)
 
-    def mirror(self, root: str, stop: threading.Event, chunks_per_second: float) -> None:
-        """Fetch every chunk of a root into the cache, at a bounded rate."""
+    def mirror_complete(self, root: str) -> bool:
+        """Whether a mirror pass has fetched every chunk of `root` since its last change."""
+        with self._guard:
+            return self._mirrored_at.get(root) == self._changes.get(root, 0)
+
+    def mirror(self, root: str, stop: threading.Event, chunks_per_second: float) -> bool:
+        """Fetch every chunk of a root into the cache, at a bounded rate; whether all are in.
+
+        Only chunks missing from the cache are fetched (and count against the rate).
+        """
+        with self._guard:
+            seen = self._changes.get(root, 0)
+        pause = 1.0 / chunks_per_second if chunks_per_second else 0.0
+        complete = True
         for path in sorted(self.store.dataset_etags(root)):
             found = self.store.dataset(root, path)
             if found is None or stop.is_set():
+                complete = False
                 continue
             meta = found[1]
+            if "shape" not in meta and "nbytes" not in meta:
+                continue  # nothing to cache: no Blosc2 metadata
             nchunks = meta.get("schunk", meta).get("nchunks", 0)
             for n in range(nchunks):
-                if stop.wait(1.0 / chunks_per_second if chunks_per_second else 0):
-                    return
+                if stop.is_set():
+                    return False
+                if self.cache.budget.holds(root, path, n):
+                    continue
+                if pause and stop.wait(pause):
+                    return False
                 try:
                     self._read(root, path, _chunk_plan(n))
-                except (NotFound, ServiceUnavailable):
+                except (NotFound, ServiceUnavailable, BadRequest):
+                    complete = False
                     break
+        if complete:
+            with self._guard:
+                self._mirrored_at[root] = seen  # a change meanwhile leaves it incomplete
+        return complete
 
 
 Plan = Callable[[dict], tuple[Any, Callable[[Any], Any]]]

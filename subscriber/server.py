@@ -9,7 +9,7 @@ import sys
 
 from ..broker.connection import BrokerConfigError, parameters, use_ca_file
 from ..common.config import ConfigError, load_config, section
-from .settings import SubscriberSettings, build_settings, root_owners
+from .settings import SubscriberSettings, build_settings, cache_quotas, root_owners
 
 log = logging.getLogger("caterva2.subscriber")
 
@@ -59,6 +59,7 @@ def load_settings(args: argparse.Namespace) -> SubscriberSettings:
         args.broker or os.environ.get("CATERVA2_BROKER_URL") or conf.get("broker", {}).get("url")
     )
     settings.root_owners = root_owners(conf.get("root_owners", {}))
+    settings.cache_quotas = cache_quotas(conf.get("cache_quotas", {}))
     if settings.broker_url:
         try:
             use_ca_file(conf)

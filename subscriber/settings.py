@@ -27,6 +27,14 @@ class SubscriberSettings:
     http: str = DEFAULT_HTTP
     urlbase: str = DEFAULT_URLBASE
     quota: int | None = None
+    cache_size: int | None = None
+    """Byte budget of the chunk cache (mirrored roots aside); None: no limit."""
+    mirror_rate: float = 200.0
+    """Chunks per second fetched for mirrored roots (0: no limit)."""
+    upstream: str | None = None
+    """A parent subscriber's URL: chunk bytes are asked of it before the publisher (tiers)."""
+    cache_quotas: dict[str, int] = field(default_factory=dict)
+    """Root name → bytes of its chunks the cache keeps at most (`[cache_quotas]`)."""
     maxusers: int | None = None
     login: bool = True
     register: bool = False
@@ -90,6 +98,8 @@ class SubscriberSettings:
             raise ConfigError("maxusers must not be negative")
         if self.max_connections < 1 or self.idle_timeout < 1:
             raise ConfigError("max_connections and idle_timeout must be at least 1")
+        if self.upstream and self.upstream == self.urlbase:
+            raise ConfigError("upstream is this subscriber itself (its urlbase)")
         if self.max_connections_per_client < 0:
             raise ConfigError("max_connections_per_client must not be negative (0: no limit)")
 
@@ -112,6 +122,25 @@ def _seconds(value: Any, name: str) -> float:
     if seconds < 0:
         raise ConfigError(f"{name} must not be negative (0 = never)")
     return seconds
+
+
+def _rate(value: Any, name: str) -> float:
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number per second, not {value!r}") from None
+    if rate < 0 or rate != rate:
+        raise ConfigError(f"{name} must not be negative (0 = no limit)")
+    return rate
+
+
+def _upstream(value: Any) -> str | None:
+    if not value:
+        return None
+    url = str(value).rstrip("/")
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise ConfigError(f"upstream must be an http(s) URL of a subscriber, not {value!r}")
+    return url
 
 
 def _urlbase_of(http: Any) -> str:
@@ -143,6 +172,26 @@ def root_owners(table: Any) -> dict[str, str]:
     return owners
 
 
+def cache_quotas(table: Any) -> dict[str, int]:
+    """Validate the `[cache_quotas]` table: root name = size (e.g. "10G")."""
+    if not isinstance(table, dict):
+        raise ConfigError("[cache_quotas] must be a table of root = size")
+    quotas = {}
+    for root, size in table.items():
+        try:
+            check_root_name(root)
+        except BadRequest as exc:
+            raise ConfigError(f"[cache_quotas]: {exc.detail}") from None
+        try:
+            quota = parse_size(size)
+        except ConfigError as exc:
+            raise ConfigError(f"[cache_quotas]: {root}: {exc}") from None
+        if quota is None:
+            raise ConfigError(f"[cache_quotas]: the quota of {root!r} must be a size above 0")
+        quotas[root] = quota
+    return quotas
+
+
 def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> SubscriberSettings:
     """Merge the `[subscriber]` section with command-line overrides (None = not given)."""
     values = {k: v for k, v in conf.items() if not isinstance(v, dict)}
@@ -152,6 +201,9 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         http=str(values.get("http", DEFAULT_HTTP)),
         urlbase=str(values.get("urlbase") or _urlbase_of(values.get("http"))).rstrip("/"),
         quota=parse_size(values.get("quota")),
+        cache_size=parse_size(values.get("cache_size")),
+        mirror_rate=_rate(values.get("mirror_rate", 200), "mirror_rate"),
+        upstream=_upstream(values.get("upstream")),
         maxusers=int(values["maxusers"]) if values.get("maxusers") else None,
         login=_bool(values.get("login", True), "login"),
         register=_bool(values.get("register", False), "register"),

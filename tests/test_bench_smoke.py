@@ -69,3 +69,20 @@ def test_statistics_targets_and_json_round_trip():
     doc = {"figures": {"f": fig.as_json()}}
     again = figures_from_json(json.loads(json.dumps(doc)))
     assert text_table(again) == text_table([fig])
+
+
+def test_cache_budget_benchmark_prints_its_figures_as_json():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cache_budget", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["wrong_answers"] == 0
+    assert {"hit_ratio", "latency", "eviction", "workload"} <= doc.keys()
+    assert doc["workload"]["budget_fraction"] == 0.1
+    assert doc["cache_bytes_after"] <= doc["workload"]["cache_budget_bytes"]
+    assert doc["eviction"]["chunks"] > 0
