@@ -162,3 +162,14 @@ def test_without_logins_the_gui_is_read_only(sub_nologin):
     )
     assert resp.status_code == 401 and "Traceback" not in resp.text
     assert httpx.get(f"{sub_nologin.urlbase}/api/info/@public/ds-1d.b2nd").status_code == 200
+
+
+def test_roots_page_shows_who_publishes_a_remote_root_its_refusals_and_its_cache(gui):
+    client, store = gui
+    store.set_root_owner("faraway", "pub-faraway")
+    store.record_refusal("faraway", "announcement for root 'faraway' from 'intruder'")
+    store.add_subscription("faraway")
+    home = client.simulate_get("/").text
+    assert "published by broker user <code>pub-faraway</code>" in home
+    assert "1 refused" in home
+    assert "cache 0 B" in home and "0 evictions" in home  # nothing read yet

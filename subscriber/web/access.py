@@ -41,6 +41,9 @@ class RootEntry:
     online: bool = True
     writable: bool = False
     count: int | None = None
+    owner: str | None = None  # the broker user the root is pinned to
+    refused: int = 0  # messages refused in its name
+    cache: dict | None = None  # the chunk cache's figures (bytes, hit ratio, evictions)
 
 
 @dataclass
@@ -131,6 +134,9 @@ class Access:
                         count=len(self.remote.store.dataset_etags(name))
                         if counts and row.get("subscribed")
                         else None,
+                        owner=row.get("owner"),
+                        refused=row.get("refused") or 0,
+                        cache=row.get("cache"),
                     )
                 )
         return entries
