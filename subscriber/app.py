@@ -75,6 +75,7 @@ def create_subscriber(
             settings.broker_url,
             settings.subscriber_id,
             mirror_rate=settings.mirror_rate,
+            mirror_bandwidth=settings.mirror_bandwidth,
             queue_expiry=settings.queue_expiry,
         )
     ops = FileOps(roots, settings.quota)

@@ -37,6 +37,7 @@ class Follower:
         broker_url: str,
         sub_id: str | None = None,
         mirror_rate: float = 200.0,
+        mirror_bandwidth: float = 0.0,
         queue_expiry: float | None = DEFAULT_QUEUE_EXPIRY,
     ) -> None:
         self.remote = remote
@@ -53,7 +54,7 @@ class Follower:
         )
         remote.on_follow = self._bind
         threading.Thread(target=self._resume, name="cat2sub-resume", daemon=True).start()
-        self._mirror = MirrorLoop(remote, mirror_rate).start()
+        self._mirror = MirrorLoop(remote, mirror_rate, mirror_bandwidth).start()
 
     def _bind(self, root: str) -> None:
         try:

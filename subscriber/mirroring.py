@@ -14,11 +14,13 @@ RETRY_AFTER = 5.0
 
 
 class MirrorLoop:
-    """A thread keeping mirrored roots whole at `rate` chunks per second (0: no limit)."""
+    """A thread keeping mirrored roots whole at `rate` chunks and `bandwidth` bytes per
+    second at most (0: no limit)."""
 
-    def __init__(self, remote: RemoteRoots, rate: float) -> None:
+    def __init__(self, remote: RemoteRoots, rate: float, bandwidth: float = 0.0) -> None:
         self.remote = remote
         self.rate = rate
+        self.bandwidth = bandwidth
         self.sleeping = threading.Event()
         """Set while it waits with nothing left to fetch (only a change wakes it)."""
         self.passes = 0
@@ -42,7 +44,7 @@ class MirrorLoop:
                     continue
                 self.passes += 1
                 try:
-                    pending |= not self.remote.mirror(root, self._stop, self.rate)
+                    pending |= not self.remote.mirror(root, self._stop, self.rate, self.bandwidth)
                 except Exception:
                     log.exception("mirroring %s failed; will retry", root)
                     pending = True

@@ -487,14 +487,19 @@ class RemoteRoots:
         with self._guard:
             return self._mirrored_at.get(root) == self._changes.get(root, 0)
 
-    def mirror(self, root: str, stop: threading.Event, chunks_per_second: float) -> bool:
+    def mirror(
+        self,
+        root: str,
+        stop: threading.Event,
+        chunks_per_second: float,
+        bytes_per_second: float = 0.0,
+    ) -> bool:
         """Fetch every chunk of a root into the cache, at a bounded rate; whether all are in.
 
         Only chunks missing from the cache are fetched (and count against the rate).
         """
         with self._guard:
             seen = self._changes.get(root, 0)
-        pause = 1.0 / chunks_per_second if chunks_per_second else 0.0
         complete = True
         for path in sorted(self.store.dataset_etags(root)):
             found = self.store.dataset(root, path)
@@ -505,6 +510,7 @@ class RemoteRoots:
             if "shape" not in meta and "nbytes" not in meta:
                 continue  # nothing to cache: no Blosc2 metadata
             nchunks = meta.get("schunk", meta).get("nchunks", 0)
+            pause = mirror_pause(meta, chunks_per_second, bytes_per_second)
             for n in range(nchunks):
                 if stop.is_set():
                     return False
@@ -521,6 +527,17 @@ class RemoteRoots:
             with self._guard:
                 self._mirrored_at[root] = seen  # a change meanwhile leaves it incomplete
         return complete
+
+
+def mirror_pause(meta: dict, chunks_per_second: float, bytes_per_second: float) -> float:
+    """Seconds between two chunks a mirror fetches, by both limits (0: no limit).
+
+    A chunk counts as its uncompressed size: what was sent is at most that.
+    """
+    chunk_bytes = meta.get("schunk", meta).get("chunksize", 0)
+    by_count = 1.0 / chunks_per_second if chunks_per_second else 0.0
+    by_bytes = chunk_bytes / bytes_per_second if bytes_per_second else 0.0
+    return max(by_count, by_bytes)
 
 
 Plan = Callable[[dict], tuple[Any, Callable[[Any], Any]]]

@@ -30,6 +30,8 @@ class SubscriberSettings:
     cache_size: int | None = None
     """Byte budget of the chunk cache (mirrored roots aside); None: no limit."""
     mirror_rate: float = 200.0
+    mirror_bandwidth: int = 0
+    """Bytes per second a mirror may fetch at most, e.g. "20M" (0: no limit)."""
     """Chunks per second fetched for mirrored roots (0: no limit)."""
     upstream: str | None = None
     """A parent subscriber's URL: chunk bytes are asked of it before the publisher (tiers)."""
@@ -203,6 +205,7 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         quota=parse_size(values.get("quota")),
         cache_size=parse_size(values.get("cache_size")),
         mirror_rate=_rate(values.get("mirror_rate", 200), "mirror_rate"),
+        mirror_bandwidth=parse_size(values.get("mirror_bandwidth")) or 0,
         upstream=_upstream(values.get("upstream")),
         maxusers=int(values["maxusers"]) if values.get("maxusers") else None,
         login=_bool(values.get("login", True), "login"),

@@ -87,3 +87,24 @@ def test_cache_quotas_table_names_roots_and_sizes():
         cache_quotas({"foo": "huge"})
     with pytest.raises(ConfigError, match="above 0"):
         cache_quotas({"foo": 0})
+
+
+def test_mirror_pace_obeys_the_stricter_of_chunks_and_bytes_per_second():
+    from caterva2.subscriber.remote_roots import mirror_pause
+
+    meta = {"shape": [100], "schunk": {"chunksize": 1_000_000, "nchunks": 4}}
+    assert mirror_pause(meta, 0, 0) == 0
+    assert mirror_pause(meta, 10, 0) == 0.1
+    assert mirror_pause(meta, 0, 2_000_000) == 0.5
+    assert mirror_pause(meta, 10, 2_000_000) == 0.5  # bytes are the stricter limit here
+    assert mirror_pause(meta, 1, 2_000_000) == 1.0  # and chunks here
+
+
+def test_mirror_bandwidth_is_a_size_per_second_in_the_settings():
+    from caterva2.common.config import ConfigError
+    from caterva2.subscriber.settings import build_settings
+
+    assert build_settings({"mirror_bandwidth": "20M"}, {}).mirror_bandwidth == 20 * 1024**2
+    assert build_settings({}, {}).mirror_bandwidth == 0
+    with pytest.raises(ConfigError):
+        build_settings({"mirror_bandwidth": "fast"}, {})
