@@ -68,6 +68,7 @@ def create_subscriber(
             publisher_ca_file=settings.publisher_ca_file,
             cache_size=settings.cache_size,
             upstream=settings.upstream,
+            root_upstreams=settings.root_upstreams,
             cache_quotas=settings.cache_quotas,
         )
         follower = Follower(

@@ -190,16 +190,31 @@ class PublisherClient:
 class PublisherPool:
     """Keeps one pooled HTTP client for all publishers (kept-alive connections)."""
 
-    def __init__(self, ca_file: str | None = None, upstream: str | None = None) -> None:
+    def __init__(
+        self,
+        ca_file: str | None = None,
+        upstream: str | None = None,
+        root_upstreams: dict[str, str | None] | None = None,
+    ) -> None:
         """`ca_file`: the CAs that sign https publishers' certificates (default: the system's);
-        `upstream`: the subscriber chunks are asked of first (tiers)."""
-        self.upstream = Upstream(upstream) if upstream else None
+        `upstream`: the subscriber chunks are asked of first (tiers); `root_upstreams`:
+        another one for some roots (None: their publisher directly)."""
+        known: dict[str, Upstream] = {}  # one per URL: a failure pauses it for every root
+
+        def upstream_at(url: str | None) -> Upstream | None:
+            return known.setdefault(url, Upstream(url)) if url else None
+
+        self.upstream = upstream_at(upstream)
+        self._root_upstreams = {
+            root: upstream_at(url) for root, url in (root_upstreams or {}).items()
+        }
         # http.client underneath: httpx's own transport costs ~0.5 ms more per request.
         self._transport = Transport(verify=ca_file or True)
         self._http = httpx.Client(transport=self._transport)
 
     def client(self, root: str, url: str) -> PublisherClient:
-        return PublisherClient(root, url, self._http, self._transport, self.upstream)
+        upstream = self._root_upstreams.get(root, self.upstream)
+        return PublisherClient(root, url, self._http, self._transport, upstream)
 
     def close(self) -> None:
         self._http.close()

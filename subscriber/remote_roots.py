@@ -63,11 +63,13 @@ class RemoteRoots:
         publisher_ca_file: str | None = None,
         cache_size: int | None = None,
         upstream: str | None = None,
+        root_upstreams: dict[str, str | None] | None = None,
         cache_quotas: dict[str, int] | None = None,
     ):
         """`cache_size`: the chunk cache's byte budget (mirrored roots aside); None: no limit.
 
-        `upstream`: a parent subscriber that chunk bytes are asked of before the publisher.
+        `upstream`: a parent subscriber that chunk bytes are asked of before the publisher;
+        `root_upstreams`: another parent for some roots (None: their publisher directly).
         `cache_quotas`: root → the bytes of its chunks the cache keeps at most.
         """
         self.store = store
@@ -75,7 +77,7 @@ class RemoteRoots:
         self.owners = dict(owners or {})
         self.cache = ChunkCache(statedir, cache_size, cache_quotas)
         self._index_cache()
-        self.pool = PublisherPool(publisher_ca_file, upstream)
+        self.pool = PublisherPool(publisher_ca_file, upstream, root_upstreams)
         self.on_follow = on_follow  # binds the broker queue; set by the follower
         self._sync_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()

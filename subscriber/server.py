@@ -9,7 +9,13 @@ import sys
 
 from ..broker.connection import BrokerConfigError, parameters, use_ca_file
 from ..common.config import ConfigError, load_config, section
-from .settings import SubscriberSettings, build_settings, cache_quotas, root_owners
+from .settings import (
+    SubscriberSettings,
+    build_settings,
+    cache_quotas,
+    root_owners,
+    root_upstreams,
+)
 
 log = logging.getLogger("caterva2.subscriber")
 
@@ -60,6 +66,7 @@ def load_settings(args: argparse.Namespace) -> SubscriberSettings:
     )
     settings.root_owners = root_owners(conf.get("root_owners", {}))
     settings.cache_quotas = cache_quotas(conf.get("cache_quotas", {}))
+    settings.root_upstreams = root_upstreams(conf.get("upstreams", {}))
     if settings.broker_url:
         try:
             use_ca_file(conf)

@@ -35,6 +35,8 @@ class SubscriberSettings:
     """Chunks per second fetched for mirrored roots (0: no limit)."""
     upstream: str | None = None
     """A parent subscriber's URL: chunk bytes are asked of it before the publisher (tiers)."""
+    root_upstreams: dict[str, str | None] = field(default_factory=dict)
+    """Root → the parent subscriber of its chunks, or None: its publisher (`[upstreams]`)."""
     cache_quotas: dict[str, int] = field(default_factory=dict)
     """Root name → bytes of its chunks the cache keeps at most (`[cache_quotas]`)."""
     maxusers: int | None = None
@@ -100,8 +102,10 @@ class SubscriberSettings:
             raise ConfigError("maxusers must not be negative")
         if self.max_connections < 1 or self.idle_timeout < 1:
             raise ConfigError("max_connections and idle_timeout must be at least 1")
-        if self.upstream and self.upstream == self.urlbase:
-            raise ConfigError("upstream is this subscriber itself (its urlbase)")
+        for root, url in {"": self.upstream, **self.root_upstreams}.items():
+            if url and url == self.urlbase:
+                where = f"[upstreams] {root}" if root else "upstream"
+                raise ConfigError(f"{where} is this subscriber itself (its urlbase)")
         if self.max_connections_per_client < 0:
             raise ConfigError("max_connections_per_client must not be negative (0: no limit)")
 
@@ -172,6 +176,20 @@ def root_owners(table: Any) -> dict[str, str]:
             raise ConfigError(f"[root_owners]: the owner of {root!r} must be a broker user name")
         owners[root] = user
     return owners
+
+
+def root_upstreams(table: Any) -> dict[str, str | None]:
+    """Validate the `[upstreams]` table: root name = a parent subscriber's URL ("": none)."""
+    if not isinstance(table, dict):
+        raise ConfigError("[upstreams] must be a table of root = URL of a subscriber")
+    upstreams = {}
+    for root, url in table.items():
+        try:
+            check_root_name(root)
+        except BadRequest as exc:
+            raise ConfigError(f"[upstreams]: {exc.detail}") from None
+        upstreams[root] = _upstream(url)
+    return upstreams
 
 
 def cache_quotas(table: Any) -> dict[str, int]:

@@ -120,3 +120,30 @@ def test_an_edge_whose_parent_is_down_reads_from_the_publisher(tmp_path, publish
     assert publisher.transfers(4) == 1
     np.testing.assert_array_equal(read_row(child, 5), publisher.data[5])
     child.close()
+
+
+def test_some_roots_take_another_parent_or_none(tmp_path):
+    from caterva2.subscriber.publisher_client import PublisherPool
+
+    pool = PublisherPool(
+        upstream="http://parent-a:8000",
+        root_upstreams={"b": "http://parent-b:8000", "direct": None, "a2": "http://parent-a:8000"},
+    )
+    try:
+        assert pool.client("any", "http://pub:8001").upstream.url == "http://parent-a:8000"
+        assert pool.client("b", "http://pub:8001").upstream.url == "http://parent-b:8000"
+        assert pool.client("direct", "http://pub:8001").upstream is None
+        # One parent, one state: a failure seen through one root pauses it for all.
+        assert pool.client("a2", "http://p").upstream is pool.client("any", "http://p").upstream
+    finally:
+        pool.close()
+
+
+def test_upstreams_table_is_checked():
+    from caterva2.common.config import ConfigError
+    from caterva2.subscriber.settings import root_upstreams
+
+    assert root_upstreams({"b": "http://x:8000/", "c": ""}) == {"b": "http://x:8000", "c": None}
+    for bad in ({"../b": "http://x"}, {"b": "ftp://x"}, ["b"]):
+        with pytest.raises(ConfigError):
+            root_upstreams(bad)
