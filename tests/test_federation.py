@@ -154,7 +154,9 @@ def test_linked_sites_share_news_both_ways_and_unlink_leaves_nothing(sites, tmp_
 
         # A message forged at site B for site A's root is refused at B.
         conn = pika.BlockingConnection(pika.URLParameters(b.url("rogue")))
-        conn.channel().basic_publish(
+        forger = conn.channel()
+        forger.confirm_delivery()  # unconfirmed, a quorum queue may lose it at close
+        forger.basic_publish(
             topology.CHANGES_EXCHANGE,
             a.root,
             encode(ChangeMessage(a.root, "ds.b2nd", "deleted")),
