@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,54 +163,49 @@ def _urlbase_of(http: Any) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def root_owners(table: Any) -> dict[str, str]:
-    """Validate the `[root_owners]` table: root name = broker user name."""
+def _per_root(table: Any, name: str, what: str, value: Callable[[str, Any], Any]) -> dict:
+    """Validate a `[name]` table of root name = `what`, each value checked by `value`."""
     if not isinstance(table, dict):
-        raise ConfigError("[root_owners] must be a table of root = broker user")
-    owners = {}
-    for root, user in table.items():
+        raise ConfigError(f"[{name}] must be a table of root = {what}")
+    checked = {}
+    for root, item in table.items():
         try:
             check_root_name(root)
         except BadRequest as exc:
-            raise ConfigError(f"[root_owners]: {exc.detail}") from None
-        if not isinstance(user, str) or not user:
-            raise ConfigError(f"[root_owners]: the owner of {root!r} must be a broker user name")
-        owners[root] = user
-    return owners
+            raise ConfigError(f"[{name}]: {exc.detail}") from None
+        checked[root] = value(root, item)
+    return checked
+
+
+def _owner(root: str, user: Any) -> str:
+    if not isinstance(user, str) or not user:
+        raise ConfigError(f"[root_owners]: the owner of {root!r} must be a broker user name")
+    return user
+
+
+def _quota(root: str, size: Any) -> int:
+    try:
+        quota = parse_size(size)
+    except ConfigError as exc:
+        raise ConfigError(f"[cache_quotas]: {root}: {exc}") from None
+    if quota is None:
+        raise ConfigError(f"[cache_quotas]: the quota of {root!r} must be a size above 0")
+    return quota
+
+
+def root_owners(table: Any) -> dict[str, str]:
+    """Validate the `[root_owners]` table: root name = broker user name."""
+    return _per_root(table, "root_owners", "broker user", _owner)
 
 
 def root_upstreams(table: Any) -> dict[str, str | None]:
     """Validate the `[upstreams]` table: root name = a parent subscriber's URL ("": none)."""
-    if not isinstance(table, dict):
-        raise ConfigError("[upstreams] must be a table of root = URL of a subscriber")
-    upstreams = {}
-    for root, url in table.items():
-        try:
-            check_root_name(root)
-        except BadRequest as exc:
-            raise ConfigError(f"[upstreams]: {exc.detail}") from None
-        upstreams[root] = _upstream(url)
-    return upstreams
+    return _per_root(table, "upstreams", "URL of a subscriber", lambda _root, url: _upstream(url))
 
 
 def cache_quotas(table: Any) -> dict[str, int]:
     """Validate the `[cache_quotas]` table: root name = size (e.g. "10G")."""
-    if not isinstance(table, dict):
-        raise ConfigError("[cache_quotas] must be a table of root = size")
-    quotas = {}
-    for root, size in table.items():
-        try:
-            check_root_name(root)
-        except BadRequest as exc:
-            raise ConfigError(f"[cache_quotas]: {exc.detail}") from None
-        try:
-            quota = parse_size(size)
-        except ConfigError as exc:
-            raise ConfigError(f"[cache_quotas]: {root}: {exc}") from None
-        if quota is None:
-            raise ConfigError(f"[cache_quotas]: the quota of {root!r} must be a size above 0")
-        quotas[root] = quota
-    return quotas
+    return _per_root(table, "cache_quotas", "size", _quota)
 
 
 def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> SubscriberSettings:
