@@ -58,6 +58,27 @@ def cparams_dict(cparams: Any) -> dict[str, Any]:
     }
 
 
+def cparams_from_dict(params: dict[str, Any], nthreads: int | None = None) -> blosc2.CParams:
+    """Blosc2 compression parameters from their info-JSON form (`cparams_dict`'s inverse).
+
+    `nthreads` None keeps Blosc2's default.
+    """
+    codec = params["codec"]
+    extra = {} if nthreads is None else {"nthreads": nthreads}
+    return blosc2.CParams(
+        codec=blosc2.Codec(codec) if codec < 32 else codec,  # 32 and up: user codecs
+        codec_meta=params.get("codec_meta", 0),
+        clevel=params["clevel"],
+        typesize=params["typesize"],
+        blocksize=params.get("blocksize", 0),
+        splitmode=blosc2.SplitMode(params.get("splitmode", 3)),
+        filters=[blosc2.Filter(f) for f in params["filters"]],
+        filters_meta=params["filters_meta"],
+        use_dict=params.get("use_dict", False),
+        **extra,
+    )
+
+
 def to_jsonable(value: Any) -> Any:
     """Turn a vlmeta value (possibly NumPy or bytes) into a JSON value."""
     if isinstance(value, bytes):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -16,6 +17,9 @@ import falcon
 from .errors import Caterva2Error
 
 log = logging.getLogger(__name__)
+
+# One byte range of a `Range` header (RFC 9110 14.1.2); other forms are ignored.
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def _reason(status: int) -> str:
@@ -158,6 +162,24 @@ def set_pieces(req: falcon.Request, resp: falcon.Response, pieces: Iterator[byte
     else:  # gunicorn reads a file-like body 8 KiB at a time: pieces are better whole
         resp.stream = pieces
         resp.content_length = length
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """(start, end) of a single `bytes=` range; None to ignore it; 416 if unsatisfiable."""
+    match = _RANGE.match(header.strip())
+    if not match:
+        return None  # several ranges or another unit: answer the whole file (RFC 9110)
+    first, last = match.groups()
+    if first:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    elif last:
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        return None
+    if start > end or start >= size:
+        raise falcon.HTTPRangeNotSatisfiable(size)
+    return start, end
 
 
 def set_attachment(resp: falcon.Response, filename: str | None) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import blosc2
 import numpy as np
 
-from .b2meta import cparams_dict, dtype_to_str, str_to_dtype
+from .b2meta import cparams_dict, cparams_from_dict, dtype_to_str, str_to_dtype
 
 BLOSC2_FILTER_ID = 32026
 MAX_DIMS = 8
@@ -114,23 +114,6 @@ def split_dtype(dtype: np.dtype) -> tuple[np.dtype, tuple[int, ...]]:
 
 
 # -- layout -----------------------------------------------------------------------
-
-
-def cparams_from_dict(params: dict[str, Any]) -> blosc2.CParams:
-    """Blosc2 compression parameters from their info-JSON form."""
-    codec = params["codec"]
-    return blosc2.CParams(
-        codec=blosc2.Codec(codec) if codec < 32 else codec,
-        codec_meta=params.get("codec_meta", 0),
-        clevel=params["clevel"],
-        typesize=params["typesize"],
-        blocksize=params.get("blocksize", 0),
-        nthreads=1,
-        splitmode=blosc2.SplitMode(params.get("splitmode", 3)),
-        filters=[blosc2.Filter(f) for f in params["filters"]],
-        filters_meta=params["filters_meta"],
-        use_dict=params.get("use_dict", False),
-    )
 
 
 def nchunks_of(shape: tuple[int, ...] | list[int], chunks: tuple[int, ...] | list[int]) -> int:
@@ -291,7 +274,7 @@ def new_array(
         dtype=str_to_dtype(layout["dtype"]),
         chunks=tuple(layout["chunks"]),
         blocks=tuple(layout["blocks"]),
-        cparams=cparams_from_dict(layout["cparams"]),
+        cparams=cparams_from_dict(layout["cparams"], nthreads=1),
         **kwargs,
     )
     for key, value in (vlmeta or {}).items():
@@ -347,7 +330,7 @@ def compress_chunk(values: np.ndarray, layout: dict[str, Any]) -> bytes:
         np.ascontiguousarray(values, dtype=dtype),
         chunks=chunks or None,  # Blosc2 wants None, not (), for a 0-d array
         blocks=tuple(layout["blocks"]) or None,
-        cparams=cparams_from_dict(layout["cparams"]),
+        cparams=cparams_from_dict(layout["cparams"], nthreads=1),
     )
     return array.schunk.get_chunk(0)  # `array` stays alive while its SChunk is used
 

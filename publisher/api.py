@@ -24,7 +24,6 @@ import collections
 import email.utils
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,6 +33,7 @@ import falcon
 from ..common.errors import BadRequest, PreconditionFailed
 from ..common.falcon_app import (
     ANNOUNCED_HEADER,
+    byte_range,
     etag_matches,
     file_part,
     new_app,
@@ -43,8 +43,6 @@ from ..common.falcon_app import (
 from .root_adapters import RootAdapter, StoredFile, file_etag
 
 log = logging.getLogger(__name__)
-
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 class Stats:
@@ -144,24 +142,6 @@ class ChunkResource:
         self.stats.chunk_served(path, nchunk)
 
 
-def _byte_range(header: str, size: int) -> tuple[int, int] | None:
-    """(start, end) of a single `bytes=` range; None to ignore it; 416 if unsatisfiable."""
-    match = RANGE_RE.match(header.strip())
-    if not match:
-        return None  # several ranges or another unit: answer the whole file (RFC 9110)
-    first, last = match.groups()
-    if first:
-        start = int(first)
-        end = min(int(last), size - 1) if last else size - 1
-    elif last:
-        start, end = max(0, size - int(last)), size - 1
-    else:
-        return None
-    if start > end or start >= size:
-        raise falcon.HTTPRangeNotSatisfiable(size)
-    return start, end
-
-
 class FileResource:
     def __init__(self, adapter: RootAdapter, stats: Stats) -> None:
         self.adapter = adapter
@@ -175,7 +155,7 @@ class FileResource:
             header = req.get_header("Range")
             span = None
             if header and stored.size and not not_modified:
-                span = _byte_range(header, stored.size)
+                span = byte_range(header, stored.size)
         except BaseException:
             stored.file.close()
             raise

@@ -9,9 +9,10 @@ from .api_data import json_body
 from .array_ops import ArrayOps
 from .compute_budget import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, Limits, Runner
 from .file_ops import FileOps
-from .lazy_expressions import CREATE_ACTION, Expressions
+from .lazy_expressions import CREATE_ACTION
 from .local_roots import LocalRoots
 from .remote_roots import RemoteRoots
+from .saved_expressions import Expressions
 
 
 class LazyExprResource:

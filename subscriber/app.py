@@ -18,6 +18,7 @@ from .local_roots import LocalRoots
 from .login_throttle import ThrottledLogins
 from .origin_check import OriginGuard
 from .remote_roots import RemoteRoots
+from .root_registry import RootRegistry
 from .settings import SubscriberSettings
 from .store import Store
 
@@ -90,13 +91,14 @@ def create_subscriber(
 
     # lazyexpr, concat, stack, append; `expressions` also serves reads of saved expressions.
     expressions = api_compute.register(app, roots, remote, ops, settings)
-    app.add_route("/api/roots", api_data.RootsResource(roots, remote))
+    registry = RootRegistry(roots, remote, expressions)
+    app.add_route("/api/roots", api_data.RootsResource(registry))
     for verb, resource in (
-        ("list", api_data.ListResource(roots, remote)),
-        ("info", api_data.InfoResource(roots, remote, expressions)),
-        ("fetch", api_data.FetchResource(roots, remote, expressions)),
-        ("chunk", api_data.ChunkResource(roots, remote, expressions)),
-        ("download", api_data.DownloadResource(roots, remote, expressions)),
+        ("list", api_data.ListResource(registry)),
+        ("info", api_data.InfoResource(registry)),
+        ("fetch", api_data.FetchResource(registry)),
+        ("chunk", api_data.ChunkResource(registry)),
+        ("download", api_data.DownloadResource(registry)),
         ("upload", api_data.UploadResource(ops)),
         ("remove", api_data.RemoveResource(ops)),
     ):
@@ -104,8 +106,8 @@ def create_subscriber(
     app.add_route("/api/move", api_data.TransferResource(ops, move=True))
     app.add_route("/api/copy", api_data.TransferResource(ops, move=False))
     app.add_route("/api/unfold/{path:path}", hdf5_unfold.UnfoldResource(ops))
-    app.add_route("/api/subscribe/{name:path}", api_data.SubscribeResource(roots, remote))
-    app.add_route("/api/unsubscribe/{name:path}", api_data.UnsubscribeResource(roots, remote))
+    app.add_route("/api/subscribe/{name:path}", api_data.SubscribeResource(registry))
+    app.add_route("/api/unsubscribe/{name:path}", api_data.UnsubscribeResource(registry))
 
     # One throttle for the API's logins and the login page's.
     logins = ThrottledLogins(store, settings.throttle_limits)
@@ -121,6 +123,6 @@ def create_subscriber(
         app.add_route("/api/listusers", api_users.ListUsersResource(store))
         if settings.register:
             app.add_route("/auth/register", api_users.RegisterResource(store, settings.maxusers))
-    pages = web.register(app, store, roots, ops, remote, settings, expressions, logins)
+    pages = web.register(app, store, registry, ops, settings, logins)
     api_docs.register(app, settings, pages)
     return Subscriber(app, store, roots, remote, follower, expressions.runner)

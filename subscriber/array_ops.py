@@ -18,8 +18,9 @@ import numpy as np
 from ..common.errors import BadRequest
 from ..common.paths import SPECIAL_ROOTS, suffix
 from .compute_budget import Budget, piece_shape, pieces
-from .file_ops import COPY_BLOCK, _write_lock, quota_exceeded
-from .lazy_expressions import Expressions, open_definition
+from .file_ops import COPY_BLOCK, quota_exceeded
+from .lazy_expressions import open_definition
+from .saved_expressions import Expressions
 from .store import User
 
 ROOTS_ONLY = "Only @personal, @shared or @public datasets can be {verb}"
@@ -74,7 +75,7 @@ class ArrayOps:
                 dtypes.append(np.dtype(array.dtype))
         shape, axis = _combined_shape(shapes, axis, stack)
         dtype = _combined_dtype(dtypes)
-        room = self.ops._room(target.path)
+        room = self.ops.room(target.path)
         tmp = self.roots.new_tmp_path(target.path.name)
 
         def work(budget: Budget) -> None:
@@ -88,7 +89,7 @@ class ArrayOps:
                 raise
 
         self.runner.run(work)
-        self.expressions.install(tmp, target.path, "Stack" if stack else "Concatenation")
+        self.ops.install(tmp, target.path, "Stack" if stack else "Concatenation")
         return target.logical
 
     # --- append --------------------------------------------------------------
@@ -106,12 +107,12 @@ class ArrayOps:
 
         def work(budget: Budget) -> list[int]:
             # Serialised with every other write: the copy must not miss a concurrent change.
-            with _write_lock:
+            with self.ops.writing():
                 tmp = self.roots.new_tmp_path(loc.path.name)
                 try:
                     shape = _append_to_copy(loc.path, tmp, data, budget)
                     budget.check()
-                    room = self.ops._room(loc.path)
+                    room = self.ops.room(loc.path)
                     _quota_check(tmp, room, "Append")
                     tmp.replace(loc.path)
                     return shape

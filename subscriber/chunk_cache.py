@@ -42,7 +42,7 @@ from typing import Any
 import blosc2
 import numpy as np
 
-from ..common.b2meta import str_to_dtype
+from ..common.b2meta import cparams_from_dict, str_to_dtype
 from ..common.errors import BadRequest
 from ..common.paths import check_remote_path, check_root_name, stored_name
 from .cache_budget import CacheBudget
@@ -54,21 +54,6 @@ FETCH_CONCURRENCY = 8
 KEPT_PROXIES = 64
 VERSION_KEY = "cat2-version"
 """The vlmeta entry of a cached container naming the version (etag) it holds."""
-
-
-def cparams_from_meta(cparams: dict[str, Any]) -> blosc2.CParams:
-    """Compression parameters from the `cparams` object of an info JSON."""
-    return blosc2.CParams(
-        codec=blosc2.Codec(cparams["codec"]) if cparams["codec"] < 32 else cparams["codec"],
-        codec_meta=cparams.get("codec_meta", 0),
-        clevel=cparams["clevel"],
-        typesize=cparams["typesize"],
-        blocksize=cparams.get("blocksize", 0),
-        splitmode=blosc2.SplitMode(cparams.get("splitmode", 3)),
-        filters=[blosc2.Filter(f) for f in cparams["filters"]],
-        filters_meta=cparams["filters_meta"],
-        use_dict=cparams.get("use_dict", False),
-    )
 
 
 class RemoteArraySource(blosc2.ProxyNDSource):
@@ -97,7 +82,7 @@ class RemoteArraySource(blosc2.ProxyNDSource):
 
     @property
     def cparams(self) -> blosc2.CParams:
-        return cparams_from_meta(self._meta["schunk"]["cparams"])
+        return cparams_from_dict(self._meta["schunk"]["cparams"])
 
     on_fetch: Callable[[int, int], None] | None = None
     """Told (chunk number, bytes) of every chunk fetched: the cache's accounting."""
@@ -135,7 +120,7 @@ class RemoteFrameSource(blosc2.ProxySource):
 
     @property
     def cparams(self) -> blosc2.CParams:
-        return cparams_from_meta(self._meta["cparams"])
+        return cparams_from_dict(self._meta["cparams"])
 
     on_fetch: Callable[[int, int], None] | None = None
     """Told (chunk number, bytes) of every chunk fetched: the cache's accounting."""

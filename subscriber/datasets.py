@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import mimetypes
 import os
@@ -21,25 +20,17 @@ import numpy as np
 from ..common import b2files, b2meta, block_stream, chunk_plan
 from ..common.errors import BadRequest, NotFound, PreconditionFailed, UnsupportedMediaType
 from ..common.falcon_app import etag_matches, file_part
-from ..common.paths import is_hdf5
 from ..common.slices import Key, is_whole, normalise_key
 from ..common.stored_chunks import Identity, Piece, file_identity, read_chunk, stored_piece
 from . import field_filters, hdf5_shells
 from .local_roots import Location
+from .root_interface import ArrayResult, BlockStream, Dataset, Download, WholeFile
 
-# Results are built to be sent at once: fast compression beats a better ratio here.
-RESULT_CPARAMS = blosc2.CParams(codec=blosc2.Codec.LZ4, clevel=1, nthreads=1)
-# Array results go as NumPy's .npy to clients that ask for it (`Accept: application/x-npy`)
-# up to this size: building a Blosc2 frame costs a fixed ~0.3 ms, dear for a small
-# result, while bigger ones gain from being compressed on the wire.
-NPY_TYPE = "application/x-npy"
-NPY_LIMIT = 1 << 20
 # Selections from this size go as stored blocks to clients that take them: less work
 # at both ends than a new frame (see `common.block_stream`).  Below it the frame won
 # for thin selections, whose chunks each give one block, decompressed on one thread
 # (a 2 MB plane of a 400 MB array: 6 ms as a frame, 12 ms as blocks; 8 MB: 25 / 18 ms).
 BLOCKS_MIN = 8 << 20
-FRAME_TYPE = "application/octet-stream"
 
 
 def require_file(loc: Location) -> Path:
@@ -137,55 +128,6 @@ def open_container(path: Path) -> Any:
     return open_file(path).obj
 
 
-def info(loc: Location) -> dict:
-    """The `/api/info` object of 3.3 for a stored file."""
-    path = require_file(loc)
-    if is_hdf5(path.name):
-        st = path.stat()
-        return {"mtime": st.st_mtime, "size": st.st_size}
-    try:
-        opened = CONTAINERS.get(path, loc.found)
-    except FileNotFoundError:
-        raise NotFound("Not Found") from None
-    except Exception:
-        return {"mtime": b2meta.iso_mtime(path.stat().st_mtime), "error": "Unrecognized format"}
-    obj, mtime = opened.obj, opened.stat.st_mtime
-    if opened.is_shell:
-        return hdf5_shells.info(obj, loc.stored_logical, mtime)
-    return b2meta.container_meta(obj, loc.stored_logical, mtime)
-
-
-@dataclass
-class WholeFile:
-    """A fetch answered with the stored file itself."""
-
-    path: Path
-
-
-def frame_of_array(values: np.ndarray) -> bytes:
-    """A new NDArray cframe holding `values`."""
-    return blosc2.asarray(np.asarray(values), cparams=RESULT_CPARAMS).to_cframe()
-
-
-@dataclass
-class ArrayResult:
-    """A fetched array selection, as values: encoded once the client's wishes are known."""
-
-    values: np.ndarray
-
-    def encode(self, npy: bool = False) -> tuple[bytes, str]:
-        """(body, content type): .npy when `npy` and small enough, else a Blosc2 frame."""
-        if npy and self.values.nbytes <= NPY_LIMIT and not self.values.dtype.hasobject:
-            out = io.BytesIO()
-            np.lib.format.write_array(out, self.values, allow_pickle=False)
-            return out.getvalue(), NPY_TYPE
-        return frame_of_array(self.values), FRAME_TYPE
-
-    def frame(self) -> bytes:
-        """The values as a new NDArray frame (what upstream clients get)."""
-        return frame_of_array(self.values)
-
-
 def _array_selection(array: blosc2.NDArray, key: Key, field: str | None) -> np.ndarray:
     items = normalise_key(key, array.shape)
     if field is not None:
@@ -226,43 +168,6 @@ def _schunk_selection(schunk: blosc2.SChunk, key: Key) -> bytes:
     return out.to_cframe()
 
 
-def fetch(
-    loc: Location, key: Key, field: str | None, filter_: str | None, blocks: bool = False
-) -> WholeFile | ArrayResult | BlockStream | bytes:
-    """What `/api/fetch` answers: the stored file when whole, else the selection.
-
-    `blocks`: the client takes big array selections as stored blocks (`BlockStream`).
-    """
-    path = require_file(loc)
-    if field and filter_:
-        raise BadRequest("Cannot use 'field' and 'filter' together")
-    if is_hdf5(path.name):
-        raise UnsupportedMediaType(
-            f"{loc.logical} is a raw HDF5 file: unfold it to read its datasets"
-        )
-    opened = open_file(path, loc.found)
-    obj = opened.obj
-    if opened.is_shell:
-        return hdf5_shells.fetch(loc, obj, key, field, filter_)
-    if filter_:
-        with damaged_data(loc.logical):
-            return filtered_result(obj, key, filter_)
-    if blocks and field is None and isinstance(obj, blosc2.NDArray):
-        schunk = obj.schunk  # `obj` lives as long as the stream: its schunk stays valid
-
-        def piece(nchunk: int, blocks: list[int] | None) -> Piece:
-            return stored_piece(schunk, nchunk, opened.ident, blocks)
-
-        layout = (obj.shape, obj.chunks, obj.blocks)
-        stream = block_stream_of(layout, obj.dtype, key, get_piece=piece)
-        if stream is not None:
-            return stream
-    if is_whole_read(obj_shape(obj), key, field):
-        return WholeFile(path)
-    with damaged_data(loc.logical):
-        return selection_result(obj, key, field)
-
-
 @contextmanager
 def damaged_data(logical: str) -> Iterator[None]:
     """Blosc2 failing to decompress stored chunks (an upload of damaged bytes) becomes a 400."""
@@ -270,14 +175,6 @@ def damaged_data(logical: str) -> Iterator[None]:
         yield
     except RuntimeError as exc:
         raise BadRequest(f"{logical} cannot be read: its stored data is damaged ({exc})") from None
-
-
-@dataclass
-class BlockStream:
-    """An array selection answered as its stored blocks (`common.block_stream`)."""
-
-    pieces: Iterator[bytes]
-    length: int | None  # known when every chunk's size is known before it is read
 
 
 def block_stream_of(
@@ -347,48 +244,13 @@ def schunk_of(obj: Any) -> blosc2.SChunk:
     return obj.schunk if isinstance(obj, blosc2.NDArray) else obj
 
 
-def version_tag(opened: OpenFile) -> str | None:
-    """The ETag of this version of a stored Blosc2 container (None for HDF5 shells).
+def version_tag(opened: OpenFile) -> str:
+    """The ETag of this version of a stored Blosc2 container: its file's identity.
 
-    It names the file's identity, so that a client reading a dataset chunk by
-    chunk can ask for chunks of one version only (`If-Match`).  Shells build
-    their chunks from the HDF5 file they point to, whose changes it would miss.
+    A client reading a dataset chunk by chunk can then ask for chunks of one
+    version only (`If-Match`).
     """
-    if opened.is_shell:
-        return None
     return "-".join(f"{n:x}" for n in opened.ident)
-
-
-def info_version(loc: Location) -> str | None:
-    """The ETag of the version `info(loc)` describes, for stored Blosc2 containers."""
-    path = require_file(loc)
-    if is_hdf5(path.name):
-        return None
-    try:
-        return version_tag(CONTAINERS.get(path, loc.found))
-    except Exception:
-        return None  # `info` reports what is wrong with the file
-
-
-def chunk(loc: Location, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
-    """The `nchunk`-th compressed chunk, exactly as stored, and the version it is of.
-
-    With `if_match`, a chunk of any other version is refused (412).
-    """
-    path = require_file(loc)
-    if is_hdf5(path.name):
-        raise UnsupportedMediaType(f"{loc.logical} is a raw HDF5 file: it has no Blosc2 chunks")
-    opened = open_file(path, loc.found)
-    obj = opened.obj  # keep the container alive: its SChunk does not own the data
-    tag = version_tag(opened)
-    if if_match is not None and not etag_matches(if_match, tag or ""):
-        raise PreconditionFailed(f"{loc.logical} changed: its version is now {tag}")
-    if opened.is_shell:
-        return hdf5_shells.chunk(loc, obj, nchunk), tag
-    schunk = schunk_of(obj)
-    if not 0 <= nchunk < schunk.nchunks:
-        raise BadRequest(f"Chunk {nchunk} out of range (the dataset has {schunk.nchunks} chunks)")
-    return read_chunk(schunk, nchunk, opened.ident), tag
 
 
 def file_blocks(path: Path, start: int = 0, length: int | None = None) -> Iterator[bytes]:
@@ -396,28 +258,116 @@ def file_blocks(path: Path, start: int = 0, length: int | None = None) -> Iterat
     return file_part(open(path, "rb"), start, length)
 
 
-@dataclass
-class Download:
-    """The content `/api/download` streams."""
+class StoredDataset(Dataset):
+    """A Blosc2 container stored in a local root (a regular file is stored as a `.b2` one)."""
 
-    filename: str
-    content_type: str | None
-    blocks: Iterator[bytes]
-    length: int | None
+    def __init__(self, loc: Location) -> None:
+        self.loc = loc
+        self.logical = loc.logical
 
+    def info(self) -> tuple[dict, str | None]:
+        """The `/api/info` object of 3.3, and the ETag of the version it describes."""
+        path = require_file(self.loc)
+        try:
+            opened = CONTAINERS.get(path, self.loc.found)
+        except FileNotFoundError:
+            raise NotFound("Not Found") from None
+        except Exception:
+            mtime = b2meta.iso_mtime(path.stat().st_mtime)
+            return {"mtime": mtime, "error": "Unrecognized format"}, None
+        meta = b2meta.container_meta(opened.obj, self.loc.stored_logical, opened.stat.st_mtime)
+        return meta, version_tag(opened)
 
-def download(loc: Location) -> Download:
-    """The content of a dataset: frames as stored, regular files decompressed."""
-    path = require_file(loc)
-    filename = loc.relpath.rsplit("/", 1)[-1]
-    ctype = mimetypes.guess_type(filename)[0]
-    if path.name.endswith(".b2") and not path.name.endswith((".b2nd", ".b2frame")):
-        schunk = open_container(path)
-        if isinstance(schunk, blosc2.NDArray):
-            raise BadRequest(f"{loc.logical} is not a compressed regular file")
-        return Download(filename, ctype, b2files.decompressed_chunks(schunk), schunk.nbytes)
-    if not is_hdf5(path.name):
+    def fetch(
+        self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
+    ) -> WholeFile | ArrayResult | BlockStream | bytes:
+        """The stored file when whole, else the selection.
+
+        `blocks`: the client takes big array selections as stored blocks (`BlockStream`).
+        """
+        loc = self.loc
+        path = require_file(loc)
+        if field and filter_:
+            raise BadRequest("Cannot use 'field' and 'filter' together")
+        opened = open_file(path, loc.found)
+        obj = opened.obj
+        if filter_:
+            with damaged_data(loc.logical):
+                return filtered_result(obj, key, filter_)
+        if blocks and field is None and isinstance(obj, blosc2.NDArray):
+            schunk = obj.schunk  # `obj` lives as long as the stream: its schunk stays valid
+
+            def piece(nchunk: int, blocks: list[int] | None) -> Piece:
+                return stored_piece(schunk, nchunk, opened.ident, blocks)
+
+            layout = (obj.shape, obj.chunks, obj.blocks)
+            stream = block_stream_of(layout, obj.dtype, key, get_piece=piece)
+            if stream is not None:
+                return stream
+        if is_whole_read(obj_shape(obj), key, field):
+            return WholeFile(path)
+        with damaged_data(loc.logical):
+            return selection_result(obj, key, field)
+
+    def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
+        """The `nchunk`-th compressed chunk, exactly as stored, and the version it is of."""
+        path = require_file(self.loc)
+        opened = open_file(path, self.loc.found)
+        obj = opened.obj  # keep the container alive: its SChunk does not own the data
+        tag = version_tag(opened)
+        if if_match is not None and not etag_matches(if_match, tag):
+            raise PreconditionFailed(f"{self.logical} changed: its version is now {tag}")
+        schunk = schunk_of(obj)
+        if not 0 <= nchunk < schunk.nchunks:
+            raise BadRequest(
+                f"Chunk {nchunk} out of range (the dataset has {schunk.nchunks} chunks)"
+            )
+        return read_chunk(schunk, nchunk, opened.ident), tag
+
+    def download(self) -> Download:
+        """The content: frames as stored, regular files decompressed."""
+        path = require_file(self.loc)
+        filename, ctype = download_name(self.loc)
         obj = open_container(path)  # validate before the 200 header goes out
-        if hdf5_shells.is_shell(obj):
-            return hdf5_shells.download(loc, obj)
-    return Download(filename, ctype, file_blocks(path), path.stat().st_size)
+        if path.name.endswith(".b2") and not path.name.endswith((".b2nd", ".b2frame")):
+            if isinstance(obj, blosc2.NDArray):
+                raise BadRequest(f"{self.logical} is not a compressed regular file")
+            return Download(filename, ctype, b2files.decompressed_chunks(obj), obj.nbytes)
+        return Download(filename, ctype, file_blocks(path), path.stat().st_size)
+
+
+class RawHDF5Dataset(Dataset):
+    """An HDF5 file stored as it is: described and downloaded, read only once unfolded."""
+
+    def __init__(self, loc: Location) -> None:
+        self.loc = loc
+        self.logical = loc.logical
+
+    def info(self) -> tuple[dict, str | None]:
+        st = require_file(self.loc).stat()
+        return {"mtime": st.st_mtime, "size": st.st_size}, None
+
+    def fetch(
+        self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
+    ) -> bytes:
+        require_file(self.loc)
+        if field and filter_:
+            raise BadRequest("Cannot use 'field' and 'filter' together")
+        raise UnsupportedMediaType(
+            f"{self.logical} is a raw HDF5 file: unfold it to read its datasets"
+        )
+
+    def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
+        require_file(self.loc)
+        raise UnsupportedMediaType(f"{self.logical} is a raw HDF5 file: it has no Blosc2 chunks")
+
+    def download(self) -> Download:
+        path = require_file(self.loc)
+        filename, ctype = download_name(self.loc)
+        return Download(filename, ctype, file_blocks(path), path.stat().st_size)
+
+
+def download_name(loc: Location) -> tuple[str, str | None]:
+    """The file name a download of `loc` is offered as, and its content type if known."""
+    filename = loc.relpath.rsplit("/", 1)[-1]
+    return filename, mimetypes.guess_type(filename)[0]

@@ -86,7 +86,7 @@ class FileOps:
         self.roots = roots
         self.quota = quota
 
-    def _room(self, replacing: Path | None) -> int | None:
+    def room(self, replacing: Path | None) -> int | None:
         """Bytes that may still be written, counting a file about to be replaced as free."""
         if not self.quota:
             return None
@@ -94,6 +94,18 @@ class FileOps:
         if replacing is not None and replacing.exists():
             used -= size_of(replacing)
         return self.quota - used
+
+    def writing(self) -> threading.Lock:
+        """The lock every write to the local roots holds from its quota check to its rename."""
+        return _write_lock
+
+    def install(self, tmp: Path, target: Path, what: str) -> None:
+        """Move a finished file into place atomically, if the quota allows it; `tmp` goes."""
+        try:
+            with _write_lock:
+                put_in_place(tmp, target, target.name, self.room(target), what)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def upload(self, logical: str, filename: str, stream: BinaryIO, user: User | None) -> str:
         """Store an uploaded file; returns its logical path."""
@@ -107,7 +119,7 @@ class FileOps:
         tmp = self.roots.new_tmp_path(target.name)
         try:
             with _write_lock:
-                room = self._room(target)
+                room = self.room(target)
                 receive_stream(stream, tmp, room)  # checks the room as it goes
                 if relpath.endswith(NATIVE_SUFFIXES):
                     if is_hdf5(relpath):
@@ -173,7 +185,7 @@ class FileOps:
             raise BadRequest(f"Cannot {verb[:-3]}e a directory into itself")
         with _write_lock:
             if not move:
-                room = self._room(stored)
+                room = self.room(stored)
                 if room is not None and size_of(src.path) > room:
                     raise quota_exceeded("Copy")
             stored.parent.mkdir(parents=True, exist_ok=True)

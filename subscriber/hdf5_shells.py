@@ -23,16 +23,16 @@ import blosc2
 import numpy as np
 
 from ..common import b2meta, hdf5_convert, hdf5_workers
-from ..common.errors import BadRequest, NotFound
-from ..common.falcon_app import file_part
+from ..common.errors import BadRequest, NotFound, PreconditionFailed
+from ..common.falcon_app import etag_matches, file_part
 from ..common.hdf5_convert import SHELL_FTYPE, HDF5Error
 from ..common.paths import HDF5_SUFFIXES
 from ..common.slices import Key, is_whole, normalise_key
 from .local_roots import TMP_DIR, Location
+from .root_interface import RESULT_CPARAMS, Dataset, Download, FetchResult, StreamedFile
 
 INTERNAL_KEYS = ("_ftype", "_dsetname")
 STREAM_LIMIT = 64 * 1024 * 1024  # selections bigger than this go through a temporary file
-RESULT_CPARAMS = {"codec": blosc2.Codec.LZ4, "clevel": 1, "nthreads": 1}
 
 _pool: hdf5_workers.WorkerPool | None = None
 _pool_lock = threading.Lock()
@@ -148,7 +148,7 @@ def selection_task(src: Source, items: tuple, field: str | None) -> bytes:
         if field not in names:
             raise HDF5Error(f"{field!r} is not a field of this dataset (fields: {list(names)})")
         values = np.ascontiguousarray(values[field])
-    return blosc2.asarray(values, cparams=blosc2.CParams(**RESULT_CPARAMS)).to_cframe()
+    return blosc2.asarray(values, cparams=RESULT_CPARAMS).to_cframe()
 
 
 def write_task(src: Source, items: tuple | None, vlmeta: dict[str, Any], out: str) -> None:
@@ -165,7 +165,7 @@ def write_task(src: Source, items: tuple | None, vlmeta: dict[str, Any], out: st
         dtype=b2meta.str_to_dtype(layout["dtype"]),
         urlpath=out,
         mode="w",
-        cparams=blosc2.CParams(**RESULT_CPARAMS),
+        cparams=RESULT_CPARAMS,
     )
     hdf5_convert.write_selection(dset, layout, items, array)
 
@@ -189,50 +189,65 @@ def _checked_items(key: Key, shape: tuple[int, ...]) -> tuple[int | slice, ...]:
     return items
 
 
-def _streamed(loc: Location, src: Source, items: tuple | None, vlmeta: dict) -> Any:
+def _streamed(loc: Location, src: Source, items: tuple | None, vlmeta: dict) -> StreamedFile:
     """A temporary `.b2nd` written by a worker, as blocks that delete it when done."""
-    from .remote_roots import RemoteFile  # a streamed frame; importing it here avoids a cycle
-
     tmp = _tmpdir(loc) / f"{os.urandom(8).hex()}-{Path(loc.relpath).name}"
     try:
         run(write_task, src, items, vlmeta, str(tmp))
         f = open(tmp, "rb")
     finally:
         tmp.unlink(missing_ok=True)  # the open handle keeps the data until it is closed
-    return RemoteFile(None, os.fstat(f.fileno()).st_size, file_part(f))
+    return StreamedFile(None, os.fstat(f.fileno()).st_size, file_part(f))
 
 
-def fetch(loc: Location, shell: blosc2.NDArray, key: Key, field: str | None, filter_: str | None):
-    """A slice of a shell read from HDF5: a frame, or a stream for big selections."""
-    from . import datasets
+class ShellDataset(Dataset):
+    """An unfolded HDF5 dataset: its shell's layout, its data read from the HDF5 file.
 
-    src = source(loc, shell)
-    shape = tuple(shell.shape)
-    if filter_:
-        whole = blosc2.ndarray_from_cframe(run(selection_task, src, (), None))
-        return datasets.filtered_result(whole, key, filter_)
-    items = _checked_items(key, shape)
-    size = math.prod(hdf5_convert.selection_shape(items, shape)) * shell.dtype.itemsize
-    if field is None and size > STREAM_LIMIT:
-        if is_whole(key, shape):  # in the shell's own layout: Blosc2 chunks go as stored
-            return _streamed(loc, src, None, _user_vlmeta(shell))
-        return _streamed(loc, src, items, {})
-    return run(selection_task, src, items, field)
+    Shells have no version of their own (their chunks come from a file whose
+    changes they would miss): no ETag, and `If-Match` matches only `*`.
+    """
 
+    def __init__(self, loc: Location, shell: blosc2.NDArray, mtime: float | None) -> None:
+        self.loc = loc
+        self.logical = loc.logical
+        self.shell = shell
+        self.mtime = mtime
 
-def chunk(loc: Location, shell: blosc2.NDArray, nchunk: int) -> bytes:
-    """Chunk `nchunk` of a shell, as `/api/chunk` answers it."""
-    nchunks = hdf5_convert.nchunks_of(shell.shape, shell.chunks)
-    if not 0 <= nchunk < nchunks:
-        raise BadRequest(f"Chunk {nchunk} out of range (the dataset has {nchunks} chunks)")
-    return run(chunk_task, source(loc, shell), nchunk)
+    def info(self) -> tuple[dict, str | None]:
+        return info(self.shell, self.loc.stored_logical, self.mtime), None
 
+    def fetch(
+        self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
+    ) -> FetchResult:
+        """A slice read from HDF5: a frame, or a stream for big selections."""
+        if field and filter_:
+            raise BadRequest("Cannot use 'field' and 'filter' together")
+        src = source(self.loc, self.shell)
+        shape = tuple(self.shell.shape)
+        if filter_:
+            from .datasets import filtered_result  # datasets imports this module
 
-def download(loc: Location, shell: blosc2.NDArray) -> Any:
-    """The whole dataset as a `.b2nd` frame, streamed."""
-    from . import datasets
+            whole = blosc2.ndarray_from_cframe(run(selection_task, src, (), None))
+            return filtered_result(whole, key, filter_)
+        items = _checked_items(key, shape)
+        size = math.prod(hdf5_convert.selection_shape(items, shape)) * self.shell.dtype.itemsize
+        if field is None and size > STREAM_LIMIT:
+            if is_whole(key, shape):  # in the shell's own layout: Blosc2 chunks go as stored
+                return _streamed(self.loc, src, None, _user_vlmeta(self.shell))
+            return _streamed(self.loc, src, items, {})
+        return run(selection_task, src, items, field)
 
-    filename = loc.relpath.rsplit("/", 1)[-1]
-    stream = _streamed(loc, source(loc, shell), None, _user_vlmeta(shell))
-    ctype = mimetypes.guess_type(filename)[0]
-    return datasets.Download(filename, ctype, stream.blocks, stream.length)
+    def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
+        if if_match is not None and not etag_matches(if_match, ""):
+            raise PreconditionFailed(f"{self.logical} has no version to match")
+        nchunks = hdf5_convert.nchunks_of(self.shell.shape, self.shell.chunks)
+        if not 0 <= nchunk < nchunks:
+            raise BadRequest(f"Chunk {nchunk} out of range (the dataset has {nchunks} chunks)")
+        return run(chunk_task, source(self.loc, self.shell), nchunk), None
+
+    def download(self) -> Download:
+        """The whole dataset as a `.b2nd` frame, streamed."""
+        filename = self.loc.relpath.rsplit("/", 1)[-1]
+        stream = _streamed(self.loc, source(self.loc, self.shell), None, _user_vlmeta(self.shell))
+        ctype = mimetypes.guess_type(filename)[0]
+        return Download(filename, ctype, stream.blocks, stream.length)

@@ -22,7 +22,7 @@ from ..common.errors import BadRequest
 from ..common.hdf5_convert import GROUP_ATTRS_NAME, SHELL_FTYPE
 from ..common.paths import is_hdf5
 from . import hdf5_shells
-from .file_ops import FileOps, _write_lock, quota_exceeded
+from .file_ops import FileOps, quota_exceeded
 from .store import User
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def unfold(ops: FileOps, logical: str, user: User | None) -> str:
             log.warning("unfolding %s: %s (left out)", loc.logical, skipped)
         if not summary["datasets"]:
             raise BadRequest("No arrays found in HDF5 file")
-        with _write_lock:
+        with ops.writing():
             # The tree is already on the state's disk (in tmp): usage counts it.
             if ops.quota and ops.roots.disk_usage() > ops.quota:
                 raise quota_exceeded("Unfold")

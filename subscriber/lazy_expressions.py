@@ -25,15 +25,13 @@ from typing import Any
 import blosc2
 import numpy as np
 
-from ..common import b2meta
 from ..common.errors import BadRequest, Caterva2Error, NotFound, ServiceUnavailable
-from ..common.paths import check_relpath, join_logical, split_logical_path
+from ..common.paths import split_logical_path
 from ..common.slices import Key, normalise_key
-from . import datasets, field_filters, hdf5_shells
+from . import datasets, hdf5_shells
 from .chunk_cache import FETCH_CONCURRENCY
 from .compute_budget import (
     Budget,
-    Runner,
     check_result_size,
     empty_like_region,
     piece_shape,
@@ -41,7 +39,7 @@ from .compute_budget import (
     region_of,
 )
 from .expression_language import INVALID, ParsedExpression, check_operand_name, parse_expression
-from .file_ops import FileOps, _write_lock, put_in_place, quota_exceeded
+from .file_ops import quota_exceeded
 from .local_roots import LocalRoots, Location
 from .remote_roots import RemoteRoots
 from .store import User
@@ -530,232 +528,3 @@ def compute_chunk(ev: Evaluation, nchunk: int) -> bytes:
         out = blosc2.empty(chunks, dtype=dtype, chunks=chunks, blocks=blocks)
         out[tuple(slice(0, r.stop - r.start) for r in region)] = lazy[region]
         return out.schunk.get_chunk(0)
-
-
-# --- the service --------------------------------------------------------------
-
-
-class Expressions:
-    """Creates saved expressions and serves reads of them."""
-
-    def __init__(
-        self, roots: LocalRoots, remote: RemoteRoots | None, ops: FileOps, runner: Runner
-    ) -> None:
-        self.roots = roots
-        self.remote = remote
-        self.ops = ops
-        self.runner = runner
-
-    @property
-    def max_bytes(self) -> int:
-        return self.runner.limits.max_bytes
-
-    def resolver(self, user: User | None, budget: Budget | None = None) -> Resolver:
-        return Resolver(self.roots, self.remote, user, self.max_bytes, budget)
-
-    def resolve(
-        self, user: User | None, logical: str, expression: object, paths: dict, chain: frozenset
-    ) -> ExpressionOperand:
-        """Resolve an expression for `user` within the time limit of a request (503 after)."""
-        with self.runner.deadline() as budget:
-            return self.resolver(user, budget).expression(logical, expression, paths, chain)
-
-    def evaluation(self, top: ExpressionOperand) -> Evaluation:
-        return Evaluation(top, self.remote, self.max_bytes)
-
-    def saved(self, loc: Location, user: User | None) -> SavedExpression | None:
-        """The saved expression stored at `loc`, to be read by `user`; None for anything else."""
-        definition = open_definition(loc.path, loc.found)
-        if definition is None:
-            return None
-        return SavedExpression(self, loc, user, *definition)
-
-    def install(self, tmp: Path, target: Path, what: str) -> None:
-        """Move a finished file into place atomically, if the quota allows it."""
-        try:
-            with _write_lock:
-                put_in_place(tmp, target, target.name, self.ops._room(target), what)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def create(
-        self, name: object, expression: object, operands: object, compute: bool, user: User | None
-    ) -> str:
-        """Save `expression` as `@personal/<name>.b2nd` (computed now if `compute`)."""
-        self.roots.rootdir("@personal", user, CREATE_ACTION)
-        if not isinstance(name, str) or not name.strip():
-            raise BadRequest(f"{INVALID}: the name is empty")
-        relname = check_relpath(name.strip())
-        if not relname:
-            raise BadRequest(f"{INVALID}: the name is empty")
-        if not relname.endswith(".b2nd"):
-            relname += ".b2nd"
-        logical = join_logical("@personal", relname)
-        target = self.roots.locate(logical, user, CREATE_ACTION)
-        if target.is_dir():
-            raise BadRequest(f"{INVALID}: {logical} is a directory")
-        if not isinstance(operands, dict):
-            raise BadRequest("operands must be an object mapping names to dataset paths")
-        paths = {}
-        for var, path in operands.items():
-            if not isinstance(path, str):
-                raise BadRequest(f"Operand {var!r} must be a dataset path (a string)")
-            paths[check_operand_name(var)] = path
-        # A lazy expression must not read itself; a computed one may overwrite its operand.
-        chain = frozenset() if compute else frozenset({target.path.resolve()})
-        try:
-            top = self.resolve(user, logical, expression, paths, chain)
-        except MissingOperands as exc:
-            listed = ", ".join(f"{var} = {path}" for var, path in exc.missing.items())
-            raise BadRequest(f"Expression error: operands not found: {listed}") from None
-        room = self.ops._room(target.path)
-        tmp = self.roots.new_tmp_path(target.path.name)
-
-        def work(budget: Budget) -> None:
-            try:
-                with self.evaluation(top) as ev:
-                    if compute:
-                        compute_to_file(ev, tmp, budget, room)
-                if not compute:
-                    write_shell(tmp, expression, paths)
-                budget.check()  # nobody waits for a late result: drop it
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-
-        self.runner.run(work)
-        self.install(tmp, target.path, "Computing" if compute else "Saving")
-        return logical
-
-    @contextmanager
-    def open_array(self, logical: str, user: User | None, label: str) -> Iterator[Any]:
-        """A readable array (NDArray or evaluated expression) at `logical`, for `user`."""
-        try:
-            with self.runner.deadline() as budget:
-                node = self.resolver(user, budget).operand(label, logical, frozenset())
-        except _Missing:
-            raise NotFound(f"{label} {logical} does not exist") from None
-        except MissingOperands as exc:
-            raise NotFound(
-                f"{label} {logical}: lazy expression with missing operands {exc.missing}"
-            ) from None
-        if isinstance(node, ArrayOperand):
-            yield node.array
-            return
-        if isinstance(node, RemoteOperand):
-            raise BadRequest(f"{label} {logical} must be in @personal, @shared or @public")
-        if isinstance(node, ShellOperand):
-            yield blosc2.Proxy(ShellSource(node))
-            return
-        with self.evaluation(node) as ev:
-            yield ev.lazy
-
-
-class SavedExpression:
-    """A saved expression read by one user: every read resolves and evaluates it anew."""
-
-    def __init__(
-        self, service: Expressions, loc: Location, user: User | None, expression: str, paths: dict
-    ) -> None:
-        self.service = service
-        self.loc = loc
-        self.user = user
-        self.expression = expression
-        self.paths = paths
-
-    def _resolve(self) -> ExpressionOperand:
-        chain = frozenset({self.loc.path.resolve()})
-        return self.service.resolve(self.user, self.loc.logical, self.expression, self.paths, chain)
-
-    def _run(self, use) -> Any:
-        """`use(evaluation, budget)` in the compute pool, under the time limit."""
-        try:
-            top = self._resolve()
-        except MissingOperands as exc:
-            raise NotFound(f"Lazy expression with missing operands: {exc.missing}") from None
-
-        def work(budget: Budget) -> Any:
-            with self.service.evaluation(top) as ev:
-                return use(ev, budget)
-
-        return self.service.runner.run(work)
-
-    def info(self) -> dict:
-        """3.3 (c), or (d) when operands are missing."""
-        mtime = self.loc.path.stat().st_mtime
-        try:
-            top = self._resolve()
-        except MissingOperands as exc:
-            return {
-                "mtime": None,
-                "error": "Lazy expression with missing operands",
-                "expr": self.expression,
-                "missing_ops": exc.missing,
-            }
-
-        def infer(budget: Budget | None = None) -> tuple[tuple[int, ...], np.dtype]:
-            with self.service.evaluation(top) as ev:
-                return tuple(ev.lazy.shape), np.dtype(ev.lazy.dtype)
-
-        # Inferring shape and dtype of element-wise expressions evaluates nothing (constructors
-        # are sized before they run), so it stays out of the compute pool: info answers even
-        # when the pool is busy. Blosc2 computes reductions as it builds them: those run in
-        # the pool, under the time limit.
-        shape, dtype = infer() if _chunkable(top) else self.service.runner.run(infer)
-        return {
-            "shape": list(shape),
-            "dtype": b2meta.dtype_to_str(dtype),
-            "expression": self.expression,
-            "operands": self.paths,
-            "mtime": b2meta.iso_mtime(mtime),
-        }
-
-    def fetch(self, key: Key, field: str | None, filter_: str | None) -> datasets.ArrayResult:
-        """The evaluated selection (a field of it, or the rows a filter keeps)."""
-        if field and filter_:
-            raise BadRequest("Cannot use 'field' and 'filter' together")
-
-        def use(ev: Evaluation, budget: Budget) -> np.ndarray:
-            if not filter_:
-                return evaluate_selection(ev, key, budget)
-            rows = field_filters.filter_rows(
-                blosc2.asarray(evaluate_selection(ev, None, budget)), filter_
-            )
-            items = normalise_key(key, rows.shape)
-            return rows[items] if items else rows
-
-        values = self._run(use)
-        if field:
-            names = values.dtype.names or ()
-            if field not in names:
-                raise BadRequest(
-                    f"{field!r} is not a field of this dataset (fields: {list(names)})"
-                )
-            values = values[field]
-        return datasets.ArrayResult(np.asarray(values))
-
-    def chunk(self, nchunk: int) -> bytes:
-        return self._run(lambda ev, budget: compute_chunk(ev, nchunk))
-
-    def download(self) -> datasets.Download:
-        """The computed result as a whole `.b2nd` frame, streamed from a temporary file."""
-        tmp = self.service.roots.new_tmp_path(self.loc.path.name)
-
-        def use(ev: Evaluation, budget: Budget) -> None:
-            try:
-                compute_to_file(ev, tmp, budget, None)
-                budget.check()  # nobody waits for a late result: drop it
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-
-        self._run(use)
-        filename = self.loc.relpath.rsplit("/", 1)[-1]
-        return datasets.Download(filename, None, _blocks_then_delete(tmp), tmp.stat().st_size)
-
-
-def _blocks_then_delete(path: Path) -> Iterator[bytes]:
-    try:
-        yield from datasets.file_blocks(path)
-    finally:
-        path.unlink(missing_ok=True)

@@ -19,8 +19,7 @@ import logging
 import mimetypes
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import blosc2
@@ -34,21 +33,13 @@ from ..common.slices import Key, normalise_key
 from . import datasets
 from .chunk_cache import ChunkCache
 from .publisher_client import PublisherClient, PublisherPool, StaleDataset
+from .root_interface import StreamedFile as RemoteFile
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 # Seconds without an announcement after which a root counts as offline.
 STALE_AFTER = 60.0
-
-
-@dataclass
-class RemoteFile:
-    """A whole stored file streamed from its publisher."""
-
-    filename: str
-    length: int | None
-    blocks: Iterator[bytes]
 
 
 class RemoteRoots:

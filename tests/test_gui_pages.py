@@ -17,6 +17,7 @@ from caterva2.subscriber.auth import AuthMiddleware
 from caterva2.subscriber.file_ops import FileOps
 from caterva2.subscriber.local_roots import LocalRoots
 from caterva2.subscriber.remote_roots import RemoteRoots
+from caterva2.subscriber.root_registry import RootRegistry
 from caterva2.subscriber.settings import SubscriberSettings
 from caterva2.subscriber.store import Store
 from caterva2.subscriber.web import views
@@ -35,7 +36,7 @@ def gui(tmp_path):
     app = falcon.App(middleware=[AuthMiddleware(store)])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
-    web.register(app, store, roots, FileOps(roots, None), remote, settings)
+    web.register(app, store, RootRegistry(roots, remote), FileOps(roots, None), settings)
     store.upsert_root("faraway", f"http://127.0.0.1:{free_port()}", "etag-1", True)
     yield falcon.testing.TestClient(app), store
     remote.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from ...common.slices import Key
 from .. import datasets
 from ..auth import check_follow
 from ..file_ops import FileOps
-from ..local_roots import LocalRoots
-from ..remote_roots import RemoteFile, RemoteRoots
+from ..root_interface import ArrayResult, StreamedFile, WholeFile
+from ..root_registry import RootRegistry
 from ..store import User
 
 ROOT_NOTES = {
@@ -90,27 +91,17 @@ def kind_of(name: str) -> str:
 class Access:
     """Reads for the pages: local roots on disk, remote roots through the cache."""
 
-    def __init__(
-        self,
-        roots: LocalRoots,
-        ops: FileOps,
-        remote: RemoteRoots | None,
-        expressions: Any = None,
-    ) -> None:
-        self.roots = roots
+    def __init__(self, registry: RootRegistry, ops: FileOps) -> None:
+        self.registry = registry
+        self.roots = registry.local
         self.ops = ops
-        self.remote = remote
-        self.expressions = expressions  # saved lazy expressions, read as the API reads them
-
-    def _saved(self, loc: Any, user: User | None) -> Any:
-        if self.expressions is None or not loc.path.is_file():
-            return None
-        return self.expressions.saved(loc, user)
+        self.remote = registry.remote
+        self.expressions = registry.expressions  # saved lazy expressions
 
     # Roots
 
     def is_remote(self, root: str) -> bool:
-        return self.remote is not None and not self.roots.is_local(root)
+        return self.registry.is_remote(root)
 
     def root_entries(self, user: User | None, counts: bool = False) -> list[RootEntry]:
         """Local roots `user` sees, then every remote root publishers announced."""
@@ -203,12 +194,7 @@ class Access:
 
     def info(self, path: str, user: User | None) -> dict:
         """The `/api/info` object of a dataset."""
-        root, relpath = split_logical_path(path)
-        if self.is_remote(root):
-            return self.remote.info(root, relpath)
-        loc = self.roots.locate(path, user)
-        expr = self._saved(loc, user)
-        return expr.info() if expr else datasets.info(loc)
+        return self.registry.dataset(path, user).info()[0]
 
     # Data
 
@@ -221,27 +207,7 @@ class Access:
         filter_: str | None = None,
     ) -> Any:
         """A selection as NumPy values (arrays) or bytes (byte streams), read as `/api/fetch`."""
-        root, relpath = split_logical_path(path)
-        if self.is_remote(root):
-            result = self.remote.fetch(root, relpath, key, field_, filter_)
-        else:
-            loc = self.roots.locate(path, user)
-            expr = self._saved(loc, user)
-            result = (
-                expr.fetch(key, field_, filter_)
-                if expr
-                else datasets.fetch(loc, key, field_, filter_)
-            )
-        if isinstance(result, datasets.WholeFile):
-            obj = datasets.open_container(result.path)
-            if isinstance(obj, blosc2.NDArray):
-                return np.asarray(obj[()])
-            return bytes(obj[:])
-        if isinstance(result, datasets.ArrayResult):
-            return result.values
-        if isinstance(result, RemoteFile):
-            result = b"".join(result.blocks)
-        return decode_frame(result)
+        return values_of(self.registry.dataset(path, user).fetch(key, field_, filter_))
 
     # Changes
 
@@ -287,6 +253,28 @@ class Access:
         for entry in self.root_entries(user):
             digest.update(f"{entry.name}|{entry.subscribed}|{entry.online}\n".encode())
         return digest.hexdigest()
+
+
+@functools.singledispatch
+def values_of(result: object) -> Any:
+    """The values of a fetch result: NumPy for arrays, bytes for byte streams."""
+    return decode_frame(bytes(result))
+
+
+@values_of.register
+def _(result: ArrayResult) -> Any:
+    return result.values
+
+
+@values_of.register
+def _(result: WholeFile) -> Any:
+    obj = datasets.open_container(result.path)
+    return np.asarray(obj[()]) if isinstance(obj, blosc2.NDArray) else bytes(obj[:])
+
+
+@values_of.register
+def _(result: StreamedFile) -> Any:
+    return decode_frame(b"".join(result.blocks))
 
 
 def decode_frame(frame: bytes) -> Any:

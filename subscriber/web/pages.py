@@ -17,10 +17,9 @@ from ...common.paths import join_logical, split_logical_path, suffix
 from .. import mail, passwords
 from ..auth import COOKIE_NAME, clear_login_cookie, set_login_cookie
 from ..file_ops import FileOps
-from ..local_roots import LocalRoots
 from ..login_throttle import ThrottledLogins
 from ..origin_check import cross_origin_reason
-from ..remote_roots import RemoteRoots
+from ..root_registry import RootRegistry
 from ..settings import SubscriberSettings
 from ..store import EMAIL_RE, Store, User
 from . import views
@@ -113,14 +112,12 @@ class Web:
     def __init__(
         self,
         store: Store | None,
-        roots: LocalRoots,
+        registry: RootRegistry,
         ops: FileOps,
-        remote: RemoteRoots | None,
         settings: SubscriberSettings,
-        expressions: Any = None,
         logins: ThrottledLogins | None = None,
     ) -> None:
-        self.access = Access(roots, ops, remote, expressions)
+        self.access = Access(registry, ops)
         self.settings = settings
         self.store = store if settings.login else None
         self.secure_cookies = settings.secure_cookies
@@ -938,15 +935,13 @@ class Favicon(Page):
 def register(
     app: falcon.App,
     store: Store | None,
-    roots: LocalRoots,
+    registry: RootRegistry,
     ops: FileOps,
-    remote: RemoteRoots | None,
     settings: SubscriberSettings,
-    expressions: Any = None,
     logins: ThrottledLogins | None = None,
 ) -> Web:
-    """Add the web GUI's routes to the subscriber's app (`expressions`: saved lazy expressions)."""
-    web = Web(store, roots, ops, remote, settings, expressions, logins)
+    """Add the web GUI's routes to the subscriber's app."""
+    web = Web(store, registry, ops, settings, logins)
     home = HomePage(web)
     app.add_route("/", home)
     app.add_route("/roots", home)

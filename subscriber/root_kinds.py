@@ -1,0 +1,141 @@
+"""The kinds of root behind `root_interface`: local directories and remote roots.
+
+A local root holds files of several kinds: stored Blosc2 containers
+(`datasets.StoredDataset`), raw HDF5 files (`datasets.RawHDF5Dataset`),
+unfolded HDF5 datasets (`hdf5_shells.ShellDataset`) and saved lazy expressions
+(`saved_expressions.SavedExpression`). Which one a file is shows only once it
+is opened, so `LocalDataset` finds out at its first read, after the reader's
+rights were checked: a request names its errors in the original's order
+(rights, then the request's parameters, then the dataset).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from ..common.errors import NotFound
+from ..common.paths import is_hdf5, join_logical
+from ..common.slices import Key
+from .datasets import CONTAINERS, RawHDF5Dataset, StoredDataset, require_file
+from .hdf5_shells import ShellDataset
+from .local_roots import LocalRoots, Location
+from .root_interface import Dataset, Download, FetchResult, Root
+from .store import User
+
+if TYPE_CHECKING:
+    from .remote_roots import RemoteRoots
+    from .saved_expressions import Expressions
+
+
+def local_dataset(loc: Location, user: User | None, expressions: Expressions | None) -> Dataset:
+    """What the file at `loc` is, as a dataset read by `user`."""
+    path = require_file(loc)
+    if is_hdf5(path.name):
+        return RawHDF5Dataset(loc)
+    try:
+        opened = CONTAINERS.get(path, loc.found)
+    except FileNotFoundError:
+        raise NotFound("Not Found") from None
+    except Exception:
+        return StoredDataset(loc)  # not Blosc2: its reads say so
+    if opened.is_shell:
+        return ShellDataset(loc, opened.obj, opened.stat.st_mtime)
+    if expressions is not None and (saved := expressions.saved(loc, user)) is not None:
+        return saved
+    return StoredDataset(loc)
+
+
+class LocalDataset(Dataset):
+    """A file of a local root, its kind found at the first read (see the module's note)."""
+
+    def __init__(self, loc: Location, user: User | None, expressions: Expressions | None):
+        self.loc = loc
+        self.logical = loc.logical
+        self.user = user
+        self.expressions = expressions
+
+    @functools.cached_property
+    def kind(self) -> Dataset:
+        return local_dataset(self.loc, self.user, self.expressions)
+
+    def info(self) -> tuple[dict, str | None]:
+        return self.kind.info()
+
+    def fetch(
+        self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
+    ) -> FetchResult:
+        return self.kind.fetch(key, field, filter_, blocks)
+
+    def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
+        return self.kind.chunk(nchunk, if_match)
+
+    def download(self) -> Download:
+        return self.kind.download()
+
+
+class LocalRoot(Root):
+    """`@public`, `@personal` or `@shared` as one user sees it; rights are checked at each use."""
+
+    local = True
+
+    def __init__(
+        self,
+        roots: LocalRoots,
+        name: str,
+        user: User | None,
+        expressions: Expressions | None = None,
+    ) -> None:
+        self.roots = roots
+        self.name = name
+        self.user = user
+        self.expressions = expressions
+
+    def locate(self, relpath: str) -> Location:
+        return self.roots.locate(join_logical(self.name, relpath), self.user)
+
+    def listing(self, relpath: str) -> list[str]:
+        return self.roots.listing(self.locate(relpath))
+
+    def dataset(self, relpath: str) -> LocalDataset:
+        return LocalDataset(self.locate(relpath), self.user, self.expressions)
+
+
+class RemoteDataset(Dataset):
+    """A dataset of a remote root, read through the chunk cache."""
+
+    def __init__(self, remote: RemoteRoots, root: str, relpath: str) -> None:
+        self.remote = remote
+        self.root = root
+        self.relpath = relpath
+        self.logical = join_logical(root, relpath)
+
+    def info(self) -> tuple[dict, str | None]:
+        return self.remote.versioned_info(self.root, self.relpath)
+
+    def fetch(
+        self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
+    ) -> FetchResult:
+        return self.remote.fetch(self.root, self.relpath, key, field, filter_, blocks)
+
+    def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
+        return self.remote.chunk(self.root, self.relpath, nchunk, if_match)
+
+    def download(self) -> Download:
+        return self.remote.download(self.root, self.relpath)
+
+
+class RemoteRoot(Root):
+    """A root a publisher announced; reading it follows it first."""
+
+    local = False
+
+    def __init__(self, remote: RemoteRoots, name: str) -> None:
+        self.remote = remote
+        self.name = name
+
+    def listing(self, relpath: str) -> list[str]:
+        return self.remote.listing(self.name, relpath)
+
+    def dataset(self, relpath: str) -> RemoteDataset:
+        return RemoteDataset(self.remote, self.name, relpath)
