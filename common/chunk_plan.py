@@ -12,6 +12,7 @@ block in C order of its own shape, edge blocks padded to the full block shape.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,23 @@ class Plan:
     @property
     def result_shape(self) -> tuple[int, ...]:
         return tuple(n for axis, n in enumerate(self.shape) if axis not in self.squeeze)
+
+
+def chunk_coords(shape: Sequence[int], chunks: Sequence[int], nchunk: int) -> tuple[int, ...]:
+    """Grid coordinates of chunk `nchunk` (Blosc2 numbers chunks in row-major order)."""
+    coords = []
+    for size, chunk in zip(reversed(shape), reversed(chunks), strict=True):
+        nchunk, index = divmod(nchunk, -(-size // chunk))
+        coords.append(index)
+    return tuple(reversed(coords))
+
+
+def chunk_region(shape: Sequence[int], chunks: Sequence[int], nchunk: int) -> tuple[slice, ...]:
+    """The region of an array that chunk `nchunk` covers, clipped to the shape."""
+    return tuple(
+        slice(i * c, min((i + 1) * c, s))
+        for i, c, s in zip(chunk_coords(shape, chunks, nchunk), chunks, shape, strict=True)
+    )
 
 
 def selection_bounds(items: tuple, shape: tuple[int, ...]) -> tuple[Bounds, list[int]] | None:

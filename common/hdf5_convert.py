@@ -27,6 +27,7 @@ import blosc2
 import numpy as np
 
 from .b2meta import cparams_dict, cparams_from_dict, dtype_to_str, str_to_dtype
+from .chunk_plan import chunk_coords, chunk_region
 
 BLOSC2_FILTER_ID = 32026
 MAX_DIMS = 8
@@ -121,25 +122,15 @@ def nchunks_of(shape: tuple[int, ...] | list[int], chunks: tuple[int, ...] | lis
     return math.prod(-(-s // c) if c else 0 for s, c in zip(shape, chunks, strict=True))
 
 
-def chunk_coords(layout: dict[str, Any], nchunk: int) -> tuple[int, ...]:
-    """Grid coordinates of chunk `nchunk` (Blosc2 numbers chunks in row-major order)."""
-    shape, chunks = layout["shape"], layout["chunks"]
+def _check_nchunk(layout: dict[str, Any], nchunk: int) -> None:
     if not 0 <= nchunk < layout["nchunks"]:
         raise IndexError(f"chunk {nchunk} out of range (0..{layout['nchunks'] - 1})")
-    coords = []
-    for size, chunk in zip(reversed(shape), reversed(chunks), strict=True):
-        nchunk, index = divmod(nchunk, -(-size // chunk))
-        coords.append(index)
-    return tuple(reversed(coords))
 
 
 def chunk_slices(layout: dict[str, Any], nchunk: int) -> tuple[slice, ...]:
     """The region of the Blosc2 array that chunk `nchunk` covers (clipped to the shape)."""
-    coords = chunk_coords(layout, nchunk)
-    return tuple(
-        slice(i * c, min((i + 1) * c, s))
-        for i, c, s in zip(coords, layout["chunks"], layout["shape"], strict=True)
-    )
+    _check_nchunk(layout, nchunk)
+    return chunk_region(layout["shape"], layout["chunks"], nchunk)
 
 
 def _filters(dset: Any) -> list[int]:
@@ -348,7 +339,8 @@ def _header_fits(chunk: bytes, layout: dict[str, Any]) -> bool:
 
 def direct_chunk(dset: Any, layout: dict[str, Any], nchunk: int) -> bytes | None:
     """The Blosc2 chunk stored in HDF5 chunk `nchunk`, untouched; None if it cannot be used."""
-    coords = chunk_coords(layout, nchunk)[: layout["h5ndim"]]
+    _check_nchunk(layout, nchunk)
+    coords = chunk_coords(layout["shape"], layout["chunks"], nchunk)[: layout["h5ndim"]]
     offset = tuple(i * c for i, c in zip(coords, layout["chunks"], strict=False))
     info = dset.id.get_chunk_info_by_coord(offset)
     if info.byte_offset is None or info.filter_mask != 0:

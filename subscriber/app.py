@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import falcon
 
 from ..common.falcon_app import new_app
-from . import api_compute, api_data, api_docs, api_users, hdf5_unfold, web
+from . import api_compute, api_data, api_docs, api_users, hdf5_shells, hdf5_unfold, web
 from .auth import AuthMiddleware
 from .compute_budget import Runner
 from .file_ops import FileOps
@@ -39,6 +39,7 @@ class Subscriber:
     def close(self) -> None:
         if self.compute is not None:
             self.compute.close()
+        hdf5_shells.close_pool()
         if self.follower is not None:
             self.follower.close()
         if self.remote is not None:

@@ -47,6 +47,15 @@ def pool() -> hdf5_workers.WorkerPool:
         return _pool
 
 
+def close_pool() -> None:
+    """Stop the worker processes; the next HDF5 read starts new ones."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.close()
+
+
 def run(fn: Any, *args: Any) -> Any:
     """Run an HDF5 task in a worker; HDF5 problems become 400 with the reason."""
     try:

@@ -25,6 +25,7 @@ from typing import Any
 import blosc2
 import numpy as np
 
+from ..common.chunk_plan import chunk_region
 from ..common.errors import BadRequest, Caterva2Error, NotFound, ServiceUnavailable
 from ..common.paths import split_logical_path
 from ..common.slices import Key, normalise_key
@@ -519,10 +520,7 @@ def compute_chunk(ev: Evaluation, nchunk: int) -> bytes:
         if not 0 <= nchunk < nchunks:
             raise BadRequest(f"Chunk {nchunk} out of range (the dataset has {nchunks} chunks)")
         check_result_size(chunks, dtype.itemsize, ev.max_bytes, "A chunk")
-        coords = np.unravel_index(nchunk, grid)
-        region = tuple(
-            slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(coords, chunks, shape, strict=True)
-        )
+        region = chunk_region(shape, chunks, nchunk)
         ev.prefetch(region)
         # A chunk always has the full chunk shape: edge chunks are padded, as stored ones are.
         out = blosc2.empty(chunks, dtype=dtype, chunks=chunks, blocks=blocks)

@@ -26,6 +26,7 @@ import blosc2
 
 from ..broker.consumer import Refused
 from ..common.b2meta import str_to_dtype
+from ..common.chunk_plan import chunk_region
 from ..common.errors import BadRequest, NotFound, PreconditionFailed, ServiceUnavailable
 from ..common.falcon_app import etag_matches, file_part
 from ..common.paths import CONTAINER_SUFFIXES, check_remote_path, logical_name, stored_name
@@ -588,13 +589,4 @@ def chunk_key(meta: dict, nchunk: int):
     if "shape" not in meta:
         chunksize = meta["chunksize"] // meta["cparams"]["typesize"]
         return slice(nchunk * chunksize, (nchunk + 1) * chunksize)
-    shape, chunks = meta["shape"], meta["chunks"]
-    if not shape:
-        return ()
-    grid = [-(-s // c) for s, c in zip(shape, chunks, strict=True)]
-    key = []
-    for axis in reversed(range(len(shape))):
-        nchunk, index = divmod(nchunk, grid[axis])
-        start = index * chunks[axis]
-        key.append(slice(start, min(start + chunks[axis], shape[axis])))
-    return tuple(reversed(key))
+    return chunk_region(meta["shape"], meta["chunks"], nchunk)
