@@ -20,7 +20,7 @@ from caterva2.subscriber.remote_roots import RemoteRoots
 from caterva2.subscriber.root_registry import RootRegistry
 from caterva2.subscriber.settings import SubscriberSettings
 from caterva2.subscriber.store import Store
-from caterva2.subscriber.web import views
+from caterva2.subscriber.web import previews, views
 from caterva2.subscriber.web.commands import resolve
 
 from .services import free_port
@@ -127,7 +127,7 @@ def test_security_headers_and_assets(gui):
 
 
 def test_markdown_is_rendered_without_raw_html():
-    html = views.render_markdown("# T\n\n<script>x()</script> [a](javascript:alert(1))")
+    html = previews.render_markdown("# T\n\n<script>x()</script> [a](javascript:alert(1))")
     assert "<h1>T</h1>" in html and "<script>" not in html and 'href="javascript' not in html
     assert "&lt;script&gt;" in html  # shown as text
 
@@ -140,7 +140,7 @@ def test_table_windows_and_slices():
     with pytest.raises(Exception, match="out of range for axis 1"):
         views.parse_axis(1, 5, "7", views.MAX_ROWS)
     assert views.fmt_value(np.complex128(1 - 2j)) == "1-2j"
-    assert views.to_uint8(np.array([[0.0, 0.5], [1.0, np.nan]]))[1, 0] == 255
+    assert previews.to_uint8(np.array([[0.0, 0.5], [1.0, np.nan]]))[1, 0] == 255
 
 
 def test_command_paths_resolve_against_the_folder_shown():

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import falcon
 
 from ...common.errors import BadRequest, Caterva2Error, NotFound
-from . import views
+from . import previews, views
 from .access import Node
 from .commands import friendly
 from .site import MAX_LISTED, Page, Web, crumbs, guarded, parent_of
@@ -131,7 +131,7 @@ class BrowsePage(Page):
         info = web.access.info(node.path, user)
         meta = views.summarize(info, node.path)
         vlmeta = (info.get("schunk") or info).get("vlmeta") if isinstance(info, dict) else None
-        spec = views.image_spec(meta, vlmeta)
+        spec = previews.image_spec(meta, vlmeta)
         tabs = []
         if meta.kind in ("array", "lazy"):
             tabs.append(("data", "Data"))
@@ -164,7 +164,7 @@ class BrowsePage(Page):
                 stamp = web.access.stamp(node.path, user)
                 ctx["image"] = self.image_ctx(req, node, meta, spec, stamp)
             elif view == "content":
-                ctx["content"] = views.content_view(web.access, node.path, user, info)
+                ctx["content"] = previews.content_view(web.access, node.path, user, info)
             status = falcon.HTTP_200
         except Caterva2Error as exc:
             if exc.status in (401, 404):
@@ -226,12 +226,12 @@ class ImageResource(Page):
             info = web.access.info(path, user)
             meta = views.summarize(info, path)
             vlmeta = (info.get("schunk") or info).get("vlmeta")
-            spec = views.image_spec(meta, vlmeta)
+            spec = previews.image_spec(meta, vlmeta)
             if spec is None:
                 raise BadRequest(f"{path} cannot be shown as an image")
             axis = req.get_param_as_int("axis", default=0)
             index = req.get_param_as_int("i", default=0)
-            data = views.render_png(web.access, path, user, spec, meta.shape, axis, index)
+            data = previews.render_png(web.access, path, user, spec, meta.shape, axis, index)
         except Caterva2Error as exc:
             resp.status = falcon.code_to_http_status(exc.status)
             resp.content_type = "text/plain; charset=utf-8"
