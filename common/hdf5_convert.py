@@ -14,13 +14,11 @@ served as stored) and `nchunks`.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import blosc2
@@ -28,91 +26,72 @@ import numpy as np
 
 from .b2meta import cparams_dict, cparams_from_dict, dtype_to_str, str_to_dtype
 from .chunk_plan import chunk_coords, chunk_region
-
-BLOSC2_FILTER_ID = 32026
-MAX_DIMS = 8
-META_KEY = "hdf5"
-"""Metalayer with what Blosc2 cannot say about the HDF5 original (typed attributes, dtype)."""
-GROUP_ATTRS_NAME = "!_attrs_.json.b2"
-"""The file holding a group's attributes (listed as `!_attrs_.json`)."""
-SHELL_FTYPE = "hdf5"
-HEADER_SPECIAL_UNINIT = 4  # Blosc2 chunk header, byte 31 bits 4-6: an uninitialised chunk
-
-
-class HDF5Error(Exception):
-    """An HDF5 file, dataset or attribute that cannot be read or converted (a clear message)."""
-
-
-class Unsupported(HDF5Error):
-    """A dataset or attribute type with no Blosc2 counterpart."""
-
-
-def h5py_module() -> Any:
-    """h5py, with hdf5plugin loaded so that Blosc2 (and other) filters decode."""
-    try:
-        import h5py
-        import hdf5plugin  # noqa: F401 - registers the filters
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise HDF5Error(f"HDF5 support needs h5py and hdf5plugin: {exc}") from None
-    return h5py
-
-
-def open_h5(path: str | os.PathLike, mode: str = "r") -> Any:
-    """Open an HDF5 file; a corrupt, truncated or foreign file raises `HDF5Error`."""
-    h5py = h5py_module()
-    name = os.fspath(path)
-    try:
-        # No file locks: a reader must never stop the owner of the file from writing it.
-        return h5py.File(name, mode, locking=False)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise HDF5Error(f"{os.path.basename(name)} is not a readable HDF5 file: {exc}") from None
-
-
-def file_signature(path: str | os.PathLike) -> tuple[int, int, int]:
-    """(inode, size, mtime_ns): changes whenever the file is rewritten or replaced."""
-    st = os.stat(path)
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
-# -- types ----------------------------------------------------------------------
-
-
-def check_dtype(dtype: np.dtype, h5py: Any | None = None) -> None:
-    """Raise `Unsupported` unless Blosc2 can hold items of this HDF5 dtype."""
-    h5py = h5py or h5py_module()
-    if dtype.subdtype is not None:
-        check_dtype(dtype.subdtype[0], h5py)
-        return
-    if dtype.names:
-        for name in dtype.names:
-            try:
-                check_dtype(dtype.fields[name][0], h5py)
-            except Unsupported as exc:
-                raise Unsupported(f"field {name!r}: {exc}") from None
-        return
-    if dtype.kind == "O":
-        if h5py.check_string_dtype(dtype) is not None:
-            raise Unsupported("variable-length strings are not supported")
-        if h5py.check_vlen_dtype(dtype) is not None:
-            raise Unsupported("variable-length sequences are not supported")
-        if h5py.check_ref_dtype(dtype) is not None:
-            raise Unsupported("object and region references are not supported")
-        raise Unsupported("object types are not supported")
-    if dtype.kind == "V":
-        raise Unsupported("opaque types are not supported")
-    if dtype.kind not in "biufcS":
-        raise Unsupported(f"the type {dtype} is not supported")
-
-
-def split_dtype(dtype: np.dtype) -> tuple[np.dtype, tuple[int, ...]]:
-    """(item dtype, extra axes): what NumPy makes of a top-level sub-array dtype."""
-    if dtype.subdtype is not None:
-        base, subshape = dtype.subdtype
-        return np.dtype(base), tuple(subshape)
-    return np.dtype(dtype), ()
-
+from .hdf5_attrs import (
+    Attrs as Attrs,
+)
+from .hdf5_attrs import (
+    dataset_meta as dataset_meta,
+)
+from .hdf5_attrs import (
+    group_attrs_json as group_attrs_json,
+)
+from .hdf5_attrs import (
+    h5_dtype as h5_dtype,
+)
+from .hdf5_attrs import (  # the conversion API: attributes are part of it
+    plain_value as plain_value,
+)
+from .hdf5_attrs import (
+    read_attrs as read_attrs,
+)
+from .hdf5_attrs import (
+    read_group_file as read_group_file,
+)
+from .hdf5_attrs import (
+    write_attrs as write_attrs,
+)
+from .hdf5_attrs import (
+    write_group_file as write_group_file,
+)
+from .hdf5_base import (
+    BLOSC2_FILTER_ID as BLOSC2_FILTER_ID,
+)
+from .hdf5_base import (
+    GROUP_ATTRS_NAME as GROUP_ATTRS_NAME,
+)
+from .hdf5_base import (
+    HEADER_SPECIAL_UNINIT as HEADER_SPECIAL_UNINIT,
+)
+from .hdf5_base import (
+    MAX_DIMS as MAX_DIMS,
+)
+from .hdf5_base import (
+    META_KEY as META_KEY,
+)
+from .hdf5_base import (
+    SHELL_FTYPE as SHELL_FTYPE,
+)
+from .hdf5_base import (  # the conversion API: errors, h5py access and types are part of it
+    HDF5Error as HDF5Error,
+)
+from .hdf5_base import (
+    Unsupported as Unsupported,
+)
+from .hdf5_base import (
+    check_dtype as check_dtype,
+)
+from .hdf5_base import (
+    file_signature as file_signature,
+)
+from .hdf5_base import (
+    h5py_module as h5py_module,
+)
+from .hdf5_base import (
+    open_h5 as open_h5,
+)
+from .hdf5_base import (
+    split_dtype as split_dtype,
+)
 
 # -- layout -----------------------------------------------------------------------
 
@@ -428,196 +407,6 @@ def write_selection(
         array[region] = values
         if progress is not None:
             progress(values.nbytes)
-
-
-# -- attributes --------------------------------------------------------------------
-
-
-def plain_value(value: Any) -> Any:
-    """An attribute value as plain data (JSON/msgpack): numbers, strings, lists, None."""
-    h5py = h5py_module()
-    if isinstance(value, h5py.Empty):
-        return "" if value.dtype.kind in "SU" or value.dtype.kind == "O" else None
-    if isinstance(value, bytes | np.bytes_):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return {"__bytes__": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, np.ndarray):
-        return [plain_value(v) for v in value] if value.ndim else plain_value(value[()])
-    if isinstance(value, np.void):
-        return [plain_value(value[name]) for name in value.dtype.names or ()]
-    if isinstance(value, np.generic):
-        return plain_value(value.item())
-    if isinstance(value, complex):
-        return str(value)  # JSON has no complex numbers; the exact value is kept typed
-    if isinstance(value, list | tuple):
-        return [plain_value(v) for v in value]
-    return value
-
-
-def _typed_attr(attrs: Any, name: str, h5py: Any) -> tuple[Any, dict[str, Any]]:
-    """(value, exact encoding) of one attribute."""
-    aid = attrs.get_id(name)
-    dtype = aid.dtype
-    value = attrs[name]
-    string = h5py.check_string_dtype(dtype)
-    if isinstance(value, h5py.Empty):
-        if string is not None and string.length is None:
-            return value, {"t": "empty", "vlstr": string.encoding}
-        return value, {"t": "empty", "dtype": dtype_to_str(dtype), **_type_extras(dtype, h5py)}
-    if string is not None and string.length is None:
-        data = value if isinstance(value, str) else np.asarray(value, dtype=object).tolist()
-        if isinstance(data, bytes):
-            raise Unsupported("a variable-length string that is not valid text")
-        return value, {"t": "vlstr", "enc": string.encoding, "shape": list(aid.shape), "v": data}
-    check_dtype(dtype, h5py)
-    array = np.asarray(value, dtype=dtype)
-    return value, {
-        "t": "arr",
-        "dtype": dtype_to_str(dtype),
-        "shape": list(aid.shape),
-        "data": np.ascontiguousarray(array).tobytes(),
-        **_type_extras(dtype, h5py),
-    }
-
-
-def _type_extras(dtype: np.dtype, h5py: Any) -> dict[str, Any]:
-    """What NumPy's dtype string loses: string charsets and enum members."""
-    extras: dict[str, Any] = {}
-    string = h5py.check_string_dtype(dtype)
-    if string is not None and string.length is not None:
-        extras["enc"] = string.encoding
-    enum = h5py.check_enum_dtype(dtype)
-    if enum is not None:
-        extras["enum"] = {str(k): int(v) for k, v in enum.items()}
-    return extras
-
-
-def h5_dtype(dtype: np.dtype, extras: dict[str, Any], h5py: Any) -> np.dtype:
-    """The HDF5 flavour of a dtype (charset, enum) recorded by `_type_extras`."""
-    if extras.get("enum"):
-        return h5py.enum_dtype(extras["enum"], basetype=dtype)
-    if extras.get("enc") and dtype.kind == "S":
-        return h5py.string_dtype(extras["enc"], dtype.itemsize)
-    return dtype
-
-
-@dataclass
-class Attrs:
-    """The attributes of an HDF5 object: plain values, exact encodings, and what failed."""
-
-    plain: dict[str, Any] = field(default_factory=dict)
-    typed: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-
-def read_attrs(obj: Any) -> Attrs:
-    """Every attribute of a group or dataset; those that cannot be converted are reported."""
-    h5py = h5py_module()
-    result = Attrs()
-    try:
-        names = list(obj.attrs)
-    except Exception as exc:
-        result.problems.append(f"attributes cannot be read: {exc}")
-        return result
-    for name in names:
-        try:
-            value, typed = _typed_attr(obj.attrs, name, h5py)
-        except Unsupported as exc:
-            result.problems.append(f"attribute {name!r}: {exc}")
-            continue
-        except Exception as exc:
-            result.problems.append(f"attribute {name!r} cannot be read: {exc}")
-            continue
-        result.plain[name] = plain_value(value)
-        result.typed[name] = typed
-    return result
-
-
-def _write_attr(obj: Any, name: str, spec: dict[str, Any], h5py: Any) -> None:
-    kind = spec["t"]
-    if kind == "empty":
-        if "vlstr" in spec:
-            dtype = h5py.string_dtype(spec["vlstr"])
-        else:
-            dtype = h5_dtype(str_to_dtype(spec["dtype"]), spec, h5py)
-        obj.attrs.create(name, h5py.Empty(dtype))
-    elif kind == "vlstr":
-        data = spec["v"]
-        if spec["shape"]:
-            data = np.array(data, dtype=object).reshape(spec["shape"])
-        obj.attrs.create(name, data, dtype=h5py.string_dtype(spec["enc"]))
-    else:
-        dtype = str_to_dtype(spec["dtype"])
-        data = np.frombuffer(spec["data"], dtype=dtype).reshape(spec["shape"])
-        obj.attrs.create(name, data, dtype=h5_dtype(dtype, spec, h5py))
-
-
-def write_attrs(obj: Any, typed: dict[str, Any], plain: dict[str, Any] | None = None) -> list[str]:
-    """Recreate attributes from their exact encodings, else from plain values; return problems."""
-    h5py = h5py_module()
-    problems = []
-    for name, value in (plain or {}).items():
-        if name in typed:
-            continue
-        try:
-            obj.attrs[name] = value
-        except Exception as exc:
-            problems.append(f"attribute {name!r} ({type(value).__name__}) not written: {exc}")
-    for name, spec in typed.items():
-        try:
-            _write_attr(obj, name, spec, h5py)
-        except Exception as exc:
-            problems.append(f"attribute {name!r} not written: {exc}")
-    return problems
-
-
-def dataset_meta(dset: Any, attrs: Attrs) -> dict[str, Any]:
-    """The `hdf5` metalayer of a converted dataset: what export needs to restore it exactly."""
-    h5py = h5py_module()
-    return {
-        "v": 1,
-        "dtype": dtype_to_str(dset.dtype),
-        "null": dset.shape is None,
-        "maxshape": list(dset.maxshape) if dset.maxshape is not None else None,
-        "attrs": attrs.typed,
-        **_type_extras(dset.dtype, h5py),
-    }
-
-
-def group_attrs_json(plain: dict[str, Any]) -> bytes:
-    """The indented JSON of a group's attributes (what `!_attrs_.json` shows)."""
-    return json.dumps(plain, indent=4, default=str).encode() + b"\n"
-
-
-def write_group_file(
-    path: str | os.PathLike, attrs: Attrs, links: dict[str, str] | None = None
-) -> None:
-    """Write a group's `!_attrs_.json.b2`: JSON for people, exact encodings in a metalayer."""
-    data = group_attrs_json(attrs.plain)
-    blosc2.remove_urlpath(os.fspath(path))
-    meta = {META_KEY: {"v": 1, "attrs": attrs.typed, "links": links or {}}}
-    schunk = blosc2.SChunk(
-        chunksize=len(data),
-        data=data,
-        cparams=blosc2.CParams(typesize=1, nthreads=1),
-        urlpath=os.fspath(path),
-        contiguous=True,
-        mode="w",
-        meta=meta,
-    )
-    del schunk
-
-
-def read_group_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], dict]:
-    """(plain, typed, links) from a `!_attrs_.json.b2` file."""
-    # From the bytes: `blosc2.open` takes a `.h5` directory in the path for an HDF5 source.
-    with open(path, "rb") as f:
-        schunk = blosc2.schunk_from_cframe(f.read(), copy=True)
-    plain = json.loads(bytes(schunk[:]) or b"{}") or {}
-    meta = schunk.meta[META_KEY] if META_KEY in schunk.meta else {}
-    return plain, meta.get("attrs", {}), meta.get("links", {})
 
 
 # -- walking a file --------------------------------------------------------------
