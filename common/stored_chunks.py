@@ -40,6 +40,19 @@ def file_identity(st: os.stat_result) -> Identity:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
+def file_version(st: os.stat_result) -> str:
+    """The version of a file as both servers name it: `<mtime_ns>:<ctime_ns>:<inode>:<size>`.
+
+    The one notion of a file's version (publisher etags, subscriber ETags of
+    stored datasets and files). mtime and size alone miss a content change whose
+    writer restored them (`cp -p`, `rsync -t`, `touch -r`); the inode change time
+    cannot be set by users and moves with every write, and the inode with every
+    replacement. (It also moves on chmod, chown and rename, which then count as
+    new versions.)
+    """
+    return f"{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_size}"
+
+
 def _nblocks(lazy: bytes) -> int:
     nbytes, _, blocksize = blosc2.get_cbuffer_sizes(lazy)
     return -(-nbytes // blocksize)

@@ -40,7 +40,8 @@ from ..common.falcon_app import (
     set_body,
     set_etag,
 )
-from .root_adapters import RootAdapter, StoredFile, file_etag
+from ..common.stored_chunks import file_version
+from .root_adapters import RootAdapter, StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +190,11 @@ def _unchanged_part(stored: StoredFile, start: int, length: int) -> Iterator[byt
     the server close the connection before `Content-Length` bytes: the client
     sees an incomplete answer, never a whole one of mixed content.
     """
-    etag = file_etag(os.fstat(stored.file.fileno()))  # now, not at the first block
+    etag = file_version(os.fstat(stored.file.fileno()))  # now, not at the first block
 
     def blocks() -> Iterator[bytes]:
         for block in file_part(stored.file, start, length):
-            if stored.file.closed or file_etag(os.fstat(stored.file.fileno())) != etag:
+            if stored.file.closed or file_version(os.fstat(stored.file.fileno())) != etag:
                 raise FileChangedWhileStreamed(f"{stored.filename} changed while streamed")
             yield block
 

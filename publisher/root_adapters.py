@@ -22,9 +22,8 @@ import blosc2
 from ..common import b2files, b2meta
 from ..common.errors import BadRequest, Caterva2Error, NotFound, ServiceUnavailable
 from ..common.paths import CONTAINER_SUFFIXES, check_relpath, check_remote_path
-from ..common.stored_chunks import Identity, file_identity, read_chunk
+from ..common.stored_chunks import Identity, file_identity, file_version, read_chunk
 
-NATIVE_SUFFIXES = CONTAINER_SUFFIXES
 """Blosc2 containers served as they are stored."""
 STORED_SUFFIX = ".b2"
 """A regular file already compressed (as the subscriber stores them): served as `<name>`."""
@@ -68,21 +67,10 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(TEMP_PREFIXES) or name.endswith(TEMP_SUFFIXES)
 
 
-def file_etag(st: os.stat_result) -> str:
-    """The etag of a file version: `<mtime_ns>:<ctime_ns>:<inode>:<size>`.
-
-    mtime and size alone miss a content change whose writer restored them
-    (`cp -p`, `rsync -t`, `touch -r`); the inode change time cannot be set by
-    users and moves with every write, and the inode with every replacement.
-    (It also moves on chmod, chown and rename, which then count as new versions.)
-    """
-    return f"{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_size}"
-
-
 def _still(path: Path, etag: str) -> bool:
     """Whether a file still has the version `etag`."""
     try:
-        return file_etag(path.stat()) == etag
+        return file_version(path.stat()) == etag
     except FileNotFoundError:
         return False
 
@@ -93,7 +81,7 @@ def _copy_version(copy: Path) -> Path:
 
 
 def _dataset_stat(st: os.stat_result) -> DatasetStat:
-    return DatasetStat(file_etag(st), st.st_mtime, st.st_size, st.st_ctime)
+    return DatasetStat(file_version(st), st.st_mtime, st.st_size, st.st_ctime)
 
 
 def _unreadable_meta(mtime: float | None, why: str) -> dict[str, Any]:
@@ -220,7 +208,7 @@ class DirectoryRoot(RootAdapter):
         """
         if not relpath or self.is_ignored(relpath):
             return None
-        if relpath.endswith(NATIVE_SUFFIXES):
+        if relpath.endswith(CONTAINER_SUFFIXES):
             path = self.rootdir / relpath
             return (path, True) if path.is_file() and self._inside(path) else None
         # An already compressed `<name>.b2` wins over a raw `<name>` next to it.
@@ -335,7 +323,7 @@ class DirectoryRoot(RootAdapter):
                 after = path.stat()
             except FileNotFoundError:
                 continue
-            if file_etag(before) == file_etag(after):
+            if file_version(before) == file_version(after):
                 return _dataset_stat(before), obj, stored
             # The source changed while we opened it: try again with the new version.
         raise ServiceUnavailable(f"{relpath} keeps changing; try again later")
@@ -345,7 +333,7 @@ class DirectoryRoot(RootAdapter):
         # The version of the source a copy was made from is recorded next to it:
         # the source's mtime alone would miss a change whose writer restored it.
         made_from = _copy_version(stored)
-        if stored.is_file() and made_from.is_file() and made_from.read_text() == file_etag(st):
+        if stored.is_file() and made_from.is_file() and made_from.read_text() == file_version(st):
             try:
                 obj = blosc2.open(str(stored), mode="r")
                 if obj.nbytes == st.st_size:
@@ -359,7 +347,7 @@ class DirectoryRoot(RootAdapter):
             b2files.compress_file(src, tmp)
             os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
             os.replace(tmp, stored)
-            made_from.write_text(file_etag(st))
+            made_from.write_text(file_version(st))
         finally:
             tmp.unlink(missing_ok=True)
         return blosc2.open(str(stored), mode="r")

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
-
 import falcon
 
-from ..common.errors import BadRequest, Conflict, NotFound, Unauthorized, ValidationError
+from ..common.errors import BadRequest, Conflict, Unauthorized, ValidationError
 from . import mail, passwords
 from .api_data import json_body
 from .auth import clear_login_cookie, require_superuser, require_user, set_login_cookie
 from .local_roots import LocalRoots
 from .login_throttle import ThrottledLogins
 from .store import EMAIL_RE, Store
-
-
-def _limit_users(store: Store, maxusers: int | None) -> None:
-    if maxusers and store.count_users() >= maxusers:
-        raise BadRequest(f"Only a maximum of {maxusers} users are allowed")
+from .user_accounts import check_room_for_user, delete_user
 
 
 class LoginResource:
@@ -69,7 +63,7 @@ class RegisterResource:
         problem = passwords.password_problem(password)
         if problem:
             raise BadRequest({"code": "REGISTER_INVALID_PASSWORD", "reason": problem})
-        _limit_users(self.store, self.maxusers)
+        check_room_for_user(self.store, self.maxusers)
         try:
             user = self.store.add_user(email, password)
         except Conflict:
@@ -150,7 +144,7 @@ class AddUserResource:
                 "body", "superuser", "Input should be a valid boolean", "bool_parsing"
             )
         if self.store.get_user_by_email(name) is None:
-            _limit_users(self.store, self.maxusers)
+            check_room_for_user(self.store, self.maxusers)
             try:
                 self.store.add_user(name, password or passwords.random_password(), superuser)
             except BadRequest as exc:
@@ -172,11 +166,7 @@ class DelUserResource:
         caller = require_user(req)
         if not caller.is_superuser:
             raise Unauthorized("Only superusers can delete users")
-        try:
-            user = self.store.delete_user(username)
-        except NotFound:
-            raise BadRequest(f"Error in deleting {username}: UserNotExists") from None
-        shutil.rmtree(self.roots.personal_dir(user), ignore_errors=True)
+        delete_user(self.store, self.roots, username)
         resp.media = f"User deleted: {username}"
 
 

@@ -21,7 +21,14 @@ from ..common import b2files, b2meta, block_stream, chunk_plan
 from ..common.errors import BadRequest, NotFound, PreconditionFailed, UnsupportedMediaType
 from ..common.falcon_app import etag_matches, file_part
 from ..common.slices import Key, is_whole, normalise_key
-from ..common.stored_chunks import Identity, Piece, file_identity, read_chunk, stored_piece
+from ..common.stored_chunks import (
+    Identity,
+    Piece,
+    file_identity,
+    file_version,
+    read_chunk,
+    stored_piece,
+)
 from . import field_filters, hdf5_shells
 from .local_roots import Location
 from .root_interface import ArrayResult, BlockStream, Dataset, Download, WholeFile
@@ -250,7 +257,7 @@ def version_tag(opened: OpenFile) -> str:
     A client reading a dataset chunk by chunk can then ask for chunks of one
     version only (`If-Match`).
     """
-    return "-".join(f"{n:x}" for n in opened.ident)
+    return file_version(opened.stat)
 
 
 def file_blocks(path: Path, start: int = 0, length: int | None = None) -> Iterator[bytes]:

@@ -12,7 +12,14 @@ import blosc2
 
 from ..common import b2files
 from ..common.errors import BadRequest, NotFound
-from ..common.paths import NATIVE_SUFFIXES, is_hdf5, join_logical, logical_name, stored_name, suffix
+from ..common.paths import (
+    STORED_AS_IS_SUFFIXES,
+    is_hdf5,
+    join_logical,
+    logical_name,
+    stored_name,
+    suffix,
+)
 from .local_roots import LocalRoots, Location
 from .store import User
 
@@ -121,7 +128,7 @@ class FileOps:
             with _write_lock:
                 room = self.room(target)
                 receive_stream(stream, tmp, room)  # checks the room as it goes
-                if relpath.endswith(NATIVE_SUFFIXES):
+                if relpath.endswith(STORED_AS_IS_SUFFIXES):
                     if is_hdf5(relpath):
                         validate_hdf5_file(tmp, relpath)
                     else:

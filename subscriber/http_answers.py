@@ -15,6 +15,7 @@ import falcon
 
 from ..common import block_stream
 from ..common.falcon_app import byte_range, file_part, set_attachment, set_body, set_pieces
+from ..common.stored_chunks import file_version
 from .root_interface import NPY_TYPE, ArrayResult, BlockStream, StreamedFile, WholeFile
 
 
@@ -70,7 +71,7 @@ def send_file(req: falcon.Request, resp: falcon.Response, result: WholeFile) -> 
     """Stream a stored file as an attachment, honouring a single byte `Range`."""
     path = result.path
     stat = path.stat()
-    etag = f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
+    etag = file_version(stat)
     set_attachment(resp, path.name)
     resp.etag = f'"{etag}"'
     resp.set_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))

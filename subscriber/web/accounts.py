@@ -8,6 +8,7 @@ from ...common.errors import BadRequest, Conflict, NotFound
 from .. import mail, passwords
 from ..auth import clear_login_cookie, set_login_cookie
 from ..store import EMAIL_RE
+from ..user_accounts import users_full
 from .site import Page, _form_value, form_of, guarded, safe_next
 
 
@@ -106,7 +107,7 @@ class RegisterPage(Page):
             problem = passwords.password_problem(password) + "."
         elif password != again:
             problem = "The two passwords differ."
-        elif web.settings.maxusers and web.store.count_users() >= web.settings.maxusers:
+        elif users_full(web.store, web.settings.maxusers):
             problem = "This subscriber has reached its maximum number of users."
         else:
             try:

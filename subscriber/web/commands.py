@@ -6,7 +6,6 @@ import json
 import posixpath
 import re
 import shlex
-import shutil
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -17,6 +16,7 @@ from ...common.paths import split_logical_path
 from .. import passwords
 from ..auth import require_superuser
 from ..store import EMAIL_RE, Store, User
+from ..user_accounts import check_room_for_user, delete_user
 from .access import Access
 
 HELP = """\
@@ -267,8 +267,7 @@ class Commands:
         if problem:
             raise BadRequest(f"Error in adding {name}: {problem}")
         if store.get_user_by_email(name) is None:
-            if self.maxusers and store.count_users() >= self.maxusers:
-                raise BadRequest(f"Only a maximum of {self.maxusers} users are allowed")
+            check_room_for_user(store, self.maxusers)
             try:
                 store.add_user(name, password, superuser)
             except Conflict:
@@ -282,11 +281,7 @@ class Commands:
             raise Unauthorized("Unauthorized")
         if not user.is_superuser:
             raise Unauthorized("Only superusers can delete users")
-        try:
-            gone = store.delete_user(args[0])
-        except NotFound:
-            raise BadRequest(f"Error in deleting {args[0]}: UserNotExists") from None
-        shutil.rmtree(self.access.roots.personal_dir(gone), ignore_errors=True)
+        delete_user(store, self.access.roots, args[0])
         out.text = f"User deleted: {args[0]}"
 
     def do_lsu(self, out: Outcome, args, cwd, user, confirmed, urlbase) -> None:
