@@ -235,8 +235,3 @@ def unfollow(channel: Any, subscriber_id: str, root: str) -> None:
     channel.queue_unbind(
         subscriber_queue(subscriber_id), CHANGES_EXCHANGE, routing_key=check_root(root)
     )
-
-
-def delete_subscriber_queue(channel: Any, subscriber_id: str) -> None:
-    """Delete a subscriber's queue with its bindings and pending messages."""
-    channel.queue_delete(subscriber_queue(subscriber_id))

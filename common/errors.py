@@ -42,10 +42,6 @@ class PreconditionFailed(Caterva2Error):
     status = 412
 
 
-class PayloadTooLarge(Caterva2Error):
-    status = 413
-
-
 class UnsupportedMediaType(Caterva2Error):
     status = 415
 

@@ -1,6 +1,6 @@
 """Root adapters: what a published root contains, and its datasets' metadata and chunks.
 
-An adapter turns some storage (today a directory; an HDF5 file later) into
+An adapter turns some storage (a directory, `DirectoryRoot`; an HDF5 file, `hdf5_root`) into
 datasets addressed by a relative path.  Everything else in the publisher (the
 announcer, the HTTP API) talks to the `RootAdapter` interface only.
 """

@@ -156,14 +156,6 @@ def open_definition(
     return None if definition is None else (definition[0], dict(definition[1]))
 
 
-def is_saved_expression(path: Path) -> bool:
-    """Whether the stored file at `path` is a saved lazy expression."""
-    try:
-        return open_definition(path) is not None
-    except BadRequest:
-        return True
-
-
 def write_shell(path: Path, expression: str, operands: dict[str, str]) -> None:
     """Store an expression as an empty `.b2nd` whose vlmeta holds its definition."""
     shell = blosc2.zeros((0,), dtype=np.int8, urlpath=str(path), mode="w")

@@ -80,7 +80,7 @@ def test_client_imports_no_server_code():
     import subprocess
     import sys
 
-    # `common` is shared (DESIGN.md: client -> common), but nothing that needs a server extra.
+    # `common` is shared (the client depends on it alone), but nothing that needs a server extra.
     code = (
         "import sys, caterva2, caterva2.cli\n"
         "bad = [m for m in sys.modules if m.split('.')[:2] in (['caterva2','subscriber'],"
