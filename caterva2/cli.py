@@ -20,6 +20,7 @@ import httpx
 
 import caterva2
 from caterva2 import api_utils
+from caterva2.http_errors import APIError
 
 DEFAULT_CONF = "caterva2.toml"
 
@@ -80,7 +81,14 @@ class _Session:
     def client(self) -> caterva2.Client:
         if self._client is None:
             auth = (self.username, self.password) if self.username and self.password else None
-            self._client = caterva2.Client(self.urlbase, auth)
+            try:
+                self._client = caterva2.Client(self.urlbase, auth)
+            except APIError as exc:
+                # The login URL says nothing a user typed: name the account instead.
+                raise CLIError(
+                    f"login as {self.username} at {self.urlbase} failed: {exc.detail} "
+                    f"(HTTP {exc.status_code})"
+                ) from exc
         return self._client
 
     def close(self) -> None:
@@ -395,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _describe(exc: BaseException, session: _Session | None) -> str:
     """One line saying what went wrong, for ``Error: ...``."""
+    if isinstance(exc, APIError):
+        # The path first: which of the command's paths failed, then why, in words.
+        return f"{exc.path}: {exc.detail} (HTTP {exc.status_code})"
     if isinstance(exc, httpx.HTTPStatusError):
         return api_utils.error_detail(exc)
     if isinstance(exc, httpx.TransportError):

@@ -85,6 +85,23 @@ def load_dotenv(path: str | os.PathLike = ".env") -> None:
 
 
 def secret_from_env() -> str | None:
-    """The token secret, `CATERVA2_SECRET` (also read from `.env`)."""
+    """The token secret: `CATERVA2_SECRET` (also read from `.env`), else the file named
+    by `CATERVA2_SECRET_FILE` (a container's secret: the bare value, or a `.env` file).
+
+    The file lets docker-compose hand the secret over without ever holding it in
+    the service's environment, which `docker-compose config` would print.
+    """
     load_dotenv()
-    return os.environ.get("CATERVA2_SECRET") or None
+    secret = os.environ.get("CATERVA2_SECRET")
+    path = os.environ.get("CATERVA2_SECRET_FILE")
+    if secret or not path:
+        return secret or None
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"CATERVA2_SECRET_FILE {path}: {exc.strerror or exc}") from None
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key.strip() == "CATERVA2_SECRET":
+            return value.strip().strip("'\"") or None
+    return None if "=" in text else (text.strip() or None)
