@@ -52,7 +52,7 @@ def _installed(module: str) -> bool:
 def _refuse(program: Program, missing: str) -> int:
     print(
         f"{program.name}: needs the '{program.extra}' extra, which is not installed "
-        f"({missing} is missing): pip install 'caterva2[{program.extra}]'",
+        f"(missing: {missing}): pip install 'caterva2[{program.extra}]'",
         file=sys.stderr,
     )
     return 2

@@ -67,8 +67,8 @@ def default_url(http: str) -> str:
     return f"http://{host}:{port}"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line."""
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `cat2pub`."""
     parser = argparse.ArgumentParser(
         prog="cat2pub",
         description="Caterva2 publisher: serve a directory or an HDF5 file as a root",
@@ -91,7 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"(default {DEFAULT_RESCAN:g})",
     )
     parser.add_argument("--loglevel", help="debug, info, warning (default) or error")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    return build_parser().parse_args(argv)
 
 
 def load_settings(args: argparse.Namespace) -> PublisherSettings:

@@ -120,7 +120,7 @@ def test_a_dependency_missing_from_the_list_is_still_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr == (
-        "cat2bro: needs the 'subscriber' extra, which is not installed (pika is missing): "
+        "cat2bro: needs the 'subscriber' extra, which is not installed (missing: pika): "
         "pip install 'caterva2[subscriber]'\n"
     )
 
