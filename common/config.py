@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -11,8 +12,47 @@ DEFAULT_CONF = "caterva2.toml"
 SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
+log = logging.getLogger(__name__)
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message says why."""
+
+
+class ReadKeys(dict):
+    """A configuration section that remembers which keys its reader asked for.
+
+    What was never asked for is unknown to the reader (a typo, or a setting of
+    another version): `warn_unknown` names it, instead of ignoring it silently.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+    def unknown(self, also_known: tuple[str, ...] = ()) -> list[str]:
+        """The keys present that nobody asked for, nor `also_known` (other programs' keys)."""
+        return sorted(set(self) - self.asked - set(also_known))
+
+
+def warn_unknown(values: ReadKeys, where: str, also_known: tuple[str, ...] = ()) -> list[str]:
+    """Log a warning for each unknown key of a section; return them."""
+    unknown = values.unknown(also_known)
+    for key in unknown:
+        log.warning("unknown setting %r in [%s] (ignored)", key, where)
+    return unknown
 
 
 def load_config(path: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -18,7 +18,14 @@ from ..broker.connection import (
     use_ca_file,
 )
 from ..common import paths
-from ..common.config import ConfigError, load_config, parse_http, section
+from ..common.config import (
+    ConfigError,
+    ReadKeys,
+    load_config,
+    parse_http,
+    section,
+    warn_unknown,
+)
 from ..common.daemon import http_server, run, stop_on_signals
 from ..common.errors import BadRequest
 from ..common.paths import is_hdf5
@@ -102,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_settings(args: argparse.Namespace) -> PublisherSettings:
     """Settings from the command line, then `[publisher(.ID)]`, then defaults."""
     conf = load_config(args.conf)
-    values: dict[str, Any] = section(conf, "publisher", args.id)
+    values: ReadKeys = ReadKeys(section(conf, "publisher", args.id))
     for key in ("name", "root", "http", "url", "statedir", "heartbeat", "rescan", "loglevel"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
@@ -141,16 +148,19 @@ def load_settings(args: argparse.Namespace) -> PublisherSettings:
         paths.check_publisher_url(url)  # subscribers refuse announcements of any other kind
     except BadRequest as exc:
         raise ConfigError(str(exc.detail)) from None
+    statedir = Path(values.get("statedir") or f"_caterva2/pub.{name}")
+    loglevel = str(values.get("loglevel") or "warning")
+    warn_unknown(values, "publisher")
     return PublisherSettings(
         name=name,
         root=root.resolve(),
         http=http,
         url=url,
-        statedir=Path(values.get("statedir") or f"_caterva2/pub.{name}"),
+        statedir=statedir,
         broker_url=broker_url,
         heartbeat=heartbeat,
         rescan=rescan,
-        loglevel=str(values.get("loglevel") or "warning"),
+        loglevel=loglevel,
     )
 
 
