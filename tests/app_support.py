@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,14 +47,6 @@ class InProcess:
         resp = self.login(who)
         assert resp.status_code == 204, resp.text
         return {"Cookie": f"c2subauth={resp.cookies['c2subauth'].value}"}
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Poll until `predicate()` holds; fail saying what did not happen."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def in_process_subscriber(
