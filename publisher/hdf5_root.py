@@ -32,7 +32,7 @@ from typing import Any
 
 import blosc2
 
-from ..common import b2meta, hdf5_convert, hdf5_workers
+from ..common import b2meta, hdf5_attrs, hdf5_convert, hdf5_workers
 from ..common.errors import BadRequest, Caterva2Error, NotFound, ServiceUnavailable
 from ..common.hdf5_convert import HDF5Error
 from ..common.hdf5_workers import FileChanged, WorkerPool
@@ -91,7 +91,7 @@ def _error_entry(relpath: str, dsetname: str, reason: str) -> dict[str, Any]:
 
 def _describe(relpath: str, dsetname: str, dset: Any, fd: int) -> dict[str, Any]:
     layout = hdf5_convert.dataset_layout(dset)
-    attrs = hdf5_convert.read_attrs(dset)
+    attrs = hdf5_attrs.read_attrs(dset)
     etag, size = hdf5_convert.fingerprint(dset, layout, attrs, fd)
     array = hdf5_convert.new_array(layout, vlmeta=attrs.plain)
     meta = b2meta.ndarray_meta(array, relpath, None)

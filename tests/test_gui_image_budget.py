@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from caterva2.subscriber.web.access import Access
-from caterva2.subscriber.web.views import MAX_IMAGE_SIDE
+from caterva2.subscriber.web.images import MAX_IMAGE_SIDE
 
 from .app_support import in_process_subscriber
 

@@ -19,7 +19,7 @@ from caterva2.subscriber.local_roots import LocalRoots
 from caterva2.subscriber.remote_roots import RemoteRoots
 from caterva2.subscriber.settings import SubscriberSettings
 from caterva2.subscriber.store import Store
-from caterva2.subscriber.web import views
+from caterva2.subscriber.web import images, views
 from caterva2.subscriber.web.commands import resolve
 
 from .services import free_port
@@ -139,7 +139,7 @@ def test_table_windows_and_slices():
     with pytest.raises(Exception, match="out of range for axis 1"):
         views.parse_axis(1, 5, "7", views.MAX_ROWS)
     assert views.fmt_value(np.complex128(1 - 2j)) == "1-2j"
-    assert views.to_uint8(np.array([[0.0, 0.5], [1.0, np.nan]]))[1, 0] == 255
+    assert images.to_uint8(np.array([[0.0, 0.5], [1.0, np.nan]]))[1, 0] == 255
 
 
 def test_command_paths_resolve_against_the_folder_shown():
