@@ -1,4 +1,5 @@
-# Two commands for a fresh machine: `make run` and `make test` (see README.md).
+# Two commands for a fresh machine: `make run` and `make test` (see README.md);
+# `make system-deps` (as root) installs the programs some tests drive.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -39,20 +40,28 @@ lab: install .env
 lab-stop:
 	$(BIN)/python lab/lab.py stop
 
-# Programs the tests drive that pip cannot install: docker-compose (validates
-# docker-compose.yml), Chromium (GUI tests), rabbitmq-server (the throwaway nodes
-# of the permission, TLS, federation and lab tests) and openssl (test certificates).
-# Installed with apt when we can (each package is named like its program).
+# Programs the tests drive that pip cannot install, and why. `make test` never
+# installs them (it only says which are missing); `make system-deps` does, with
+# apt-get, after saying what it installs and why. `.ci/run` calls it first.
 SYSTEM_PROGRAMS := docker-compose chromium rabbitmq-server openssl
-system-deps:
-	@missing=""; for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    apt-get install -y -q $$missing || { apt-get update -q && apt-get install -y -q $$missing; } || true; \
-	  else echo "make: install$$missing yourself: the tests that need them will fail"; fi; \
-	fi
+MISSING = $$(for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null || printf ' %s' $$p; done)
 
-test: install system-deps
+system-deps:
+	@echo "make system-deps: programs the tests drive that pip cannot install:"
+	@echo "  docker-compose   validates docker-compose.yml (lab and secret tests)"
+	@echo "  chromium         the GUI tests (playwright drives Debian's Chromium)"
+	@echo "  rabbitmq-server  throwaway broker nodes (permission, TLS, federation, lab tests)"
+	@echo "  openssl          test certificates (TLS tests)"
+	@missing="$(MISSING)"; \
+	if [ -z "$$missing" ]; then echo "make system-deps: all installed, nothing to do"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "make system-deps: installing with apt-get:$$missing (and what they depend on)"; \
+	  apt-get install -y -q $$missing || { apt-get update -q && apt-get install -y -q $$missing; }; \
+	else echo "make system-deps: install$$missing yourself (as root, with your package manager)"; exit 1; fi
+
+test: install
+	@missing="$(MISSING)"; [ -z "$$missing" ] || \
+	  echo "make test: not installed:$$missing: the tests that need them fail (see make system-deps)"
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import caterva2 as cat2
+from caterva2.common.waiting import wait_for
 
 from . import data, profiles
-from .figures import FIGURES, PLANS, USES_REMOTE, Context, Plan, Remote
+from .figures import FIGURES, USES_REMOTE
+from .harness import PLANS, Context, Plan, Remote
 from .report import Figure, markdown_table, notes_text, text_table, write_json
 from .servers import (
     DEFAULT_BROKER,
@@ -35,6 +37,9 @@ from .servers import (
     broker_problem,
     delete_queue,
 )
+
+# A server that does not answer (yet), or answers garbage, is "not yet".
+NOT_YET = (OSError, ValueError)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,17 +84,6 @@ def link(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def wait_for(predicate, what: str, timeout: float = 60) -> None:
-    """Poll `predicate` until it holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            if predicate():
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 def get_json(url: str) -> Any:
     """GET a JSON document."""
     with urllib.request.urlopen(url, timeout=10) as resp:
@@ -122,10 +116,17 @@ def start_remote(
     )
     sub.start()
     remote = Remote(pub, sub, root, cat2.Client(sub.url))
-    wait_for(lambda: root in get_json(f"{sub.url}/api/roots"), f"{root} announced")
+    wait_for(
+        lambda: root in get_json(f"{sub.url}/api/roots"), f"{root} announced", 60, ignore=NOT_YET
+    )
     remote.client.subscribe(root)
     names = sorted(p.relative_to(rootdir).as_posix() for p in rootdir.rglob("*.b2nd"))
-    wait_for(lambda: get_json(f"{sub.url}/api/list/{root}") == names, "the remote listing")
+    wait_for(
+        lambda: get_json(f"{sub.url}/api/list/{root}") == names,
+        "the remote listing",
+        60,
+        ignore=NOT_YET,
+    )
     return remote
 
 

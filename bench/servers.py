@@ -8,11 +8,10 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from caterva2.common import waiting
 
 SECRET = "bench-secret-not-for-production"
 USER = ("bench@example.com", "benchpass123")
@@ -28,21 +27,7 @@ def free_port() -> int:
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     """Wait until `url` answers below 500; fail early if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with status {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status < 500:
-                    return
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
+    waiting.wait_http(url, proc, timeout)
 
 
 @dataclass

@@ -41,6 +41,7 @@ import numpy as np
 
 import caterva2 as cat2
 from caterva2.broker.local_node import RabbitMQNode
+from caterva2.common.waiting import WaitTimeout, wait_for, wait_http
 
 from .servers import free_port
 
@@ -80,17 +81,10 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.args[0]} exited; see {self.log}")
-            try:
-                if httpx.get(self.url, timeout=1).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.args[0]} did not answer; see {self.log}")
+        try:
+            wait_http(self.url, self.proc, 60)
+        except (RuntimeError, WaitTimeout) as exc:
+            raise RuntimeError(f"{self.args[0]}: {exc}; see {self.log}") from None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -423,7 +417,7 @@ def run(
             for url in sub_urls:
                 _wait(lambda u=url: _view(u, name) == truth, "convergence", timeout=120)
             converged = time.monotonic() - converge_from
-        except RuntimeError:
+        except WaitTimeout:
             for url in sub_urls:
                 view = _view(url, name) or {}
                 keys = set(view) | set(truth)
@@ -457,15 +451,8 @@ def run(
 
 
 def _wait(predicate, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"soak: {what} did not happen within {timeout} s")
+    """`wait_for`, a server not answering (yet) counting as "not yet"."""
+    wait_for(predicate, f"soak: {what}", timeout, 0.2, ignore=(httpx.HTTPError,))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,7 @@ class CliError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run cat2bro with argv (default sys.argv[1:]) and return the exit status."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     url = ""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
     if not args.verbose:
@@ -81,7 +81,8 @@ def _config(path: str | None) -> dict:
         raise CliError(str(exc)) from None
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `cat2bro`."""
     parser = argparse.ArgumentParser(prog="cat2bro", description=__doc__)
     parser.add_argument(
         "--broker",
@@ -104,7 +105,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Print (or, with --apply, run) the rabbitmqctl commands that create a vhost "
         "and a user allowed exactly what its role needs.",
     )
-    grant.add_argument("role", choices=("publisher", "subscriber", "admin", "federation"))
+    grant.add_argument(
+        "role",
+        choices=("publisher", "subscriber", "admin", "federation"),
+        help="what the user does: publish roots, follow them, administer, or federate sites",
+    )
     grant.add_argument("user", help="broker user name")
     grant.add_argument(
         "--root", action="append", default=[], help="a root the publisher owns (repeatable)"

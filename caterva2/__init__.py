@@ -1,6 +1,7 @@
 """Caterva2: on-demand access to Blosc2 and HDF5 datasets."""
 
 from caterva2.client import BasicAuth, Client, Dataset, File, Root
+from caterva2.http_errors import APIError
 
 __version__ = "2025.8.7"
 
@@ -8,6 +9,7 @@ __version__ = "2025.8.7"
 sub_urlbase_default = "http://localhost:8000"
 
 __all__ = [
+    "APIError",
     "BasicAuth",
     "Client",
     "Dataset",

@@ -1,5 +1,7 @@
 """Low-level helpers of the client: slices, login, requests, transfers.
 
+The errors they raise, and how an error answer is read, are `http_errors`'s.
+
 Every request helper takes an optional ``client`` (an ``httpx.Client``); the
 `Client` class passes its persistent one so all calls share one keep-alive
 connection, while standalone use gets a one-off client per call.
@@ -9,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import pathlib
 import re
@@ -23,6 +24,11 @@ import numpy as np
 
 from caterva2.common import block_stream
 from caterva2.common.http_transport import RawResponse, Transport
+from caterva2.http_errors import (  # `error_detail` stays importable from here, as before
+    error_detail,  # noqa: F401
+    raise_for_raw_status,
+    raise_for_status,
+)
 
 # A progress callback receives (bytes done so far, total bytes or None).
 Progress = Callable[[int, int | None], None]
@@ -152,14 +158,14 @@ def request(
     client: httpx.Client | None = None,
     **kwargs: Any,
 ) -> httpx.Response:
-    """Send a request; raise ``HTTPStatusError`` on 4xx/5xx, ``TimeoutError`` on timeouts."""
+    """Send a request; raise `http_errors.APIError` on 4xx/5xx, ``TimeoutError`` on timeouts."""
     headers = {**auth_headers(auth_cookie), **kwargs.pop("headers", {})}
     with _use_client(client) as http:
         try:
             response = http.request(method, url, headers=headers, timeout=timeout, **kwargs)
         except httpx.TimeoutException as exc:
             raise _timeout_error(exc, timeout, url) from exc
-    response.raise_for_status()
+    raise_for_status(response)
     return response
 
 
@@ -299,20 +305,6 @@ def decode_npy(data: bytes | bytearray) -> np.ndarray:
 def _query_url(url: str, params: dict | None) -> str:
     """`url` with `params` as its query, encoded as httpx would."""
     return f"{url}?{urllib.parse.urlencode(params)}" if params else url
-
-
-def raise_for_raw_status(raw: RawResponse, body: bytes | bytearray, url: str) -> None:
-    """What `httpx.Response.raise_for_status` raises for a raw answer (the same error)."""
-    if 200 <= raw.status < 300:
-        return
-    response = httpx.Response(
-        raw.status,
-        headers=raw.raw_headers(),
-        content=bytes(body),
-        request=httpx.Request("GET", url),
-        extensions={"reason_phrase": raw.reason.encode("latin-1", "replace")},
-    )
-    response.raise_for_status()
 
 
 def _fetch_direct(
@@ -516,7 +508,7 @@ def _download_httpx(
             ) as response:
                 if response.is_error:
                     response.read()  # so the error detail can be shown
-                response.raise_for_status()
+                raise_for_status(response)
                 compressed = (_attachment_name(response) or "").endswith(".b2")
                 target = localpath.with_name(localpath.name + ".b2") if compressed else localpath
                 total = response.headers.get("content-length")
@@ -588,20 +580,3 @@ def _stream_to_file(
 def get_download_url(path: str | os.PathLike, urlbase: str) -> str:
     """Return the URL that fetches the whole dataset at ``path``."""
     return api_url(urlbase, "fetch", path)
-
-
-def error_detail(exc: httpx.HTTPStatusError) -> str:
-    """Extract the server's ``detail`` (or text) from an HTTP error."""
-    response = exc.response
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-        body = None
-    if isinstance(body, dict):
-        detail = body.get("detail", body.get("title", body.get("description")))
-        if detail is not None:
-            return detail if isinstance(detail, str) else json.dumps(detail)
-    text = ""
-    with contextlib.suppress(httpx.ResponseNotRead, UnicodeDecodeError):
-        text = response.text.strip()
-    return text or f"{response.status_code} {response.reason_phrase}"

@@ -20,8 +20,10 @@ import httpx
 
 import caterva2
 from caterva2 import api_utils
+from caterva2.http_errors import APIError
 
 DEFAULT_CONF = "caterva2.toml"
+DATASET_HELP = "path of a dataset or file, e.g. @public/ds-1d.b2nd"
 
 # Transfers smaller than this finish before a bar would be worth drawing.
 PROGRESS_THRESHOLD = 4 * 1024 * 1024
@@ -80,7 +82,14 @@ class _Session:
     def client(self) -> caterva2.Client:
         if self._client is None:
             auth = (self.username, self.password) if self.username and self.password else None
-            self._client = caterva2.Client(self.urlbase, auth)
+            try:
+                self._client = caterva2.Client(self.urlbase, auth)
+            except APIError as exc:
+                # The login URL says nothing a user typed: name the account instead.
+                raise CLIError(
+                    f"login as {self.username} at {self.urlbase} failed: {exc.detail} "
+                    f"(HTTP {exc.status_code})"
+                ) from exc
         return self._client
 
     def close(self) -> None:
@@ -358,7 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cat2cli", description=__doc__)
     parser.add_argument("--version", action="version", version=caterva2.__version__)
     parser.add_argument("--conf", help=f"configuration file (default: ./{DEFAULT_CONF})")
-    parser.add_argument("--loglevel", default="warning", help="logging level")
+    parser.add_argument(
+        "--loglevel", default="warning", help="debug, info, warning (default) or error"
+    )
     parser.add_argument(
         "--subscriber", help=f"subscriber URL (default: {caterva2.sub_urlbase_default})"
     )
@@ -368,33 +379,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add(sub, "roots", cmd_roots, json_flag=True)
     _add(sub, "cache", cmd_cache, json_flag=True)
-    _add(sub, "subscribe", cmd_subscribe).add_argument("root")
-    _add(sub, "list", cmd_list, ["ls"], json_flag=True).add_argument("root")
-    _add(sub, "url", cmd_url, json_flag=True).add_argument("dataset")
-    _add(sub, "info", cmd_info, json_flag=True).add_argument("dataset")
+    _add(sub, "subscribe", cmd_subscribe).add_argument(
+        "root", help="name of a remote root to follow"
+    )
+    _add(sub, "list", cmd_list, ["ls"], json_flag=True).add_argument(
+        "root", help="a root or directory, e.g. @public or @public/dir1"
+    )
+    _add(sub, "url", cmd_url, json_flag=True).add_argument("dataset", help=DATASET_HELP)
+    _add(sub, "info", cmd_info, json_flag=True).add_argument("dataset", help=DATASET_HELP)
     _add(sub, "show", cmd_show).add_argument("dataset", help="DATASET or DATASET[SLICE|FILTER]")
     for name, func, aliases in (("copy", cmd_copy, ["cp"]), ("move", cmd_move, ["mv"])):
         p = _add(sub, name, func, aliases)
-        p.add_argument("dataset")
-        p.add_argument("dest")
-    _add(sub, "remove", cmd_remove, ["rm"]).add_argument("dataset")
+        p.add_argument("dataset", help="dataset or directory to " + name)
+        p.add_argument("dest", help="where to, e.g. @personal/x.b2nd; ending in / keeps the name")
+    _add(sub, "remove", cmd_remove, ["rm"]).add_argument(
+        "dataset", help="dataset or directory to remove"
+    )
     p = _add(sub, "download", cmd_download, json_flag=True)
-    p.add_argument("dataset")
-    p.add_argument("localpath", nargs="?")
+    p.add_argument("dataset", help=DATASET_HELP)
+    p.add_argument(
+        "localpath", nargs="?", help="local file or directory (default: the dataset's path)"
+    )
     p = _add(sub, "upload", cmd_upload)
-    p.add_argument("localpath")
-    p.add_argument("dataset")
+    p.add_argument("localpath", help="local file to upload")
+    p.add_argument("dataset", help="where to store it, e.g. @personal/x.b2nd or a directory")
     p = _add(sub, "adduser", cmd_adduser)
     p.add_argument("--superuser", "-S", action="store_true", help="make a superuser")
-    p.add_argument("newuser")
+    p.add_argument("newuser", help="the new user's email address")
     p.add_argument("newpass", nargs="?", help="password (default: 8 random letters)")
-    _add(sub, "deluser", cmd_deluser).add_argument("user")
-    _add(sub, "listusers", cmd_listusers, ["lsu"], json_flag=True).add_argument("user", nargs="?")
+    _add(sub, "deluser", cmd_deluser).add_argument("user", help="email address of the user")
+    _add(sub, "listusers", cmd_listusers, ["lsu"], json_flag=True).add_argument(
+        "user", nargs="?", help="only this user (email address)"
+    )
     return parser
 
 
 def _describe(exc: BaseException, session: _Session | None) -> str:
     """One line saying what went wrong, for ``Error: ...``."""
+    if isinstance(exc, APIError):
+        # The path first: which of the command's paths failed, then why, in words.
+        return f"{exc.path}: {exc.detail} (HTTP {exc.status_code})"
     if isinstance(exc, httpx.HTTPStatusError):
         return api_utils.error_detail(exc)
     if isinstance(exc, httpx.TransportError):

@@ -62,9 +62,11 @@ def _tmp_name(path: Path) -> Path:
 
 def import_file(h5path: Path, outdir: Path, report: Report, quiet: bool = False) -> None:
     """Convert every dataset and group of an HDF5 file into a tree below `outdir`."""
+    from .common import hdf5_attrs as ha
+    from .common import hdf5_base as hb
     from .common import hdf5_convert as hc
 
-    with hc.open_h5(h5path) as f:
+    with hb.open_h5(h5path) as f:
         groups: dict[str, tuple[Any, dict[str, str]]] = {}
         datasets = []
         for node in hc.walk(f):
@@ -78,12 +80,12 @@ def import_file(h5path: Path, outdir: Path, report: Report, quiet: bool = False)
             else:
                 report.error(f"/{node.path}: {node.reason}")
         for path, (group, links) in groups.items():
-            attrs = hc.read_attrs(group)
+            attrs = ha.read_attrs(group)
             for problem in attrs.problems:
                 report.error(f"/{path}: {problem}")
-            target = outdir / path / hc.GROUP_ATTRS_NAME
+            target = outdir / path / hb.GROUP_ATTRS_NAME
             target.parent.mkdir(parents=True, exist_ok=True)
-            hc.write_group_file(target, attrs, links)
+            ha.write_group_file(target, attrs, links)
         total = sum(_nbytes(node.obj) for node in datasets)
         with progress_bar(total, h5path.name, quiet) as update:
             for node in datasets:
@@ -98,19 +100,21 @@ def _nbytes(dset: Any) -> int:
 
 
 def _import_dataset(node: Any, target: Path, report: Report, update: Callable) -> None:
+    from .common import hdf5_attrs as ha
+    from .common import hdf5_base as hb
     from .common import hdf5_convert as hc
 
     try:
         layout = hc.dataset_layout(node.obj)
-    except hc.HDF5Error as exc:
+    except hb.HDF5Error as exc:
         report.error(f"/{node.path}: {exc}")
         return
-    attrs = hc.read_attrs(node.obj)
+    attrs = ha.read_attrs(node.obj)
     for problem in attrs.problems:
         report.error(f"/{node.path}: {problem}")
     tmp = _tmp_name(target)
     try:
-        meta = {hc.META_KEY: hc.dataset_meta(node.obj, attrs)}
+        meta = {hb.META_KEY: ha.dataset_meta(node.obj, attrs)}
         array = hc.new_array(layout, tmp, vlmeta=attrs.plain, meta=meta)
         hc.fill_array(node.obj, layout, array, update)
         del array
@@ -162,18 +166,20 @@ def export_dataset(array: Any, group: Any, name: str, update: Callable[[int], ob
     """
     import numpy as np
 
+    from .common import hdf5_attrs as ha
+    from .common import hdf5_base as hb
     from .common import hdf5_convert as hc
     from .common.b2meta import str_to_dtype
 
-    h5py = hc.h5py_module()
+    h5py = hb.h5py_module()
     schunk = array.schunk
-    meta = schunk.meta[hc.META_KEY] if hc.META_KEY in schunk.meta else {}
+    meta = schunk.meta[hb.META_KEY] if hb.META_KEY in schunk.meta else {}
     dtype = str_to_dtype(meta["dtype"]) if meta.get("dtype") else np.dtype(array.dtype)
     if dtype.kind == "U":
-        raise hc.Unsupported(f"{dtype} (Unicode) has no HDF5 type; store it as bytes")
-    hc.check_dtype(dtype, h5py)
-    _base, subshape = hc.split_dtype(dtype)
-    h5dtype = hc.h5_dtype(dtype, meta, h5py)
+        raise hb.Unsupported(f"{dtype} (Unicode) has no HDF5 type; store it as bytes")
+    hb.check_dtype(dtype, h5py)
+    _base, subshape = hb.split_dtype(dtype)
+    h5dtype = ha.h5_dtype(dtype, meta, h5py)
     shape = tuple(array.shape)
     h5shape = shape[: len(shape) - len(subshape)]
     if meta.get("null"):
@@ -207,16 +213,17 @@ def export_dataset(array: Any, group: Any, name: str, update: Callable[[int], ob
             hc.write_region(dset, region[: len(h5shape)], values)
             update(values.nbytes)
     vlmeta = {k: v for k, v in schunk.vlmeta.getall().items() if k not in INTERNAL_VLMETA}
-    return hc.write_attrs(dset, meta.get("attrs", {}), vlmeta)
+    return ha.write_attrs(dset, meta.get("attrs", {}), vlmeta)
 
 
 def export_tree(srcdir: Path, h5path: Path, report: Report, quiet: bool = False) -> None:
     """Write the `.b2nd` files and groups below `srcdir` into a new HDF5 file."""
     import blosc2
 
-    from .common import hdf5_convert as hc
+    from .common import hdf5_attrs as ha
+    from .common import hdf5_base as hb
 
-    h5py = hc.h5py_module()
+    h5py = hb.h5py_module()
     arrays, groups, links = [], [], []
     for dirpath, dirnames, filenames in os.walk(srcdir):
         dirnames.sort()
@@ -225,7 +232,7 @@ def export_tree(srcdir: Path, h5path: Path, report: Report, quiet: bool = False)
         groups.append(prefix)
         for fname in sorted(filenames):
             rel = f"{prefix}/{fname}" if prefix else fname
-            if fname == hc.GROUP_ATTRS_NAME:
+            if fname == hb.GROUP_ATTRS_NAME:
                 continue
             if fname.endswith(".b2nd") and not fname.startswith("."):
                 arrays.append(rel)
@@ -236,14 +243,14 @@ def export_tree(srcdir: Path, h5path: Path, report: Report, quiet: bool = False)
         with h5py.File(tmp, "w") as f:
             for prefix in groups:
                 group = f.require_group(prefix) if prefix else f
-                attrs_file = srcdir / prefix / hc.GROUP_ATTRS_NAME
+                attrs_file = srcdir / prefix / hb.GROUP_ATTRS_NAME
                 if attrs_file.is_file():
                     try:
-                        plain, typed, group_links = hc.read_group_file(attrs_file)
+                        plain, typed, group_links = ha.read_group_file(attrs_file)
                     except Exception as exc:
                         report.error(f"{prefix or '/'}: attributes not restored: {exc}")
                         continue
-                    for problem in hc.write_attrs(group, typed, plain):
+                    for problem in ha.write_attrs(group, typed, plain):
                         report.error(f"{prefix or '/'}: {problem}")
                     links.extend((group, name, target) for name, target in group_links.items())
             opened = []

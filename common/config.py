@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -11,8 +12,47 @@ DEFAULT_CONF = "caterva2.toml"
 SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
+log = logging.getLogger(__name__)
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message says why."""
+
+
+class ReadKeys(dict):
+    """A configuration section that remembers which keys its reader asked for.
+
+    What was never asked for is unknown to the reader (a typo, or a setting of
+    another version): `warn_unknown` names it, instead of ignoring it silently.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+    def unknown(self, also_known: tuple[str, ...] = ()) -> list[str]:
+        """The keys present that nobody asked for, nor `also_known` (other programs' keys)."""
+        return sorted(set(self) - self.asked - set(also_known))
+
+
+def warn_unknown(values: ReadKeys, where: str, also_known: tuple[str, ...] = ()) -> list[str]:
+    """Log a warning for each unknown key of a section; return them."""
+    unknown = values.unknown(also_known)
+    for key in unknown:
+        log.warning("unknown setting %r in [%s] (ignored)", key, where)
+    return unknown
 
 
 def load_config(path: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -85,6 +125,23 @@ def load_dotenv(path: str | os.PathLike = ".env") -> None:
 
 
 def secret_from_env() -> str | None:
-    """The token secret, `CATERVA2_SECRET` (also read from `.env`)."""
+    """The token secret: `CATERVA2_SECRET` (also read from `.env`), else the file named
+    by `CATERVA2_SECRET_FILE` (a container's secret: the bare value, or a `.env` file).
+
+    The file lets docker-compose hand the secret over without ever holding it in
+    the service's environment, which `docker-compose config` would print.
+    """
     load_dotenv()
-    return os.environ.get("CATERVA2_SECRET") or None
+    secret = os.environ.get("CATERVA2_SECRET")
+    path = os.environ.get("CATERVA2_SECRET_FILE")
+    if secret or not path:
+        return secret or None
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"CATERVA2_SECRET_FILE {path}: {exc.strerror or exc}") from None
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key.strip() == "CATERVA2_SECRET":
+            return value.strip().strip("'\"") or None
+    return None if "=" in text else (text.strip() or None)

@@ -26,71 +26,16 @@ import numpy as np
 
 from .b2meta import cparams_dict, cparams_from_dict, dtype_to_str, str_to_dtype
 from .chunk_plan import chunk_coords, chunk_region
-from .hdf5_attrs import (
-    Attrs as Attrs,
-)
-from .hdf5_attrs import (
-    dataset_meta as dataset_meta,
-)
-from .hdf5_attrs import (
-    group_attrs_json as group_attrs_json,
-)
-from .hdf5_attrs import (
-    h5_dtype as h5_dtype,
-)
-from .hdf5_attrs import (  # the conversion API: attributes are part of it
-    plain_value as plain_value,
-)
-from .hdf5_attrs import (
-    read_attrs as read_attrs,
-)
-from .hdf5_attrs import (
-    read_group_file as read_group_file,
-)
-from .hdf5_attrs import (
-    write_attrs as write_attrs,
-)
-from .hdf5_attrs import (
-    write_group_file as write_group_file,
-)
+from .hdf5_attrs import Attrs
 from .hdf5_base import (
-    BLOSC2_FILTER_ID as BLOSC2_FILTER_ID,
-)
-from .hdf5_base import (
-    GROUP_ATTRS_NAME as GROUP_ATTRS_NAME,
-)
-from .hdf5_base import (
-    HEADER_SPECIAL_UNINIT as HEADER_SPECIAL_UNINIT,
-)
-from .hdf5_base import (
-    MAX_DIMS as MAX_DIMS,
-)
-from .hdf5_base import (
-    META_KEY as META_KEY,
-)
-from .hdf5_base import (
-    SHELL_FTYPE as SHELL_FTYPE,
-)
-from .hdf5_base import (  # the conversion API: errors, h5py access and types are part of it
-    HDF5Error as HDF5Error,
-)
-from .hdf5_base import (
-    Unsupported as Unsupported,
-)
-from .hdf5_base import (
-    check_dtype as check_dtype,
-)
-from .hdf5_base import (
-    file_signature as file_signature,
-)
-from .hdf5_base import (
-    h5py_module as h5py_module,
-)
-from .hdf5_base import (
-    open_h5 as open_h5,
-)
-from .hdf5_base import (
-    split_dtype as split_dtype,
+    BLOSC2_FILTER_ID,
+    HEADER_SPECIAL_UNINIT,
+    MAX_DIMS,
+    HDF5Error,
+    Unsupported,
+    check_dtype,
+    h5py_module,
+    split_dtype,
 )
 
 # -- layout -----------------------------------------------------------------------

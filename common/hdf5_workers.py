@@ -20,7 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from .hdf5_convert import HDF5Error, file_signature, open_h5
+from .hdf5_base import HDF5Error, file_signature, open_h5
 
 T = TypeVar("T")
 MAX_OPEN_FILES = 8

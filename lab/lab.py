@@ -27,6 +27,7 @@ from pathlib import Path
 from caterva2.broker import access, federation
 from caterva2.broker.cli import main as cat2bro
 from caterva2.broker.local_node import RabbitMQNode
+from caterva2.common.waiting import WaitTimeout, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "lab" / "caterva2.toml"
@@ -69,12 +70,10 @@ def answers(host: str, port: int, timeout: float = 1.0) -> bool:
 
 
 def wait_until(check, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"lab: {what} did not come up within {timeout:.0f} s")
+    try:
+        wait_for(check, f"{what} to come up", timeout, 0.2)
+    except WaitTimeout as exc:
+        raise SystemExit(f"lab: {exc}") from None
 
 
 def site_grants(conf: dict, name: str) -> list[access.Grant]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import falcon
 
+from ..common.access_log import AccessLog
 from ..common.errors import BadRequest, PreconditionFailed
 from ..common.falcon_app import (
     ANNOUNCED_HEADER,
@@ -220,7 +221,7 @@ def create_app(
 ) -> falcon.App:
     """The WSGI app serving one root; `announced(relpath)` is the etag last announced."""
     stats = stats or Stats()
-    app = new_app()
+    app = new_app(middleware=[AccessLog()])  # cat2pub --loglevel info: one line a request
     app.add_route("/api/list", ListResource(adapter))
     app.add_route("/api/info/{path:path}", InfoResource(adapter, announced))
     chunks = ChunkResource(adapter, stats)

@@ -32,9 +32,9 @@ from typing import Any
 
 import blosc2
 
-from ..common import b2meta, hdf5_convert, hdf5_workers
+from ..common import b2meta, hdf5_attrs, hdf5_convert, hdf5_workers
 from ..common.errors import BadRequest, Caterva2Error, NotFound, ServiceUnavailable
-from ..common.hdf5_convert import HDF5Error
+from ..common.hdf5_base import HDF5Error, file_signature
 from ..common.hdf5_workers import FileChanged, WorkerPool
 from ..common.paths import check_relpath
 from .root_adapters import DatasetStat, RootAdapter, StoredFile
@@ -91,7 +91,7 @@ def _error_entry(relpath: str, dsetname: str, reason: str) -> dict[str, Any]:
 
 def _describe(relpath: str, dsetname: str, dset: Any, fd: int) -> dict[str, Any]:
     layout = hdf5_convert.dataset_layout(dset)
-    attrs = hdf5_convert.read_attrs(dset)
+    attrs = hdf5_attrs.read_attrs(dset)
     etag, size = hdf5_convert.fingerprint(dset, layout, attrs, fd)
     array = hdf5_convert.new_array(layout, vlmeta=attrs.plain)
     meta = b2meta.ndarray_meta(array, relpath, None)
@@ -104,7 +104,7 @@ def _describe(relpath: str, dsetname: str, dset: Any, fd: int) -> dict[str, Any]
 
 def scan_task(path: str) -> dict[str, Any]:
     """Catalog a file: every dataset with its layout, info and fingerprint."""
-    signature = hdf5_convert.file_signature(path)
+    signature = file_signature(path)
     f = hdf5_workers.h5file(path, signature)
     entries: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -224,7 +224,7 @@ class HDF5FileRoot(RootAdapter):
             if saved.get("version") != CATALOG_VERSION or saved.get("file") != str(self.h5path):
                 return None
             signature = tuple(saved["signature"])
-            if signature != hdf5_convert.file_signature(self.h5path):
+            if signature != file_signature(self.h5path):
                 return None
             entries = {e["relpath"]: Entry(**e) for e in saved["entries"]}
         except (OSError, ValueError, KeyError, TypeError):
@@ -247,7 +247,7 @@ class HDF5FileRoot(RootAdapter):
     def _scan(self, previous: Catalog) -> Catalog:
         """A new catalog; on failure the previous entries, marked with the error."""
         try:
-            seen = hdf5_convert.file_signature(self.h5path)
+            seen = file_signature(self.h5path)
         except FileNotFoundError:
             return Catalog(None, {}, error=f"{self.h5path.name} was deleted")
         started = time.perf_counter()
@@ -286,7 +286,7 @@ class HDF5FileRoot(RootAdapter):
         with self._refresh_lock:
             catalog = self._catalog
             try:
-                signature = hdf5_convert.file_signature(self.h5path)
+                signature = file_signature(self.h5path)
             except FileNotFoundError:
                 signature = None
             if signature is not None and signature == catalog.seen:
@@ -303,7 +303,7 @@ class HDF5FileRoot(RootAdapter):
         """The catalog, refreshed first if the file moved on (reads must match the etags)."""
         catalog = self._catalog
         try:
-            signature = hdf5_convert.file_signature(self.h5path)
+            signature = file_signature(self.h5path)
         except FileNotFoundError:
             return self.refresh()
         if signature == catalog.seen:

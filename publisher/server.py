@@ -18,7 +18,14 @@ from ..broker.connection import (
     use_ca_file,
 )
 from ..common import paths
-from ..common.config import ConfigError, load_config, parse_http, section
+from ..common.config import (
+    ConfigError,
+    ReadKeys,
+    load_config,
+    parse_http,
+    section,
+    warn_unknown,
+)
 from ..common.daemon import http_server, run, stop_on_signals
 from ..common.errors import BadRequest
 from ..common.paths import is_hdf5
@@ -67,8 +74,8 @@ def default_url(http: str) -> str:
     return f"http://{host}:{port}"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line."""
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `cat2pub`."""
     parser = argparse.ArgumentParser(
         prog="cat2pub",
         description="Caterva2 publisher: serve a directory or an HDF5 file as a root",
@@ -91,13 +98,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"(default {DEFAULT_RESCAN:g})",
     )
     parser.add_argument("--loglevel", help="debug, info, warning (default) or error")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    return build_parser().parse_args(argv)
 
 
 def load_settings(args: argparse.Namespace) -> PublisherSettings:
     """Settings from the command line, then `[publisher(.ID)]`, then defaults."""
     conf = load_config(args.conf)
-    values: dict[str, Any] = section(conf, "publisher", args.id)
+    values: ReadKeys = ReadKeys(section(conf, "publisher", args.id))
     for key in ("name", "root", "http", "url", "statedir", "heartbeat", "rescan", "loglevel"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
@@ -136,16 +148,19 @@ def load_settings(args: argparse.Namespace) -> PublisherSettings:
         paths.check_publisher_url(url)  # subscribers refuse announcements of any other kind
     except BadRequest as exc:
         raise ConfigError(str(exc.detail)) from None
+    statedir = Path(values.get("statedir") or f"_caterva2/pub.{name}")
+    loglevel = str(values.get("loglevel") or "warning")
+    warn_unknown(values, "publisher")
     return PublisherSettings(
         name=name,
         root=root.resolve(),
         http=http,
         url=url,
-        statedir=Path(values.get("statedir") or f"_caterva2/pub.{name}"),
+        statedir=statedir,
         broker_url=broker_url,
         heartbeat=heartbeat,
         rescan=rescan,
-        loglevel=str(values.get("loglevel") or "warning"),
+        loglevel=loglevel,
     )
 
 

@@ -14,7 +14,8 @@ from .settings import DEFAULT_STATEDIR
 from .store import Store
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `cat2adduser`."""
     parser = argparse.ArgumentParser(prog="cat2adduser", description="Add a Caterva2 user")
     parser.add_argument("username", help="the user's email address")
     parser.add_argument("password", nargs="?", help="password (default: 8 random letters)")
@@ -22,8 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--statedir", help="subscriber state directory")
     parser.add_argument("--conf", help="configuration file (default: ./caterva2.toml)")
     parser.add_argument("--id", help="use the [subscriber.ID] section")
-    parser.add_argument("--loglevel", default="warning")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--loglevel", default="warning", help="debug, info, warning (default) or error"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         setup_logging(args.loglevel)
         conf = section(load_config(args.conf), "subscriber", args.id)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import falcon
 
+from ..common.access_log import AccessLog
 from ..common.falcon_app import new_app
 from . import api_compute, api_data, api_docs, api_users, hdf5_shells, hdf5_unfold, web
 from .auth import AuthMiddleware
@@ -84,6 +85,7 @@ def create_subscriber(
     ops = FileOps(roots, settings.quota)
     app = new_app(
         middleware=[
+            AccessLog(),  # first: its time covers the other middleware too
             OriginGuard(settings.urlbase),
             AuthMiddleware(store if settings.login else None),
         ]

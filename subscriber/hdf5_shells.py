@@ -25,7 +25,7 @@ import numpy as np
 from ..common import b2meta, hdf5_convert, hdf5_workers
 from ..common.errors import BadRequest, NotFound, PreconditionFailed
 from ..common.falcon_app import etag_matches, file_part
-from ..common.hdf5_convert import SHELL_FTYPE, HDF5Error
+from ..common.hdf5_base import SHELL_FTYPE, HDF5Error
 from ..common.paths import HDF5_SUFFIXES
 from ..common.slices import Key, is_whole, normalise_key
 from .local_roots import TMP_DIR, Location

@@ -17,9 +17,9 @@ from typing import Any
 
 import falcon
 
-from ..common import hdf5_convert, hdf5_workers
+from ..common import hdf5_attrs, hdf5_convert, hdf5_workers
 from ..common.errors import BadRequest
-from ..common.hdf5_convert import GROUP_ATTRS_NAME, SHELL_FTYPE
+from ..common.hdf5_base import GROUP_ATTRS_NAME, SHELL_FTYPE, HDF5Error
 from ..common.paths import is_hdf5
 from . import hdf5_shells
 from .file_ops import FileOps, quota_exceeded
@@ -35,10 +35,10 @@ def unfold_task(h5path: str, outdir: str) -> dict[str, Any]:
     datasets, skipped = 0, []
     for node in hdf5_convert.walk(f):
         if node.kind == "group":
-            attrs = hdf5_convert.read_attrs(node.obj)
+            attrs = hdf5_attrs.read_attrs(node.obj)
             target = out / node.path / GROUP_ATTRS_NAME
             target.parent.mkdir(parents=True, exist_ok=True)
-            hdf5_convert.write_group_file(target, attrs)
+            hdf5_attrs.write_group_file(target, attrs)
             continue
         if node.kind != "dataset":
             if node.reason:
@@ -46,10 +46,10 @@ def unfold_task(h5path: str, outdir: str) -> dict[str, Any]:
             continue
         try:
             layout = hdf5_convert.dataset_layout(node.obj)
-        except hdf5_convert.HDF5Error as exc:
+        except HDF5Error as exc:
             skipped.append(f"/{node.path}: {exc}")  # not representable: left out (compat 3.10)
             continue
-        attrs = hdf5_convert.read_attrs(node.obj)
+        attrs = hdf5_attrs.read_attrs(node.obj)
         target = out / f"{node.path}.b2nd"
         target.parent.mkdir(parents=True, exist_ok=True)
         vlmeta = {"_ftype": SHELL_FTYPE, "_dsetname": node.path, **attrs.plain}

@@ -20,7 +20,8 @@ from .settings import (
 log = logging.getLogger("caterva2.subscriber")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `cat2sub`."""
     parser = argparse.ArgumentParser(prog="cat2sub", description="Caterva2 subscriber")
     parser.add_argument("--conf", help="configuration file (default: ./caterva2.toml)")
     parser.add_argument("--id", help="use the [subscriber.ID] section of the configuration")
@@ -29,8 +30,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--urlbase", help="public base URL of this subscriber")
     parser.add_argument("--quota", help="disk quota, e.g. 10G")
     parser.add_argument("--maxusers", type=int, help="maximum number of users")
-    parser.add_argument("--login", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--register", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument(
+        "--login",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="users, @personal and @shared (needs CATERVA2_SECRET; default: on)",
+    )
+    parser.add_argument(
+        "--register",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="self-registration at /auth/register (default: off)",
+    )
     parser.add_argument("--threads", type=int, help="HTTP worker threads (default 8)")
     parser.add_argument("--loglevel", help="debug, info, warning (default) or error")
     parser.add_argument("--broker", help="RabbitMQ URL: follow remote roots (default: standalone)")
@@ -40,7 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="give a remote root to the publisher of broker user USER (without =USER: to the "
         "next one that announces it), then exit; a running subscriber takes it at once",
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    return build_parser().parse_args(argv)
 
 
 def load_settings(args: argparse.Namespace) -> SubscriberSettings:

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..common.config import ConfigError, parse_http, parse_size, secret_from_env
+from ..common.config import (
+    ConfigError,
+    ReadKeys,
+    parse_http,
+    parse_size,
+    secret_from_env,
+    warn_unknown,
+)
 from ..common.connection_limits import ConnectionLimits
 from ..common.errors import BadRequest
 from ..common.paths import check_root_name
@@ -17,6 +24,8 @@ from .login_throttle import ThrottleLimits
 
 DEFAULT_STATEDIR = "_caterva2/sub"
 DEFAULT_HTTP = "localhost:8000"
+# `[subscriber]` keys of other programs: cat2cli's `url` (the subscriber it talks to).
+CLIENT_KEYS = ("url",)
 DEFAULT_URLBASE = "http://localhost:8000"
 
 
@@ -210,7 +219,7 @@ def cache_quotas(table: Any) -> dict[str, int]:
 
 def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> SubscriberSettings:
     """Merge the `[subscriber]` section with command-line overrides (None = not given)."""
-    values = {k: v for k, v in conf.items() if not isinstance(v, dict)}
+    values = ReadKeys({k: v for k, v in conf.items() if not isinstance(v, dict)})
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = SubscriberSettings(
         statedir=Path(values.get("statedir", DEFAULT_STATEDIR)),
@@ -244,4 +253,5 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
     )
     if settings.publisher_ca_file and not Path(settings.publisher_ca_file).is_file():
         raise ConfigError(f"publisher_ca_file not found: {settings.publisher_ca_file}")
+    warn_unknown(values, "subscriber", also_known=CLIENT_KEYS)
     return settings

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from urllib.parse import urlencode
 
 import falcon.testing
 
+from caterva2.common.daemon import http_server
 from caterva2.subscriber.app import Subscriber, create_subscriber
 from caterva2.subscriber.remote_roots import RemoteRoots
 from caterva2.subscriber.settings import SubscriberSettings
@@ -47,14 +49,6 @@ class InProcess:
         return {"Cookie": f"c2subauth={resp.cookies['c2subauth'].value}"}
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Poll until `predicate()` holds; fail saying what did not happen."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def in_process_subscriber(
     statedir: Path, remote_root: str | None = None, **settings: Any
 ) -> InProcess:
@@ -74,3 +68,21 @@ def in_process_subscriber(
         subscriber.store.add_user(*SUPERUSER, True)
         subscriber.store.add_user(*USER)
     return InProcess(subscriber, falcon.testing.TestClient(subscriber.app), conf)
+
+
+@contextmanager
+def served(app: Any, threads: int = 4) -> Iterator[str]:
+    """Serve a WSGI app with waitress in a thread of this process; yield its URL.
+
+    Real HTTP on 127.0.0.1, so anything that talks HTTP (the client, the CLI)
+    uses it as it would a `cat2sub` process, without the cost of starting one.
+    """
+    port = free_port()
+    server = http_server(app, f"127.0.0.1:{port}", threads, "test-subscriber")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        thread.join(timeout=10)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import caterva2 as cat2
+
 from .services import EXAMPLES, SubscriberProcess, populate_from_examples
 
 
@@ -32,6 +34,25 @@ def sub(tmp_path_factory):
     server = _start_subscriber(tmp_path_factory, "sub", login=True)
     yield server
     server.stop()
+
+
+# Python clients of `sub` (the CLI tests have their own `anon`, `user`, `superuser`).
+@pytest.fixture(scope="module")
+def anon(sub):
+    with cat2.Client(sub.urlbase) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def user(sub):
+    with cat2.Client(sub.urlbase, sub.user) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def superuser(sub):
+    with cat2.Client(sub.urlbase, cat2.BasicAuth(*sub.superuser)) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

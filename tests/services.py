@@ -7,14 +7,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from caterva2.broker.local_node import free_port
-from caterva2.common import b2files
+from caterva2.common import b2files, waiting
+from caterva2.common.waiting import wait_http  # noqa: F401 - the tests import it from here
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "root-example"
@@ -36,35 +36,13 @@ EXPECTED_PUBLIC = [
 ]
 
 
-def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
-    """Wait until `url` answers below 500; fail early if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with status {proc.returncode} before answering")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
-
-
 WAIT = 20.0  # seconds a change may take to show up (the contract says "within seconds")
 
 
-def wait_for(predicate, what: str, timeout: float = WAIT) -> None:
-    """Poll until `predicate()` holds; fail saying what did not happen."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+def wait_for(predicate, what: str, timeout: float = WAIT, interval: float = 0.1) -> None:
+    """`common.waiting.wait_for` with the tests' default, a server not answering yet
+    counting as "not yet"."""
+    waiting.wait_for(predicate, what, timeout, interval, ignore=(httpx.HTTPError,))
 
 
 def populate_from_examples(rootdir: Path) -> None:

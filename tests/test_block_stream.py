@@ -16,7 +16,6 @@ import httpx
 import numpy as np
 import pytest
 
-import caterva2 as cat2
 from caterva2 import api_utils
 from caterva2.common import block_stream, chunk_plan
 from caterva2.common.chunk_blocks import select_blocks
@@ -229,12 +228,6 @@ def sub(tmp_path_factory):
     server = SubscriberProcess(statedir, conf={"login": False}).start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def anon(sub):
-    with cat2.Client(sub.urlbase) as client:
-        yield client
 
 
 def put(sub, values: np.ndarray, **kwargs) -> str:

@@ -27,6 +27,7 @@ from caterva2.broker.messages import (
 from caterva2.broker.publisher import ConfirmedPublisher, PublisherClosed
 
 from .broker_support import LOCAL_URL, TcpProxy
+from .services import wait_for
 
 FAST = dict(initial=0.05, maximum=0.5)  # reconnect quickly in tests
 
@@ -80,19 +81,21 @@ def _dead_letters_from(
     broker dead-lettered by itself (delivery limit) carry `x-death` instead.
     """
     bodies: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while len(bodies) < count:
-        assert time.monotonic() < deadline, f"only {len(bodies)} of {count} dead letters"
-        method, props, body = channel.basic_get(spy, auto_ack=True)
-        if method is None:
-            time.sleep(0.05)
-            continue
-        headers = props.headers or {}
-        deaths = headers.get("x-death", [])
-        if headers.get(QUEUE_HEADER) == queue or any(d.get("queue") == queue for d in deaths):
-            bodies.append(body)
-            if reasons is not None:
-                reasons.append(headers.get(REASON_HEADER))
+
+    def all_dead() -> bool:
+        while len(bodies) < count:
+            method, props, body = channel.basic_get(spy, auto_ack=True)
+            if method is None:
+                return False
+            headers = props.headers or {}
+            deaths = headers.get("x-death", [])
+            if headers.get(QUEUE_HEADER) == queue or any(d.get("queue") == queue for d in deaths):
+                bodies.append(body)
+                if reasons is not None:
+                    reasons.append(headers.get(REASON_HEADER))
+        return True
+
+    wait_for(all_dead, f"{count} dead letters from {queue}", timeout, interval=0.05)
     return bodies
 
 
@@ -306,10 +309,8 @@ def test_change_in_the_handler_when_the_consumer_stops_is_delivered_again(broker
     assert started.wait(10)
     closer = threading.Thread(target=con.close)
     closer.start()
-    deadline = time.monotonic() + 10
-    while con.connected:  # the connection goes before the handler returns: a crash
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    # The connection goes before the handler returns: a crash.
+    wait_for(lambda: not con.connected, "the connection to go", timeout=10, interval=0.01)
     release.set()
     closer.join(10)
     later = Inbox()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 
 import httpx
+
+import caterva2 as cat2
 
 from .services import SECRET, SubscriberProcess, free_port, run_cli, wait_http
 
@@ -123,3 +126,62 @@ def test_adduser_leaves_existing_user_untouched(tmp_path):
         "caterva2.subscriber.adduser", "u@example.com", "secondpass", "--statedir", str(tmp_path)
     )
     assert proc.returncode == 0 and "already exists" in proc.stderr
+
+
+def test_loglevel_info_logs_every_request(tmp_path):
+    """One access-log line a request: address, user, method, path, status, bytes, time."""
+    statedir = tmp_path / "state"
+    run_cli(
+        "caterva2.subscriber.adduser", "log@example.com", "logpass123", "--statedir", str(statedir)
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "cat2sub.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "caterva2.subscriber.server",
+                "--statedir",
+                str(statedir),
+                "--http",
+                f"127.0.0.1:{port}",
+                "--loglevel",
+                "info",
+            ],
+            env={**os.environ, "CATERVA2_SECRET": SECRET},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_http(f"{url}/api/roots", proc)
+        roots = httpx.get(f"{url}/api/roots")
+        assert httpx.get(f"{url}/api/info/@public/nope.b2nd?x=secret-query").status_code == 404
+        with cat2.Client(url, ("log@example.com", "logpass123")) as client:
+            client.get_list("@personal")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    lines = [line for line in log.read_text().splitlines() if " caterva2.access: " in line]
+    entry = r'127\.0\.0\.1 {user} "{method} {path}" {status} {size} B \d+\.\d ms$'
+    expected = [
+        entry.format(user="-", method="GET", path="/api/roots", status=200, size=r"\d+"),
+        entry.format(
+            user="-", method="GET", path="/api/roots", status=200, size=len(roots.content)
+        ),
+        entry.format(
+            user="-", method="GET", path="/api/info/@public/nope.b2nd", status=404, size=r"\d+"
+        ),
+        entry.format(user="-", method="POST", path="/auth/jwt/login", status=204, size=0),
+        entry.format(
+            user="log@example.com", method="GET", path="/api/list/@personal", status=200, size=2
+        ),
+    ]
+    # wait_http may have asked more than once before the server answered.
+    while len(lines) > len(expected) and re.search(expected[0], lines[1]):
+        lines.pop(0)
+    assert len(lines) == len(expected), lines
+    for line, pattern in zip(lines, expected, strict=True):
+        assert re.search(pattern, line), (line, pattern)
+    assert "secret-query" not in log.read_text()  # query strings may carry tokens

@@ -1,14 +1,22 @@
-"""`cat2cli`, run as a real process against a real subscriber."""
+"""`cat2cli`: its `main()` called in this process against a real subscriber.
+
+The subscriber is a real one (real SQLite, the example files, waitress on
+127.0.0.1) served from a thread of the test process: each test costs one
+call, not a process start. Only what needs a process runs as one (the
+program's exit status and its streams as a shell sees them).
+"""
 
 from __future__ import annotations
 
 import ast
 import io
 import json
+import logging
 import re
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 
 import blosc2
 import pytest
@@ -16,7 +24,8 @@ import pytest
 import caterva2 as cat2
 from caterva2 import cli
 
-from .services import EXPECTED_PUBLIC
+from .app_support import SUPERUSER, USER, in_process_subscriber, served
+from .services import EXPECTED_PUBLIC, populate_from_examples
 
 
 def unique(prefix: str = "t") -> str:
@@ -24,47 +33,98 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def run(*args: str, url: str | None = None, auth=None, cwd=None) -> subprocess.CompletedProcess:
-    """Run ``cat2cli [--subscriber url] [--username u --password p] args...``."""
-    cmd = [sys.executable, "-m", "caterva2.cli"]
-    if url is not None:
-        cmd += ["--subscriber", url]
-    if auth is not None:
-        cmd += ["--username", auth[0], "--password", auth[1]]
-    return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=120, check=False
-    )
+@dataclass
+class Server:
+    urlbase: str
+    user: tuple[str, str] = USER
+    superuser: tuple[str, str] = SUPERUSER
 
 
-def ok(result: subprocess.CompletedProcess) -> str:
+def _serve(tmp_path_factory, name: str, **settings):
+    statedir = tmp_path_factory.mktemp(name) / "state"
+    populate_from_examples(statedir / "public")
+    app = in_process_subscriber(statedir, **settings)
+    try:
+        with served(app.subscriber.app) as url:
+            yield Server(url)
+    finally:
+        app.subscriber.close()
+
+
+@pytest.fixture(scope="module")
+def sub(tmp_path_factory):
+    """A subscriber with logins; @public holds the example files."""
+    yield from _serve(tmp_path_factory, "cli-sub")
+
+
+@pytest.fixture(scope="module")
+def sub_nologin(tmp_path_factory):
+    """A subscriber without logins (every write is refused)."""
+    yield from _serve(tmp_path_factory, "cli-sub-nologin", login=False)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run(capsys, monkeypatch, tmp_path):
+    """``run(*args, url=..., auth=...)``: cat2cli's `main()` in an empty working directory."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str, url: str | None = None, auth=None) -> Result:
+        argv = [*(["--subscriber", url] if url is not None else [])]
+        if auth is not None:
+            argv += ["--username", auth[0], "--password", auth[1]]
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level  # main() sets up logging for itself
+        capsys.readouterr()
+        try:
+            cli.main([*argv, *args])
+            status = 0
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        out = capsys.readouterr()
+        return Result(status, out.out, out.err)
+
+    return run
+
+
+def ok(result: Result) -> str:
     """Stdout of a run that must have succeeded."""
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def failed(result: subprocess.CompletedProcess) -> str:
-    """Stderr of a run that must have failed the documented way."""
+def failed(result: Result) -> str:
+    """The one stderr line of a run that must have failed the documented way."""
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert result.stderr.splitlines()[-1].startswith("Error: "), result.stderr
     return result.stderr.splitlines()[-1]
 
 
 @pytest.fixture
-def anon(sub, tmp_path):
+def anon(sub, run):
     """Run cat2cli anonymously, in an empty working directory."""
-    return lambda *args: run(*args, url=sub.urlbase, cwd=tmp_path)
+    return lambda *args: run(*args, url=sub.urlbase)
 
 
 @pytest.fixture
-def user(sub, tmp_path):
+def user(sub, run):
     """Run cat2cli logged in as the plain user, in an empty working directory."""
-    return lambda *args: run(*args, url=sub.urlbase, auth=sub.user, cwd=tmp_path)
+    return lambda *args: run(*args, url=sub.urlbase, auth=sub.user)
 
 
 @pytest.fixture
-def superuser(sub, tmp_path):
+def superuser(sub, run):
     """Run cat2cli logged in as the superuser, in an empty working directory."""
-    return lambda *args: run(*args, url=sub.urlbase, auth=sub.superuser, cwd=tmp_path)
+    return lambda *args: run(*args, url=sub.urlbase, auth=sub.superuser)
 
 
 def example(examples_dir, name: str):
@@ -109,10 +169,10 @@ def test_list_json(anon):
     assert json.loads(ok(anon("list", "--json", "@public/dir1"))) == ["ds-2d.b2nd", "ds-3d.b2nd"]
 
 
-def test_url_is_printed_without_contacting_the_server(tmp_path):
-    result = run("url", "@public/ds-1d.b2nd", url="http://127.0.0.1:1", cwd=tmp_path)
+def test_url_is_printed_without_contacting_the_server(run):
+    result = run("url", "@public/ds-1d.b2nd", url="http://127.0.0.1:1")
     assert ok(result) == "http://127.0.0.1:1/api/fetch/@public/ds-1d.b2nd\n"
-    result = run("url", "--json", "@public/ds-1d.b2nd", url="http://127.0.0.1:1", cwd=tmp_path)
+    result = run("url", "--json", "@public/ds-1d.b2nd", url="http://127.0.0.1:1")
     assert json.loads(ok(result)) == "http://127.0.0.1:1/api/fetch/@public/ds-1d.b2nd"
 
 
@@ -181,7 +241,8 @@ def test_show_filter_on_regular_file_fails(anon):
 
 
 def test_show_missing_dataset_fails_with_not_found(anon):
-    assert failed(anon("show", "@public/no-such.b2nd")) == "Error: Not Found"
+    error = failed(anon("show", "@public/no-such.b2nd"))
+    assert error == "Error: @public/no-such.b2nd: Not Found (HTTP 404)"
 
 
 # --- writes -------------------------------------------------------------------
@@ -209,7 +270,7 @@ def test_remove_prints_removed_path(user, command):
     path = f"@personal/{unique()}.b2nd"
     ok(user("cp", "@public/ds-1d.b2nd", path))
     assert ok(user(command, path)) == f"Dataset (or directory contents) removed: {path}\n"
-    assert failed(user("info", path)) == "Error: Not Found"
+    assert failed(user("info", path)) == f"Error: {path}: Not Found (HTTP 404)"
 
 
 def test_remove_missing_path_fails(user):
@@ -266,7 +327,8 @@ def test_upload_of_missing_local_file_fails(user):
 
 
 def test_download_of_missing_dataset_fails_and_leaves_nothing(anon, tmp_path):
-    assert failed(anon("download", "@public/nope.b2nd", "x.b2nd")) == "Error: Not Found"
+    error = failed(anon("download", "@public/nope.b2nd", "x.b2nd"))
+    assert error == "Error: @public/nope.b2nd: Not Found (HTTP 404)"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -302,12 +364,14 @@ def test_adduser_listusers_deluser(superuser, user):
     assert [(u["email"], u["is_superuser"]) for u in users] == [(email, False)]
     listed = json.loads(ok(superuser("listusers", "--json")))
     assert email in [u["email"] for u in listed]
-    assert failed(user("lsu")) == "Error: Listing users is for superusers only"
+    assert failed(user("lsu")) == (
+        "Error: /api/listusers/: Listing users is for superusers only (HTTP 403)"
+    )
     assert ok(superuser("deluser", email)) == f"User deleted: {email}\n"
     assert ok(superuser("lsu", email)) == ""
 
 
-def test_adduser_superuser_with_random_password_can_log_in(sub, superuser, tmp_path):
+def test_adduser_superuser_with_random_password_can_log_in(sub, superuser, run):
     email = f"{unique('rnd')}@example.com"
     out = ok(superuser("adduser", "-S", email))
     match = re.fullmatch(
@@ -316,20 +380,20 @@ def test_adduser_superuser_with_random_password_can_log_in(sub, superuser, tmp_p
         out,
     )
     assert match, out
-    result = run("roots", url=sub.urlbase, auth=(email, match.group(1)), cwd=tmp_path)
+    result = run("roots", url=sub.urlbase, auth=(email, match.group(1)))
     assert "@personal" in ok(result)
     ok(superuser("deluser", email))
 
 
 def test_adduser_as_plain_user_fails(user):
     error = failed(user("adduser", f"{unique()}@example.com", "password123"))
-    assert error == "Error: Only superusers can add users"
+    assert error == "Error: /api/adduser/: Only superusers can add users (HTTP 401)"
 
 
 def test_deluser_of_unknown_user_fails(superuser):
     email = f"{unique()}@example.com"
     assert failed(superuser("deluser", email)) == (
-        f"Error: Error in deleting {email}: UserNotExists"
+        f"Error: {email}: Error in deleting {email}: UserNotExists (HTTP 400)"
     )
 
 
@@ -340,19 +404,21 @@ def test_subscribe_prints_the_answer(anon):
 # --- configuration and options -------------------------------------------------
 
 
-def test_configuration_file_in_working_directory(sub, tmp_path):
+def test_configuration_file_in_working_directory(sub, tmp_path, run):
     (tmp_path / "caterva2.toml").write_text(
         f'[subscriber]\nurl = "{sub.urlbase}"\n'
         f'[client]\nusername = "{sub.user[0]}"\npassword = "{sub.user[1]}"\n'
     )
-    assert ok(run("roots", cwd=tmp_path)).splitlines() == ["@public", "@personal", "@shared"]
+    assert ok(run("roots")).splitlines() == ["@public", "@personal", "@shared"]
 
 
-def test_conf_option_and_command_line_override(sub, tmp_path):
+def test_conf_option_and_command_line_override(sub, tmp_path, run):
     conf = tmp_path / "other.toml"
     conf.write_text(f'[subscriber]\nurl = "{sub.urlbase}"\n[client]\nusername = "nobody"\n')
-    result = run("--conf", str(conf), "--password", "x", "roots", cwd=tmp_path)
-    assert failed(result) == "Error: LOGIN_BAD_CREDENTIALS"
+    result = run("--conf", str(conf), "--password", "x", "roots")
+    assert failed(result) == (
+        f"Error: login as nobody at {sub.urlbase} failed: wrong user name or password (HTTP 400)"
+    )
     result = run(
         "--conf",
         str(conf),
@@ -361,42 +427,45 @@ def test_conf_option_and_command_line_override(sub, tmp_path):
         "--password",
         sub.user[1],
         "roots",
-        cwd=tmp_path,
     )
     assert "@shared" in ok(result)
 
 
-def test_abbreviated_user_and_pass_options(sub, tmp_path):
+def test_abbreviated_user_and_pass_options(sub, run):
     cmd = ["--subscriber", sub.urlbase, "--user", sub.user[0], "--pass", sub.user[1], "roots"]
-    assert "@personal" in ok(run(*cmd, cwd=tmp_path))
+    assert "@personal" in ok(run(*cmd))
 
 
-def test_missing_conf_file_fails(tmp_path):
-    assert "nope.toml" in failed(run("--conf", "nope.toml", "roots", cwd=tmp_path))
+def test_missing_conf_file_fails(run):
+    assert "nope.toml" in failed(run("--conf", "nope.toml", "roots"))
 
 
-def test_broken_conf_file_fails(tmp_path):
+def test_broken_conf_file_fails(tmp_path, run):
     (tmp_path / "caterva2.toml").write_text("[subscriber\n")
-    assert "caterva2.toml" in failed(run("roots", cwd=tmp_path))
+    assert "caterva2.toml" in failed(run("roots"))
 
 
-def test_wrong_password_fails(sub, tmp_path):
-    result = run("roots", url=sub.urlbase, auth=(sub.user[0], "wrong"), cwd=tmp_path)
-    assert failed(result) == "Error: LOGIN_BAD_CREDENTIALS"
+def test_wrong_password_fails(sub, run):
+    result = run("roots", url=sub.urlbase, auth=(sub.user[0], "wrong"))
+    assert failed(result) == (
+        f"Error: login as {sub.user[0]} at {sub.urlbase} failed: "
+        "wrong user name or password (HTTP 400)"
+    )
+    assert len(result.stderr.splitlines()) == 1  # one line, no traceback
 
 
-def test_unreachable_server_fails(tmp_path):
-    error = failed(run("roots", url="http://127.0.0.1:1", cwd=tmp_path))
+def test_unreachable_server_fails(run):
+    error = failed(run("roots", url="http://127.0.0.1:1"))
     assert error.startswith("Error: cannot reach http://127.0.0.1:1")
 
 
-def test_non_http_subscriber_url_fails(tmp_path):
-    assert "http" in failed(run("roots", url="ftp://example.com", cwd=tmp_path))
+def test_non_http_subscriber_url_fails(run):
+    assert "http" in failed(run("roots", url="ftp://example.com"))
 
 
 @pytest.mark.parametrize("args", [["bogus"], [], ["list"], ["cp", "only-one"]])
-def test_bad_arguments_fail_with_status_1(tmp_path, args):
-    result = run(*args, url="http://127.0.0.1:1", cwd=tmp_path)
+def test_bad_arguments_fail_with_status_1(args, run):
+    result = run(*args, url="http://127.0.0.1:1")
     failed(result)
     assert "usage: cat2cli" in result.stderr
 
@@ -405,18 +474,43 @@ def test_anonymous_access_to_personal_fails(anon):
     failed(anon("ls", "@personal"))
 
 
-def test_version_option(tmp_path):
-    assert ok(run("--version", cwd=tmp_path)).strip() == cat2.__version__
+def test_version_option(run):
+    assert ok(run("--version")).strip() == cat2.__version__
 
 
 # --- server without logins ----------------------------------------------------
 
 
-def test_nologin_server_lists_public_and_refuses_writes(sub_nologin, tmp_path):
+def test_nologin_server_lists_public_and_refuses_writes(sub_nologin, run):
     def nologin(*args):
-        return run(*args, url=sub_nologin.urlbase, cwd=tmp_path)
+        return run(*args, url=sub_nologin.urlbase)
 
     assert ok(nologin("ls", "@public")).splitlines() == EXPECTED_PUBLIC
     assert ok(nologin("show", "@public/ds-1d.b2nd[2:4]")) == "[2 3]\n"
     failed(nologin("rm", "@public/ds-1d.b2nd"))
-    assert failed(nologin("lsu")) == "Error: Not Found"
+    assert failed(nologin("lsu")) == "Error: /api/listusers/: Not Found (HTTP 404)"
+
+
+# --- as a program: what a shell sees --------------------------------------------
+
+
+def program(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "caterva2.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_program_prints_results_on_stdout_and_exits_0(sub, tmp_path):
+    result = program("--subscriber", sub.urlbase, "ls", "@public/dir1", cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ds-2d.b2nd\nds-3d.b2nd\n", "")
+
+
+def test_program_error_is_one_stderr_line_naming_the_path_and_exit_1(sub, tmp_path):
+    result = program("--subscriber", sub.urlbase, "show", "@public/nope.b2nd", cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == "Error: @public/nope.b2nd: Not Found (HTTP 404)\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 
 import blosc2
 import httpx
@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import caterva2 as cat2
+from caterva2.common import waiting
 
 from .http_helpers import login, unique
-from .services import SubscriberProcess, populate_from_examples
+from .services import SubscriberProcess, populate_from_examples, wait_for
 from .test_compute_lazyexpr import upload_array
 
 
@@ -45,11 +46,11 @@ def detail(exc_info) -> str:
     return exc_info.value.response.json()["detail"]
 
 
-def wait_until_empty(folder, timeout: float = 10.0) -> list:
-    deadline = time.monotonic() + timeout
-    while (left := list(folder.iterdir())) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+def wait_until_empty(folder) -> list:
+    """What is left in `folder` once it is empty, or when waiting for that gave up."""
+    with contextlib.suppress(waiting.WaitTimeout):
+        wait_for(lambda: not any(folder.iterdir()), f"{folder} to empty", timeout=10)
+    return list(folder.iterdir())
 
 
 def test_constructor_larger_than_the_size_limit_is_refused_naming_it(tight):

@@ -13,7 +13,8 @@ import pytest
 from caterva2.subscriber import lazy_expressions
 from caterva2.subscriber.lazy_expressions import MAX_EXPANDED_OPERANDS, write_shell
 
-from .app_support import USER, in_process_subscriber, wait_until
+from .app_support import USER, in_process_subscriber
+from .services import wait_for
 
 # Blosc2 evaluates this reduction in its build step, chunk by chunk, for minutes.
 ENDLESS = "sum(sin(arange(0, 10000000000)) * cos(arange(0, 10000000000)))"
@@ -86,7 +87,7 @@ def test_reductions_that_timed_out_stop_and_free_the_workers(sub, tmp_path):
             )
         )
     assert answers == [503] * 6
-    wait_until(lambda: runner.running() == 0, "the timed-out reductions to stop")
+    wait_for(lambda: runner.running() == 0, "the timed-out reductions to stop")
     resp = sub.client.simulate_get(
         "/api/fetch/@public/small.b2nd", query_string="slice_=0:3", headers=sub.cookie(USER)
     )

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import re
+from pathlib import Path
+
 import pytest
 
 from caterva2.common.config import ConfigError, load_config, parse_http, parse_size, section
+from caterva2.publisher import server as publisher_server
+from caterva2.subscriber import server as subscriber_server
 from caterva2.subscriber.settings import build_settings
 
 
@@ -76,3 +82,79 @@ def test_invalid_toml_is_reported(tmp_path):
     bad.write_text("[subscriber\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(bad)
+
+
+# --- the sample configuration files (doc/examples) ------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES_DIR = REPO_ROOT / "doc" / "examples"
+SAMPLES = sorted(EXAMPLES_DIR.glob("*.toml"))
+# Sections and keys read outside the daemons' own loaders (cat2cli, the broker connection).
+OTHER_SECTIONS = {"client": {"username", "password"}, "broker": {"url", "ca_file"}}
+TABLES = {"root_owners", "upstreams", "cache_quotas"}
+
+
+def uncommented(text: str) -> str:
+    """The sample with its commented-out settings (`# key = value`) switched on too."""
+    return re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", text)
+
+
+def load_sample(path: Path, monkeypatch) -> list:
+    """Load a sample with the real loader of the daemon it is for; the settings."""
+    conf = load_config(path)
+    if "subscriber" in conf:
+        monkeypatch.setenv("CATERVA2_SECRET", "sample-secret")
+        return [
+            subscriber_server.load_settings(
+                subscriber_server.build_parser().parse_args(["--conf", str(path)])
+            )
+        ]
+    ids = [k for k, v in conf["publisher"].items() if isinstance(v, dict)]
+    return [
+        publisher_server.load_settings(
+            publisher_server.build_parser().parse_args(
+                ["--conf", str(path), *(["--id", ident] if ident else [])]
+            )
+        )
+        for ident in [None, *ids]
+    ]
+
+
+def test_there_are_samples_for_both_daemons():
+    assert {p.name for p in SAMPLES} >= {"caterva2-subscriber.toml", "caterva2-publisher.toml"}
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("commented", [False, True], ids=["as-is", "commented-in"])
+def test_sample_loads_and_uses_only_known_keys(sample, commented, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(REPO_ROOT)  # the samples name root-example/ relative to the checkout
+    for env in ("CATERVA2_BROKER_URL", "CATERVA2_BROKER_CA", "CATERVA2_PUBLISHER_CA"):
+        monkeypatch.setenv(env, "")  # restored after the test (use_ca_file sets one)
+    text = sample.read_text()
+    assert text.lstrip().startswith("#"), "a sample says what it is for"
+    if commented:
+        text = uncommented(text)
+        for name in re.findall(r'(?m)^(?:publisher_ca_file|ca_file) = "([^"]+)"', text):
+            (tmp_path / name).write_text("not read here\n")
+            text = text.replace(f'"{name}"', f'"{tmp_path / name}"')
+    path = tmp_path / sample.name
+    path.write_text(text)
+    caplog.set_level(logging.WARNING)
+    settings = load_sample(path, monkeypatch)
+    assert settings and all(s is not None for s in settings)
+    assert [r.getMessage() for r in caplog.records if "unknown setting" in r.getMessage()] == []
+    conf = load_config(path)
+    for name, keys in OTHER_SECTIONS.items():
+        assert set(conf.get(name, {})) <= keys, name
+    assert set(conf) <= {"subscriber", "publisher", *OTHER_SECTIONS, *TABLES}
+
+
+def test_an_unknown_key_is_named_not_ignored_silently(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CATERVA2_SECRET", "x")
+    (tmp_path / "c.toml").write_text('[subscriber]\nquota = "1G"\nqouta = "2G"\nurl = "http://x"\n')
+    caplog.set_level(logging.WARNING)
+    args = subscriber_server.build_parser().parse_args(["--conf", str(tmp_path / "c.toml")])
+    subscriber_server.load_settings(args)
+    unknown = [r.getMessage() for r in caplog.records if "unknown setting" in r.getMessage()]
+    assert unknown == ["unknown setting 'qouta' in [subscriber] (ignored)"]  # url: cat2cli's

@@ -13,7 +13,7 @@ import hdf5plugin  # noqa: F401 - Blosc2-filtered datasets decode
 import numpy as np
 
 from caterva2 import hdf5_tools
-from caterva2.common import hdf5_convert
+from caterva2.common import hdf5_attrs, hdf5_base
 
 from .hdf5_support import assert_same_h5, make_all_types
 
@@ -35,7 +35,7 @@ def test_round_trip_of_every_supported_type_is_identical(tmp_path):
     assert_same_h5(source, tmp_path / "back.h5")
     with h5py.File(tmp_path / "back.h5", "r") as f:
         filters = f["numbers/float-f8"].id.get_create_plist().get_filter(0)
-        assert filters[0] == hdf5_convert.BLOSC2_FILTER_ID  # written back with Blosc2
+        assert filters[0] == hdf5_base.BLOSC2_FILTER_ID  # written back with Blosc2
 
 
 def test_import_writes_groups_as_folders_and_attributes_as_vlmeta(tmp_path):
@@ -53,7 +53,7 @@ def test_import_writes_groups_as_folders_and_attributes_as_vlmeta(tmp_path):
         stored = blosc2.schunk_from_cframe(raw, copy=True).get_chunk(0)
     assert cube.chunks == (8, 30, 16)
     assert cube.schunk.get_chunk(1 * 3 + 1) == stored  # copied as stored, not recompressed
-    plain, _typed, links = hdf5_convert.read_group_file(tree / "links" / "!_attrs_.json.b2")
+    plain, _typed, links = hdf5_attrs.read_group_file(tree / "links" / "!_attrs_.json.b2")
     assert plain == {} and links == {"to-int": "/numbers/int-i1", "dangling": "/nowhere"}
     root_attrs = (tree / "!_attrs_.json.b2").read_bytes()
     assert blosc2.schunk_from_cframe(root_attrs)[:].startswith(b"{")

@@ -143,6 +143,8 @@ def test_process_lab_starts_serves_both_roots_and_stops():
         for name, site in LAB_CONF["site"].items():
             expected = {"lab-admin", "federation"} | {f"pub-{i}" for i in site["publishers"]}
             assert set(users[name]) == expected | {f"sub-{i}" for i in site["subscribers"]}
+            # A vhost of the lab's own: other users' roots on the broker stay out of sight.
+            assert {urlsplit(url).path for url in users[name].values()} == {"/caterva2"}
             for ident in site["subscribers"]:
                 for exchange in (topology.CHANGES_EXCHANGE, topology.ROOTS_EXCHANGE):
                     assert publish_reply_code(users[name][f"sub-{ident}"], exchange, "x") == 403

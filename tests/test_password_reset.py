@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from .services import SubscriberProcess, free_port
+from .services import SubscriberProcess, free_port, wait_for
 
 LINK = re.compile(r"http://localhost:\d+/reset-password/(\S+)")
 
@@ -37,14 +37,17 @@ def new_user(server: SubscriberProcess) -> tuple[str, str]:
 def mailed_token(server: SubscriberProcess, email: str) -> str:
     """The token of the newest reset mail to `email` in the subscriber's log."""
     log = server.statedir.parent / f"{server.statedir.name}.log"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        mails = log.read_text().split("password reset mail")
-        for text in reversed(mails):
+    tokens: list[str] = []
+
+    def mailed() -> bool:
+        for text in reversed(log.read_text().split("password reset mail")):
             if f"To: {email}" in text and (found := LINK.search(text)):
-                return found.group(1)
-        time.sleep(0.05)
-    raise AssertionError(f"no reset mail to {email} in {log}")
+                tokens.append(found.group(1))
+                return True
+        return False
+
+    wait_for(mailed, f"a reset mail to {email} in {log}", timeout=10, interval=0.05)
+    return tokens[-1]
 
 
 def can_log_in(server: SubscriberProcess, email: str, password: str) -> bool:

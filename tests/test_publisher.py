@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -33,12 +32,9 @@ from caterva2.broker.messages import (
     encode,
 )
 from caterva2.common import b2files
-from caterva2.publisher import server
-from caterva2.publisher.root_adapters import DirectoryRoot
-from caterva2.publisher.state import State, StateError
 
 from .broker_support import RUN, TcpProxy
-from .services import PublisherProcess, free_port, wait_http
+from .services import PublisherProcess, free_port, wait_for, wait_http
 
 QUIET = 0.7  # longer than the watcher takes to report a closed file: the wait for "no more"
 
@@ -425,13 +421,6 @@ def test_changes_made_while_stopped_are_announced_at_next_start(tmp_path, broker
         tap.close()
 
 
-def _wait(predicate, timeout: float = 10, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _via(proxy: TcpProxy, broker_url: str) -> str:
     parts = urllib.parse.urlsplit(broker_url)
     auth = parts.netloc.rpartition("@")[0]
@@ -455,7 +444,7 @@ def _change_while_cut(pub, proxy, tap, filename: str) -> None:
     tap.announcement()
     proxy.cut()
     make_array(pub.rootdir / filename, np.arange(100))
-    _wait(lambda: pub.outbox_size() == 1, what="the change to reach the outbox")
+    wait_for(lambda: pub.outbox_size() == 1, "the change to reach the outbox")
 
 
 def test_changes_made_while_the_broker_is_unreachable_are_delivered_when_it_is_back(
@@ -468,7 +457,7 @@ def test_changes_made_while_the_broker_is_unreachable_are_delivered_when_it_is_b
         proxy.restore()
         (change,) = tap.changes(1, timeout=15)
         assert (change.path, change.kind) == ("during.b2nd", "created")
-        _wait(lambda: pub.outbox_size() == 0, what="the confirm to clear the outbox")
+        wait_for(lambda: pub.outbox_size() == 0, "the confirm to clear the outbox")
     finally:
         pub.stop()
         proxy.cut()
@@ -485,7 +474,7 @@ def test_outbox_left_at_stop_is_sent_at_next_start(tmp_path, broker_url):
         pub.start()
         (change,) = tap.changes(1, timeout=15)
         assert (change.path, change.kind) == ("pending.b2nd", "created")
-        _wait(lambda: pub.outbox_size() == 0, what="the confirm to clear the outbox")
+        wait_for(lambda: pub.outbox_size() == 0, "the confirm to clear the outbox")
     finally:
         pub.stop()
         proxy.cut()
@@ -531,7 +520,7 @@ def test_root_is_announced_at_start_with_heartbeats_on_discovery_and_offline_at_
         assert answer.online and t3 - beats[-1][1] < 0.6
         make_array(tmp_path / "root" / "x.b2nd", np.arange(10))
         tap.changes(1, quiet=0)
-        _wait(lambda: tap.announcement()[0].etag != first.etag, what="a new root etag")
+        wait_for(lambda: tap.announcement()[0].etag != first.etag, "a new root etag")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         deadline = time.monotonic() + 5
@@ -543,66 +532,3 @@ def test_root_is_announced_at_start_with_heartbeats_on_discovery_and_offline_at_
             proc.kill()
             proc.wait()
         tap.close()
-
-
-# -- the command line --------------------------------------------------------------------
-
-
-def test_missing_root_directory_exits_1_with_a_clear_error(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "caterva2.publisher.server", "r", str(tmp_path / "nope")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 1
-    assert (
-        result.stderr
-        == f"cat2pub: error: root directory {str(tmp_path / 'nope')!r} does not exist\n"
-    )
-    assert not (tmp_path / "_caterva2").exists()
-
-
-@pytest.mark.parametrize(
-    ("args", "error"),
-    [
-        (["r", __file__], "is not a directory"),
-        (["@public", "."], "Invalid root name '@public'"),
-        (["a/b", "."], "Invalid root name 'a/b'"),
-        (["a*b", "."], "use 1-100 of A-Z a-z 0-9 . _ -"),
-        (["r" * 101, "."], "Invalid root name"),
-        (["r", ".", "--url", "ftp://x/"], "Invalid publisher URL"),
-        (["r", ".", "--url", "http://x/" + "a" * 2100], "longer than 2048"),
-        (["r"], "ROOTDIR is required"),
-        (["r", ".", "--heartbeat", "0"], "heartbeat must be positive"),
-        (["r", ".", "--broker", "http://x/"], "amqp://"),
-        (["r", ".", "--id", "nope"], "no [publisher.nope] section"),
-    ],
-)
-def test_bad_arguments_exit_1_with_a_clear_error(tmp_path, monkeypatch, capsys, args, error):
-    monkeypatch.chdir(tmp_path)  # no caterva2.toml here
-    assert server.main(args) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("cat2pub: error:") and error in err
-
-
-def test_state_written_by_a_newer_version_is_refused(tmp_path):
-    State(tmp_path).close()
-    with sqlite3.connect(tmp_path / "state.sqlite") as conn:
-        conn.execute("PRAGMA user_version = 99")
-    with pytest.raises(StateError, match="newer"):
-        State(tmp_path)
-
-
-def test_state_directory_inside_the_root_is_not_published(tmp_path):
-    statedir = tmp_path / "_caterva2" / "pub.x"
-    make_array(tmp_path / "a.b2nd", np.arange(10))
-    (tmp_path / "b.txt").write_text("b")
-    adapter = DirectoryRoot(tmp_path, statedir / "cache", exclude=[statedir])
-    State(statedir).close()
-    adapter.info("b.txt")  # builds its copy in the cache, inside the root
-    assert (statedir / "cache" / "b.txt.b2").is_file()
-    assert adapter.datasets() == ["a.b2nd", "b.txt"]
-    assert adapter.is_ignored("_caterva2/pub.x/state.sqlite")
-    assert adapter.stat("_caterva2/pub.x/state.sqlite") is None

@@ -19,11 +19,13 @@ import caterva2 as cat2
 from caterva2 import api_utils
 from caterva2.broker import topology
 from caterva2.broker.connection import parameters
+from caterva2.broker.messages import decode
 from caterva2.common import block_stream
+from caterva2.common.falcon_app import ANNOUNCED_HEADER
 
 from .broker_support import RUN, TcpProxy
 from .http_helpers import login
-from .services import WAIT, PublisherProcess, SubscriberProcess, run_cli, wait_for
+from .services import PublisherProcess, SubscriberProcess, run_cli, wait_for
 
 
 def write_array(path: Path, values, chunks=None, blocks=None) -> None:
@@ -49,6 +51,13 @@ def fetch(sub: SubscriberProcess, path: str, slice_: str | None = None):
     return blosc2.ndarray_from_cframe(resp.content)[()]
 
 
+def announced_shape(pub: PublisherProcess, name: str) -> list | None:
+    """The shape of `name` as its publisher describes it, once that version is announced."""
+    resp = pub.get(f"/api/info/{name}")
+    announced = resp.headers.get(ANNOUNCED_HEADER) != "false"
+    return resp.json().get("shape") if resp.status_code == 200 and announced else None
+
+
 def publisher_view(root: Path) -> dict[str, tuple]:
     """Every dataset of a root directory with its shape, as the publisher has it."""
     return {
@@ -60,6 +69,35 @@ def publisher_view(root: Path) -> dict[str, tuple]:
 
 def subscriber_view(sub: SubscriberProcess, root: str) -> dict[str, tuple]:
     return {path: remote_shape(sub, f"{root}/{path}") for path in listing(sub, root)}
+
+
+class ChangeSpy:
+    """A private queue bound to `root`'s changes: what the broker has routed for that root.
+
+    Once the spy holds a change, so does every queue bound to the root (the broker
+    routes a message to all of them at once): a subscriber's queue holds it ahead of
+    anything published later, and its single worker applies them in that order.
+    """
+
+    def __init__(self, broker_url: str, root: str) -> None:
+        self.conn = pika.BlockingConnection(parameters(broker_url, "caterva2-tests-spy"))
+        self.channel = self.conn.channel()
+        self.queue = self.channel.queue_declare("", exclusive=True).method.queue
+        self.channel.queue_bind(self.queue, topology.CHANGES_EXCHANGE, routing_key=root)
+        self.paths: list[str] = []
+
+    def routed(self) -> list[str]:
+        """The paths of the changes routed so far (in order)."""
+        while True:
+            method, _props, body = self.channel.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                return self.paths
+            path = getattr(decode(body), "path", None)
+            if path is not None:
+                self.paths.append(path)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def delete_queue(broker_url: str, sub_id: str) -> None:
@@ -164,15 +202,20 @@ def test_created_modified_deleted_files_reach_every_following_subscriber(lab):
         assert httpx.get(f"{sub.urlbase}/api/info/{pub.name}/ds.b2nd").status_code == 404
 
 
-def test_subscriber_following_only_root_a_gets_nothing_of_root_b(lab):
+def test_subscriber_following_only_root_a_gets_nothing_of_root_b(lab, broker_url):
     pub_a, pub_b = lab.publisher("only-a"), lab.publisher("only-b")
     sub = lab.subscriber()
     follow(sub, pub_a.name)
     wait_for(lambda: pub_b.name in httpx.get(f"{sub.urlbase}/api/roots").json(), "root B seen")
-    write_array(pub_b.rootdir / "b.b2nd", np.arange(3))
+    spy = ChangeSpy(broker_url, pub_b.name)
+    try:
+        write_array(pub_b.rootdir / "b.b2nd", np.arange(3))
+        wait_for(lambda: "b.b2nd" in spy.routed(), "root B's change routed by the broker")
+    finally:
+        spy.close()
+    # A marker after it: once A's change is applied, B's would have been applied before it.
     write_array(pub_a.rootdir / "a.b2nd", np.arange(4))
     wait_for(lambda: listing(sub, pub_a.name) == ["a.b2nd"], "root A's change")
-    time.sleep(1)  # B's change, published before A's, had every chance to arrive
     roots = httpx.get(f"{sub.urlbase}/api/roots").json()
     assert roots[pub_a.name]["subscribed"] is True and roots[pub_b.name]["subscribed"] is False
     with sqlite3.connect(sub.statedir / "db.sqlite") as db:
@@ -242,7 +285,7 @@ def test_cached_chunks_survive_a_restart_and_a_new_version_replaces_them(lab):
     np.testing.assert_array_equal(fetch(sub, path, "355:356"), [710])
 
 
-def test_stopped_subscriber_catches_up_from_its_durable_queue(lab):
+def test_stopped_subscriber_catches_up_from_its_durable_queue(lab, broker_url):
     pub = lab.publisher("catchup")
     write_array(pub.rootdir / "keep.b2nd", np.arange(5))
     write_array(pub.rootdir / "gone.b2nd", np.arange(6))
@@ -250,10 +293,18 @@ def test_stopped_subscriber_catches_up_from_its_durable_queue(lab):
     follow(sub, pub.name)
     wait_for(lambda: listing(sub, pub.name) == ["gone.b2nd", "keep.b2nd"], "the first listing")
     sub.stop()
-    write_array(pub.rootdir / "keep.b2nd", np.arange(50))
-    (pub.rootdir / "gone.b2nd").unlink()
-    write_array(pub.rootdir / "new.b2nd", np.arange(7))
-    time.sleep(1.5)  # the publisher has announced them all while the subscriber was down
+    spy = ChangeSpy(broker_url, pub.name)
+    try:
+        write_array(pub.rootdir / "keep.b2nd", np.arange(50))
+        (pub.rootdir / "gone.b2nd").unlink()
+        write_array(pub.rootdir / "new.b2nd", np.arange(7))
+        # All three are in the stopped subscriber's durable queue before it starts again.
+        wait_for(
+            lambda: {"keep.b2nd", "gone.b2nd", "new.b2nd"} <= set(spy.routed()),
+            "the three changes routed while the subscriber is down",
+        )
+    finally:
+        spy.close()
     sub.start()
     wait_for(
         lambda: subscriber_view(sub, pub.name) == {"keep.b2nd": (50,), "new.b2nd": (7,)},
@@ -312,14 +363,16 @@ def test_malformed_or_unknown_version_message_is_dead_lettered_and_queue_keeps_f
     write_array(pub.rootdir / "after.b2nd", np.arange(3))
     wait_for(lambda: listing(sub, pub.name) == ["after.b2nd"], "a change after the poison")
     dead = []
-    deadline = time.monotonic() + WAIT
-    while len(dead) < 2 and time.monotonic() < deadline:
-        method, _props, body = channel.basic_get(spy, auto_ack=True)
-        if method is None:
-            time.sleep(0.1)
-        else:
-            dead.append(body)
-    conn.close()
+
+    def both_dead() -> bool:
+        while (got := channel.basic_get(spy, auto_ack=True))[0] is not None:
+            dead.append(got[2])
+        return len(dead) >= 2
+
+    try:
+        wait_for(both_dead, "the two poison messages dead-lettered")
+    finally:
+        conn.close()
     assert set(dead) == {b"\x00 not msgpack at all", bad_version}
     assert sub.proc.poll() is None
 
@@ -375,7 +428,8 @@ def test_read_of_a_dataset_changed_before_its_message_arrives_gets_the_new_versi
         proxy.cut()  # the subscriber hears nothing more from the broker
         # A new chunk grid: a chunk of this version would not fit the cached container.
         write_array(pub.rootdir / "s.b2nd", np.arange(200) * 10, chunks=(20,))
-        time.sleep(1.0)
+        # The publisher has announced the new version; the subscriber cannot have heard it.
+        wait_for(lambda: announced_shape(pub, "s.b2nd") == [200], "the new version announced")
         np.testing.assert_array_equal(fetch(sub, path, "20:25"), np.arange(20, 25) * 10)
         assert remote_shape(sub, path) == (200,)
     finally:
