@@ -76,20 +76,14 @@ class ArrayOps:
         shape, axis = _combined_shape(shapes, axis, stack)
         dtype = _combined_dtype(dtypes)
         room = self.ops.room(target.path)
-        tmp = self.roots.new_tmp_path(target.path.name)
 
-        def work(budget: Budget) -> None:
-            try:
-                _write_combined(
-                    self.expressions, srcs, user, shape, dtype, axis, stack, tmp, budget, room
-                )
-                budget.check()  # nobody waits for a late result: drop it
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+        def write(tmp: Path, budget: Budget) -> None:
+            _write_combined(
+                self.expressions, srcs, user, shape, dtype, axis, stack, tmp, budget, room
+            )
 
-        self.runner.run(work)
-        self.ops.install(tmp, target.path, "Stack" if stack else "Concatenation")
+        what = "Stack" if stack else "Concatenation"
+        self.expressions.write_and_install(target.path, what, write)
         return target.logical
 
     # --- append --------------------------------------------------------------

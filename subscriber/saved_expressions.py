@@ -7,7 +7,7 @@ dataset kind that reads them (`SavedExpression`, a `root_interface.Dataset`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -114,23 +114,36 @@ class Expressions:
             listed = ", ".join(f"{var} = {path}" for var, path in exc.missing.items())
             raise BadRequest(f"Expression error: operands not found: {listed}") from None
         room = self.ops.room(target.path)
-        tmp = self.roots.new_tmp_path(target.path.name)
+
+        def write(tmp: Path, budget: Budget) -> None:
+            with self.evaluation(top) as ev:
+                if compute:
+                    compute_to_file(ev, tmp, budget, room)
+            if not compute:
+                write_shell(tmp, expression, paths)
+
+        self.write_and_install(target.path, "Computing" if compute else "Saving", write)
+        return logical
+
+    def write_and_install(
+        self, target: Path, what: str, write: Callable[[Path, Budget], None]
+    ) -> None:
+        """`write(tmp, budget)` in the compute pool, then `tmp` moved onto `target` (quota kept).
+
+        A result that comes too late is dropped: nobody waits for it any more.
+        """
+        tmp = self.roots.new_tmp_path(target.name)
 
         def work(budget: Budget) -> None:
             try:
-                with self.evaluation(top) as ev:
-                    if compute:
-                        compute_to_file(ev, tmp, budget, room)
-                if not compute:
-                    write_shell(tmp, expression, paths)
-                budget.check()  # nobody waits for a late result: drop it
+                write(tmp, budget)
+                budget.check()
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
 
         self.runner.run(work)
-        self.ops.install(tmp, target.path, "Computing" if compute else "Saving")
-        return logical
+        self.ops.install(tmp, target, what)
 
     @contextmanager
     def open_array(self, logical: str, user: User | None, label: str) -> Iterator[Any]:

@@ -119,6 +119,14 @@ class TestHDF5Shell(SelectionConformance):
         return Kind(registry.root("@public", None), result_values, versioned=False)
 
 
+def published_directory(tmp_path) -> DirectoryRoot:
+    """A publisher's directory root holding the conformance dataset."""
+    rootdir = tmp_path / "published"
+    (rootdir / "data").mkdir(parents=True)
+    write_expected(rootdir / DATASET)
+    return DirectoryRoot(rootdir, tmp_path / "pubcache")
+
+
 def serve_publisher(adapter: Any) -> tuple[str, Any]:
     """A real publisher app over `adapter` on 127.0.0.1 (waitress in a thread)."""
     port = free_port()
@@ -131,10 +139,7 @@ def serve_publisher(adapter: Any) -> tuple[str, Any]:
 class TestRemoteRoot(SelectionConformance):
     @pytest.fixture
     def kind(self, tmp_path):
-        rootdir = tmp_path / "published"
-        (rootdir / "data").mkdir(parents=True)
-        write_expected(rootdir / DATASET)
-        adapter = DirectoryRoot(rootdir, tmp_path / "pubcache")
+        adapter = published_directory(tmp_path)
         url, server = serve_publisher(adapter)
         store = Store(tmp_path / "sub")
         store.upsert_root("conform", url, "etag-1", True, owner="pub")
@@ -194,10 +199,7 @@ class PublisherDataset:
 class TestPublisherDirectoryRoot(DatasetConformance):
     @pytest.fixture
     def kind(self, tmp_path):
-        rootdir = tmp_path / "published"
-        (rootdir / "data").mkdir(parents=True)
-        write_expected(rootdir / DATASET)
-        adapter = DirectoryRoot(rootdir, tmp_path / "pubcache")
+        adapter = published_directory(tmp_path)
         yield Kind(PublisherRoot(adapter))
         adapter.close()
 
