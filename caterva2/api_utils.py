@@ -22,7 +22,8 @@ import blosc2
 import httpx
 import numpy as np
 
-from caterva2.common import block_stream
+from caterva2.common import block_stream, slices
+from caterva2.common.errors import BadRequest
 from caterva2.common.http_transport import RawResponse, Transport
 from caterva2.http_errors import (  # `error_detail` stays importable from here, as before
     error_detail,  # noqa: F401
@@ -50,8 +51,6 @@ ACCEPT_NPY = f"{NPY_TYPE}, application/octet-stream;q=0.9"
 # Read straight off the connection, big selections can also come as their stored
 # blocks (`common.block_stream`), decompressed here while the rest arrives.
 ACCEPT_BLOCKS = f"{block_stream.MEDIA_TYPE}, {ACCEPT_NPY}"
-
-_SLICE_ITEM = re.compile(r"^\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?)?$")
 
 
 def quote_path(path: str | os.PathLike) -> str:
@@ -111,20 +110,14 @@ def slice_to_string(key: Any, ndim: int | None = None) -> str:
 
 
 def parse_slice(string: str | None) -> int | slice | tuple | None:
-    """Parse slice text such as ``"1, 2:4"`` into an index; ``None`` if empty."""
-    if string is None or not string.strip():
-        return None
-    items = []
-    for text in string.split(","):
-        match = _SLICE_ITEM.match(text)
-        if not match or not text.strip():
-            raise ValueError(f"Invalid slice item: {text.strip()!r}")
-        if ":" not in text:
-            items.append(int(match.group(1)))
-            continue
-        start, stop, step = (int(g) if g is not None else None for g in match.groups())
-        items.append(slice(start, stop, step))
-    return items[0] if len(items) == 1 else tuple(items)
+    """Parse slice text such as ``"1, 2:4"`` into an index; ``None`` if empty.
+
+    The servers' grammar (`common.slices`), with `ValueError` for bad text.
+    """
+    try:
+        return slices.parse_slice(string)
+    except BadRequest as exc:
+        raise ValueError(exc.detail) from None
 
 
 # --- requests -------------------------------------------------------------

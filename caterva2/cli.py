@@ -10,7 +10,6 @@ import re
 import secrets
 import string
 import sys
-import tomllib
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +19,7 @@ import httpx
 
 import caterva2
 from caterva2 import api_utils
+from caterva2.common import config
 from caterva2.http_errors import APIError
 
 DEFAULT_CONF = "caterva2.toml"
@@ -48,16 +48,10 @@ class _Parser(argparse.ArgumentParser):
 
 def load_config(path: str | None) -> dict:
     """Read the TOML configuration (``caterva2.toml`` in cwd if not given)."""
-    conf = pathlib.Path(path or DEFAULT_CONF)
-    if not conf.is_file():
-        if path is not None:
-            raise CLIError(f"Configuration file not found: {conf}")
-        return {}
     try:
-        with open(conf, "rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise CLIError(f"Bad configuration file {conf}: {exc}") from exc
+        return config.load_config(path)
+    except config.ConfigError as exc:
+        raise CLIError(f"Configuration: {exc}") from None
 
 
 def _setting(args: argparse.Namespace, conf: dict, name: str, section: str, key: str) -> Any:
