@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from .app_support import wait_until
-from .services import SubscriberProcess
+from .services import SubscriberProcess, wait_for
 
 HALF_SENT = b"GET /api/roots HTTP/1.1\r\nHost: x\r\n"  # no blank line: the request never ends
 
@@ -65,11 +64,11 @@ def test_one_address_holds_a_limited_number_of_connections(tmp_path, idle):
     sub = server(tmp_path, max_connections_per_client=50, idle_timeout=2)
     try:
         open_idle(sub.port, 200, "127.0.0.2", idle)
-        wait_until(lambda: sum(map(closed_by_server, idle)) >= 150, "the connections over 50")
+        wait_for(lambda: sum(map(closed_by_server, idle)) >= 150, "the connections over 50")
         assert fresh_answer(sub.urlbase).status_code == 200  # from 127.0.0.1
 
         # Half-sent requests are dropped once idle for `idle_timeout` seconds.
-        wait_until(lambda: all(map(closed_by_server, idle)), "the idle connections to close")
+        wait_for(lambda: all(map(closed_by_server, idle)), "the idle connections to close")
         assert fresh_answer(sub.urlbase).status_code == 200
     finally:
         sub.stop()

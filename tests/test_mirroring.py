@@ -12,8 +12,8 @@ from caterva2.common.config import ConfigError
 from caterva2.subscriber.mirroring import MirrorLoop
 from caterva2.subscriber.settings import build_settings, cache_quotas
 
-from .app_support import wait_until
 from .inprocess_publisher import ROOT, ROWS, read_row, running_publisher, subscriber, write_rows
+from .services import wait_for
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def test_a_complete_mirror_reads_no_more_chunks_until_a_change_arrives(tmp_path,
     remote = subscriber(tmp_path / "sub", publisher, budget=None, mirror=True)
     loop = MirrorLoop(remote, rate=0).start()
     try:
-        wait_until(lambda: loop.sleeping.is_set(), "the mirror to finish and sleep")
+        wait_for(lambda: loop.sleeping.is_set(), "the mirror to finish and sleep")
         assert publisher.stats.chunks == {("a.b2nd", n): 1 for n in range(ROWS)}
         passes = loop.passes
         assert remote.mirror_complete(ROOT)
@@ -39,11 +39,11 @@ def test_a_complete_mirror_reads_no_more_chunks_until_a_change_arrives(tmp_path,
         # A new version arrives (the resync a heartbeat with a new root etag starts).
         data = write_rows(publisher.file, seed=17)
         remote.sync(ROOT)
-        wait_until(
+        wait_for(
             lambda: all(publisher.transfers(n) == 2 for n in range(ROWS)),
             "the new version mirrored",
         )
-        wait_until(lambda: loop.sleeping.is_set(), "the mirror to sleep again")
+        wait_for(lambda: loop.sleeping.is_set(), "the mirror to sleep again")
         assert sum(publisher.stats.chunks.values()) == 2 * ROWS
         np.testing.assert_array_equal(read_row(remote, 7), data[7])
     finally:
@@ -55,7 +55,7 @@ def test_mirrored_chunks_are_pinned_outside_the_budget(tmp_path, publisher):
     remote = subscriber(tmp_path / "sub", publisher, budget=1024 * 1024, mirror=True)
     loop = MirrorLoop(remote, rate=0).start()
     try:
-        wait_until(lambda: loop.sleeping.is_set(), "the mirror to finish and sleep")
+        wait_for(lambda: loop.sleeping.is_set(), "the mirror to finish and sleep")
         usage = remote.cache.budget.usage(ROOT)
         assert usage["pinned"] and usage["evictions"] == 0
         assert usage["bytes"] > 1024 * 1024
