@@ -34,6 +34,8 @@ class ChangeMessage:
     mtime: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     v: int = VERSION
+    seq: int | None = None
+    """The root's change sequence number of this change; None from publishers before it."""
     sender: str | None = field(default=None, compare=False)
     """The broker user that published it (validated `user_id`); never taken from the body."""
 
@@ -53,6 +55,7 @@ class ChangeMessage:
                 raise MessageError(f"mtime must be finite, not {self.mtime!r}")
         if not isinstance(self.meta, dict):
             raise MessageError(f"meta must be a map, not {type(self.meta).__name__}")
+        _check_seq(self.seq)
         _check_version(self.v)
         _check_valid(check_root_name, self.root)
         _check_valid(check_remote_path, self.path)
@@ -67,6 +70,8 @@ class RootAnnouncement:
     etag: str | None = None
     online: bool = True
     v: int = VERSION
+    seq: int | None = None
+    """The root's last change sequence number; None from publishers before sequences."""
     sender: str | None = field(default=None, compare=False)
     """The broker user that published it (validated `user_id`); never taken from the body."""
 
@@ -78,6 +83,7 @@ class RootAnnouncement:
         _check_optional_str("etag", self.etag)
         if not isinstance(self.online, bool):
             raise MessageError(f"online must be a boolean, not {self.online!r}")
+        _check_seq(self.seq)
         _check_version(self.v)
         _check_valid(check_root_name, self.root)
         _check_valid(check_publisher_url, self.url)
@@ -155,6 +161,12 @@ def _check_version(v: Any) -> None:
         raise MessageError(f"version 'v' must be an integer, not {v!r}")
     if v != VERSION:
         raise MessageError(f"unknown message version {v} (this code speaks {VERSION})")
+
+
+def _check_seq(seq: Any) -> None:
+    # Optional: messages of publishers without sequences still decode (mixed deployments).
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
+        raise MessageError(f"seq must be a non-negative integer or None, not {seq!r}")
 
 
 def _check_valid(check: Any, value: str) -> None:
