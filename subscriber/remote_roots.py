@@ -1,10 +1,13 @@
 """Remote roots: what publishers announce, the roots this subscriber follows, and reads of them.
 
 A followed root's listing and metadata live in the store (table `datasets`);
-its data lives in the chunk cache. Every update is idempotent and keyed by
-etag, so replayed or duplicated change messages are harmless, and a resync
-(on follow, on restart, or when a heartbeat shows a new root etag) repairs
-whatever a lost message left stale.
+its data lives in the chunk cache, whose containers are created at first read.
+Roots are kept current by their change sequence (see `replication`): following
+returns at once and the root's metadata arrives in the background. Every update
+is idempotent and keyed by etag, so replayed or duplicated change messages are
+harmless. Publishers without sequences are followed the old way: a resync (on
+follow, on restart, or when a heartbeat shows a new root etag) lists the root
+and revalidates every dataset.
 
 One version per answer: a dataset's store row and its cached container change
 together under the dataset's cache lock, and every read (slices, chunks, whole
@@ -34,6 +37,7 @@ from ..common.slices import Key, normalise_key
 from . import datasets
 from .chunk_cache import ChunkCache
 from .publisher_client import PublisherClient, PublisherPool, StaleDataset
+from .replication import Replication, check_meta
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -86,6 +90,7 @@ class RemoteRoots:
         self._mirrored_at: dict[str, int] = {}
         self.mirror_wanted = threading.Event()
         """Set when a mirrored root may have chunks left to fetch (wakes the mirror loop)."""
+        self.replication = Replication(self)
 
     def close(self) -> None:
         self.pool.close()
@@ -95,6 +100,8 @@ class RemoteRoots:
         for root, mirror in self.store.subscriptions().items():
             self.cache.budget.pin(root, mirror)
             for path in self.store.dataset_etags(root):
+                if not self.cache.path(root, path).exists():
+                    continue  # never read: nothing cached (most of a big root)
                 found = self.store.dataset(root, path)
                 if found is None or ("shape" not in found[1] and "nbytes" not in found[1]):
                     continue
@@ -124,6 +131,8 @@ class RemoteRoots:
                 "refused": row.get("refused") or 0,
                 "refusal": row.get("refusal"),
                 "cache": self.cache.budget.usage(name),
+                # Followed roots: "syncing" until their metadata is all here, then "ready".
+                **({"sync": self.replication.status(name)} if name in subs else {}),
             }
             for name, row in self.store.remote_roots().items()
         }
@@ -162,19 +171,35 @@ class RemoteRoots:
         raise Refused(reason)
 
     def announce(
-        self, root: str, url: str, etag: str | None, online: bool, sender: str | None = None
+        self,
+        root: str,
+        url: str,
+        etag: str | None,
+        online: bool,
+        sender: str | None = None,
+        seq: int | None = None,
     ) -> None:
-        """Record a root announcement by its owner; resync a followed root whose etag moved."""
+        """Record a root announcement by its owner; catch up a followed root left behind.
+
+        With a `seq`, by the change sequence; without (an older publisher), by resyncing
+        the whole root when its etag moved.
+        """
         owner = self.check_sender(root, sender, "announcement")
         previous = self.store.upsert_root(root, url, etag, online, owner)
-        followed = root in self.store.subscriptions()
-        if followed and online and (previous is None or (previous["etag"] or "") != (etag or "")):
+        if not online or root not in self.store.subscriptions():
+            return
+        if seq is not None:
+            self.replication.on_announce(root, seq)
+        elif previous is None or (previous["etag"] or "") != (etag or ""):
             threading.Thread(target=self._quiet_sync, args=(root,), daemon=True).start()
 
     # Following
 
-    def follow(self, root: str, mirror: bool = False) -> None:
-        """Follow a root: record it, bind its changes, fetch its listing and metadata."""
+    def follow(self, root: str, mirror: bool = False, wait: bool = False) -> None:
+        """Follow a root: record it, bind its changes; its metadata comes in the background.
+
+        `wait`: return only once that first sync has ended (`/api/roots` shows its progress).
+        """
         if not self.is_known(root):
             raise NotFound(f"{root} not known by the broker")
         self.store.add_subscription(root, mirror)
@@ -182,7 +207,9 @@ class RemoteRoots:
         self._changed(root)
         if self.on_follow is not None:
             self.on_follow(root)
-        self._quiet_sync(root)
+        done = self.replication.start(root)
+        if wait:
+            done.wait()
 
     def unfollow(self, root: str) -> None:
         self.store.remove_subscription(root)
@@ -193,7 +220,7 @@ class RemoteRoots:
     def ensure_followed(self, root: str) -> None:
         """Follow a known root on first access (v2025.8.7 clients never subscribe)."""
         if root not in self.store.subscriptions():
-            self.follow(root)
+            self.follow(root, wait=True)
 
     def _sync_lock(self, root: str) -> threading.Lock:
         with self._guard:
@@ -246,7 +273,7 @@ class RemoteRoots:
             log.info("%s/%s: version %s not announced yet; kept ours", root, path, new_etag)
             return False
         try:
-            self._install(root, path, new_etag, meta, client)
+            self._install(root, path, new_etag, check_meta(meta), client)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             # Nothing is installed: the publisher's answer is not metadata we can use.
             reason = f"invalid metadata for {path!r} ({type(exc).__name__}: {exc})"
@@ -270,18 +297,10 @@ class RemoteRoots:
     def _install_version(self, root: str, path: str, etag: str, meta: dict, client) -> None:
         if "shape" not in meta and "nbytes" not in meta:
             log.warning("%s/%s has no Blosc2 metadata; not cached", root, path)
-            with self.cache.lock(root, path):
-                self.cache.remove(root, path)
-                self.store.put_dataset(root, path, etag, meta)
-            return
-        built = self.cache.build(path, meta, etag, client)
-        try:
-            # Container and store row change together: a read sees both or neither.
-            with self.cache.lock(root, path):
-                self.cache.swap(root, path, built)
-                self.store.put_dataset(root, path, etag, meta)
-        finally:
-            self.cache.discard(built)
+        # The old version's container goes with its row; the first read builds the new one.
+        with self.cache.lock(root, path):
+            self.cache.remove(root, path)
+            self.store.put_dataset(root, path, etag, meta)
 
     def _drop(self, root: str, path: str) -> None:
         with self.cache.lock(root, path):
@@ -297,12 +316,24 @@ class RemoteRoots:
         etag: str | None,
         meta: dict,
         sender: str | None = None,
+        seq: int | None = None,
     ) -> None:
-        """Apply one change message from the root's owner (idempotent: repeats change nothing)."""
+        """Apply one change message from the root's owner (idempotent: repeats change nothing).
+
+        With a `seq`, in sequence order (see `Replication.on_change`).
+        """
         if root not in self.store.subscriptions():
             return
         self.check_sender(root, sender, f"{kind} change of {path!r}")
         path = check_remote_path(path)  # messages are checked on decoding; this is the last door
+        if seq is not None:
+            row = (path, None, None) if kind == "deleted" else (path, etag, meta)
+            if row[1] is None and kind != "deleted":
+                # A change without its version: the publisher's change log has it.
+                self.replication.start(root)
+                return
+            self.replication.on_change(root, seq, row)
+            return
         if kind == "deleted":
             self._drop(root, path)
             return
