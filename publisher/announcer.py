@@ -242,6 +242,8 @@ class Announcer:
                 self._commit(pending)
         self._commit(pending)
         self._unannounced = left
+        if not self._scanned.is_set():
+            log.info("start-up scan of %s done: %d datasets", self.name, len(self.state.known()))
         self._scanned.set()
         if self.state.root_etag() != before and not self._stopping.is_set():
             self.announce()
@@ -313,8 +315,11 @@ class Announcer:
             return encode(message)
 
         queued = self.state.record(changes, encoded)
+        log.info(
+            "recorded %d change(s) of %s, up to seq %d", len(changes), self.name, queued[-1][1]
+        )
         for change in changes:
-            log.info("%s %s/%s (etag %s)", change.kind, self.name, change.relpath, change.etag)
+            log.debug("%s %s/%s (etag %s)", change.kind, self.name, change.relpath, change.etag)
             if change.kind == "deleted":
                 self.adapter.forget(change.relpath)
         for row_id, seq in queued:

@@ -26,17 +26,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import blosc2
-
 from ..broker.consumer import Refused
 from ..common.b2meta import str_to_dtype
 from ..common.errors import BadRequest, NotFound, PreconditionFailed, ServiceUnavailable
 from ..common.falcon_app import etag_matches, file_part
 from ..common.paths import CONTAINER_SUFFIXES, check_remote_path, logical_name, stored_name
-from ..common.slices import Key, normalise_key
+from ..common.slices import Key
 from . import datasets
 from .chunk_cache import ChunkCache
 from .publisher_client import PublisherClient, PublisherPool, StaleDataset
+from .read_plans import (
+    Plan,
+    chunk_key,
+    chunk_plan,
+    chunked_array,
+    readable,
+    schunk_of,
+    selection_plan,
+    served_name,
+)
 from .replication import Replication, check_meta
 from .store import Store
 
@@ -461,7 +469,7 @@ class RemoteRoots:
             nitems = meta["nbytes"] // meta["cparams"]["typesize"]
             if datasets.item_range(key, nitems) == (0, nitems):
                 return self.whole_file(root, relpath)
-        return self._read(root, relpath, lambda pinned: _selection_plan(pinned, key, field))
+        return self._read(root, relpath, lambda pinned: selection_plan(pinned, key, field))
 
     def chunk(
         self, root: str, relpath: str, nchunk: int, if_match: str | None = None
@@ -552,7 +560,7 @@ class RemoteRoots:
                 if pause and stop.wait(pause):
                     return False
                 try:
-                    self._read(root, path, _chunk_plan(n))
+                    self._read(root, path, chunk_plan(n))
                 except (NotFound, ServiceUnavailable, BadRequest):
                     complete = False
                     break
@@ -571,70 +579,3 @@ def mirror_pause(meta: dict, chunks_per_second: float, bytes_per_second: float) 
     by_count = 1.0 / chunks_per_second if chunks_per_second else 0.0
     by_bytes = chunk_bytes / bytes_per_second if bytes_per_second else 0.0
     return max(by_count, by_bytes)
-
-
-Plan = Callable[[dict], tuple[Any, Callable[[Any], Any]]]
-"""Given the metadata of the version pinned for a read: (key of the chunks it needs, use)."""
-
-
-def _selection_plan(meta: dict, key: Key, field: str | None) -> tuple[Any, Callable]:
-    """The chunks a selection touches in this version, and how to answer it."""
-    if "shape" in meta:
-        items = normalise_key(key, tuple(meta["shape"]))
-        proxy_key = items if items else ()
-    else:
-        if field:
-            raise BadRequest("A byte stream has no fields")
-        nitems = meta["nbytes"] // meta["cparams"]["typesize"]
-        proxy_key = slice(*datasets.item_range(key, nitems))
-    return proxy_key, lambda c: datasets.selection_result(c, key, field)
-
-
-def _chunk_plan(nchunk: int) -> Plan:
-    """Fetch chunk `nchunk` into the cache (mirroring), whatever the version."""
-
-    def plan(meta: dict) -> tuple[Any, Callable]:
-        if nchunk >= meta.get("schunk", meta).get("nchunks", 0):
-            return (), lambda c: None  # the version changed under the mirror: nothing to do
-        return chunk_key(meta, nchunk), lambda c: None
-
-    return plan
-
-
-def served_name(relpath: str) -> str:
-    """The file name of what a publisher serves for a dataset: a container as it is, any
-    other file (an .h5 too) as `<name>.b2`, which clients decompress."""
-    name = logical_name(relpath.rsplit("/", 1)[-1])
-    return name if name.endswith(CONTAINER_SUFFIXES) else name + ".b2"
-
-
-def readable(meta: dict) -> None:
-    """400 with the publisher's reason for a dataset it lists but cannot serve."""
-    if "error" in meta and "shape" not in meta and "nbytes" not in meta:
-        raise BadRequest(f"The dataset cannot be read: {meta['error']}")
-
-
-def chunked_array(relpath: str, meta: dict) -> bool:
-    """Whether clients may assemble reads of a dataset from its chunks (Blosc2 arrays only)."""
-    return relpath.endswith(".b2nd") and "shape" in meta and "blocks" in meta
-
-
-def schunk_of(container):
-    return container.schunk if isinstance(container, blosc2.NDArray) else container
-
-
-def chunk_key(meta: dict, nchunk: int):
-    """The slice covering chunk `nchunk` of a dataset (row-major chunk order)."""
-    if "shape" not in meta:
-        chunksize = meta["chunksize"] // meta["cparams"]["typesize"]
-        return slice(nchunk * chunksize, (nchunk + 1) * chunksize)
-    shape, chunks = meta["shape"], meta["chunks"]
-    if not shape:
-        return ()
-    grid = [-(-s // c) for s, c in zip(shape, chunks, strict=True)]
-    key = []
-    for axis in reversed(range(len(shape))):
-        nchunk, index = divmod(nchunk, grid[axis])
-        start = index * chunks[axis]
-        key.append(slice(start, min(start + chunks[axis], shape[axis])))
-    return tuple(reversed(key))
