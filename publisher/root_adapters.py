@@ -170,6 +170,9 @@ class DirectoryRoot(RootAdapter):
         self.cachedir = Path(cachedir).resolve()
         # The state directory may live inside the root (the default is relative to the cwd).
         self._excluded = {Path(p).resolve() for p in (*exclude, self.cachedir)}
+        # The same as strings: checked for every file of every scan, where pathlib costs.
+        self._root_s = str(self.rootdir)
+        self._excluded_s = [str(p) for p in self._excluded]
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         # Open native containers by path, with the identity of the file they read:
@@ -198,8 +201,8 @@ class DirectoryRoot(RootAdapter):
             check_remote_path(fs_relpath)
         except BadRequest:
             return True
-        full = self.rootdir / fs_relpath
-        return any(full == ex or ex in full.parents for ex in self._excluded)
+        full = os.path.normpath(os.path.join(self._root_s, fs_relpath))
+        return any(full == ex or full.startswith(ex + os.sep) for ex in self._excluded_s)
 
     @staticmethod
     def logical_name(fs_relpath: str) -> str:
@@ -210,7 +213,8 @@ class DirectoryRoot(RootAdapter):
 
     def _inside(self, path: Path) -> bool:
         """Whether a file really lies inside the root once every symlink is followed."""
-        return Path(os.path.realpath(path)).is_relative_to(self.rootdir)
+        real = os.path.realpath(path)
+        return real == self._root_s or real.startswith(self._root_s + os.sep)
 
     def _source(self, relpath: str) -> tuple[Path, bool] | None:
         """The file behind a dataset path and whether it is served natively.

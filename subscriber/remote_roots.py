@@ -365,7 +365,7 @@ class RemoteRoots:
 
     def listing(self, root: str, relpath: str) -> list[str]:
         self.ensure_followed(root)
-        paths = sorted(self.store.dataset_etags(root))
+        paths = self.store.dataset_paths(root)
         if not relpath:
             return paths
         if relpath in paths:

@@ -416,6 +416,15 @@ class Store:
                 [(root, path, etag, json.dumps(meta), now) for path, etag, meta in rows],
             )
 
+    def dataset_paths(self, root: str) -> list[str]:
+        """The paths of a root's datasets, sorted (by the primary key's index: no sort)."""
+        rows = (
+            self._conn()
+            .execute("SELECT path FROM datasets WHERE root = ? ORDER BY path", [root])
+            .fetchall()
+        )
+        return [row[0] for row in rows]
+
     def count_datasets(self, root: str) -> int:
         return (
             self._conn()
