@@ -24,6 +24,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from caterva2.broker.messages import decode
 from caterva2.common.daemon import http_server
 from caterva2.publisher.api import Stats, create_app
 from caterva2.publisher.root_adapters import DirectoryRoot
@@ -202,6 +203,40 @@ def test_follow_answers_at_once_and_roots_show_its_progress_until_ready(tmp_path
             assert not (tmp_path / "sub" / "cache" / ROOT).exists()  # nothing read, nothing cached
         finally:
             sub.close()
+
+
+def test_messages_and_publishers_without_sequences_are_followed_the_old_way(tmp_path):
+    old = msgpack.packb(
+        {"type": "change", "v": 1, "root": ROOT, "path": "a.b2nd", "kind": "deleted"}
+    )
+    assert decode(old).seq is None
+    old = msgpack.packb({"type": "root", "v": 1, "root": ROOT, "url": "http://x:1"})
+    assert decode(old).seq is None
+    rootdir = tmp_path / "root"
+    rootdir.mkdir()
+    write_array(rootdir / "a.b2nd", np.arange(10))
+    write_array(rootdir / "b.b2nd", np.arange(3))
+    adapter = DirectoryRoot(rootdir, tmp_path / "pubcache")
+    stats = Stats()
+    port = free_port()
+    # A publisher without state: no change log, no snapshots (as before sequences).
+    server = http_server(create_app(adapter, stats), f"127.0.0.1:{port}", 2, "test-old")
+    threading.Thread(target=server.run, daemon=True).start()
+    remote = remote_roots(tmp_path / "sub", f"http://127.0.0.1:{port}")
+    try:
+        remote.follow(ROOT, wait=True)
+        assert sorted(stored(remote)) == ["a.b2nd", "b.b2nd"]
+        assert remote.names()[ROOT]["sync"]["state"] == "ready"
+        assert stats.requests["/api/list"] == 1 and stats.requests["/api/info/{path:path}"] == 2
+        # A change message without seq is applied as it always was.
+        write_array(rootdir / "c.b2nd", np.arange(4))
+        stat, meta = adapter.info("c.b2nd")
+        remote.apply_change(ROOT, "c.b2nd", "created", stat.etag, meta, "pub")
+        assert stored(remote)["c.b2nd"] == stat.etag
+    finally:
+        remote.close()
+        server.close()
+        adapter.close()
 
 
 class BadPublisher:
