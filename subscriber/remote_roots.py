@@ -96,6 +96,7 @@ class RemoteRoots:
         # Mirroring: a root's change count, and the count its last complete mirror pass saw.
         self._changes: dict[str, int] = {}
         self._mirrored_at: dict[str, int] = {}
+        self._listings: dict[str, tuple[int, list[str]]] = {}  # root → (its change count, paths)
         self.mirror_wanted = threading.Event()
         """Set when a mirrored root may have chunks left to fetch (wakes the mirror loop)."""
         self.replication = Replication(self)
@@ -224,6 +225,7 @@ class RemoteRoots:
         self.store.delete_root_datasets(root)
         self.cache.remove_root(root)
         self.cache.budget.pin(root, False)
+        self._changed(root)
 
     def ensure_followed(self, root: str) -> None:
         """Follow a known root on first access (v2025.8.7 clients never subscribe)."""
@@ -365,7 +367,17 @@ class RemoteRoots:
 
     def listing(self, root: str, relpath: str) -> list[str]:
         self.ensure_followed(root)
-        paths = self.store.dataset_paths(root)
+        with self._guard:
+            generation = self._changes.get(root, 0)
+            kept = self._listings.get(root)
+        if kept is not None and kept[0] == generation:
+            paths = kept[1]
+        else:
+            # Kept until the root's next change (a listing of 100,000 paths costs ~50 ms);
+            # under the generation read before it, so a change meanwhile discards it.
+            paths = self.store.dataset_paths(root)
+            with self._guard:
+                self._listings[root] = (generation, paths)
         if not relpath:
             return paths
         if relpath in paths:

@@ -26,12 +26,13 @@ import math
 import threading
 from typing import TYPE_CHECKING, Any
 
+import blosc2
+
 from ..broker.consumer import Refused
 from ..broker.messages import CHANGE_KINDS
 from ..common.b2meta import str_to_dtype
 from ..common.errors import BadRequest, ServiceUnavailable
 from ..common.paths import check_remote_path
-from .chunk_cache import cparams_from_meta
 from .publisher_client import InvalidAnswer, NoReplication, PublisherClient
 
 if TYPE_CHECKING:
@@ -56,16 +57,40 @@ def check_meta(meta: Any) -> dict:
                 raise ValueError("shape, chunks and blocks must hold non-negative integers")
             str_to_dtype(meta["dtype"])
             schunk = meta["schunk"]
-            cparams_from_meta(schunk["cparams"])
+            _check_cparams(schunk["cparams"])
             if not _count(schunk["nchunks"]):
                 raise ValueError("nchunks must be a non-negative integer")
         elif "nbytes" in meta:
             if not (_count(meta["nbytes"]) and _count(meta["chunksize"])):
                 raise ValueError("nbytes and chunksize must be non-negative integers")
-            cparams_from_meta(meta["cparams"])
+            _check_cparams(meta["cparams"])
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{type(exc).__name__}: {exc}") from None
     return meta
+
+
+_CODECS = frozenset(int(c.value) for c in blosc2.Codec)
+_FILTERS = frozenset(int(f.value) for f in blosc2.Filter)
+
+
+def _check_cparams(cparams: Any) -> None:
+    """What `cparams_from_meta` takes, checked without building it (a snapshot has 100,000)."""
+    if not isinstance(cparams, dict):
+        raise ValueError("cparams must be a map")
+    codec = cparams["codec"]
+    if not _count(codec) or (codec < 32 and codec not in _CODECS):
+        raise ValueError(f"unknown codec {codec!r}")
+    if not (_count(cparams["clevel"]) and _count(cparams["typesize"])):
+        raise ValueError("clevel and typesize must be non-negative integers")
+    filters, filters_meta = cparams["filters"], cparams["filters_meta"]
+    if not isinstance(filters, list) or not all(f in _FILTERS for f in filters):
+        raise ValueError(f"unknown filters {filters!r:.80}")
+    if not isinstance(filters_meta, list) or not all(_int(m) for m in filters_meta):
+        raise ValueError("filters_meta must be a list of integers")
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _count(value: Any) -> bool:

@@ -409,12 +409,21 @@ class Store:
     def put_datasets(self, root: str, rows: list[tuple[str, str, dict]]) -> None:
         """Store many (path, etag, meta) of a root in one transaction (snapshots, deltas)."""
         now = time.time()
-        with self._conn() as conn:
+        values = [(root, path, etag, json.dumps(meta), now) for path, etag, meta in rows]
+        conn = self._conn()
+        # The connection is in autocommit mode (`with conn` opens no transaction there):
+        # one explicit transaction, or each row would be one, with its own sync to disk.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             conn.executemany(
                 "INSERT OR REPLACE INTO datasets (root, path, etag, meta, updated) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [(root, path, etag, json.dumps(meta), now) for path, etag, meta in rows],
+                values,
             )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def dataset_paths(self, root: str) -> list[str]:
         """The paths of a root's datasets, sorted (by the primary key's index: no sort)."""
