@@ -28,7 +28,7 @@ from ..broker.messages import (
 )
 from ..broker.publisher import ConfirmedPublisher, PublisherClosed
 from ..common.errors import NotFound
-from .root_adapters import RootAdapter
+from .root_adapters import DatasetStat, RootAdapter
 from .state import Change, State
 
 log = logging.getLogger(__name__)
@@ -231,11 +231,13 @@ class Announcer:
         settled_before = time.time() - self.settle
         left = 0
         pending: dict[str, Change] = {}
-        for relpath in sorted(set(recorded) | set(self.adapter.datasets())):
+        listed, versions = self.adapter.scan()
+        for relpath in sorted(set(recorded) | set(listed)):
             if self._stopping.is_set():
                 return
             try:
-                left += not self._reconcile(relpath, pending, settled_before)
+                found = versions.get(relpath)
+                left += not self._reconcile(relpath, pending, settled_before, found)
             except Exception:
                 log.exception("announcing %s failed", relpath)
             if len(pending) >= BATCH:
@@ -256,18 +258,24 @@ class Announcer:
             timer.start()
 
     def _reconcile(
-        self, relpath: str, pending: dict[str, Change], settled_before: float | None = None
+        self,
+        relpath: str,
+        pending: dict[str, Change],
+        settled_before: float | None = None,
+        current: DatasetStat | None = None,
     ) -> bool:
         """Add a dataset's change to `pending` if its version differs from the recorded one.
 
         With `settled_before`, a version changed after that time is not announced
-        (it may be mid-write): returns False then, True otherwise.
+        (it may be mid-write): returns False then, True otherwise. `current`: its
+        version if known already (from a scan), else asked of the adapter.
         """
         if relpath in pending:
             recorded = pending[relpath].etag
         else:
             recorded = self.state.etag(relpath)
-        current = self.adapter.stat(relpath)
+        if current is None:
+            current = self.adapter.stat(relpath)
         if (
             settled_before is not None
             and current is not None

@@ -103,12 +103,18 @@ class Stats:
 
 
 class ListResource:
-    def __init__(self, adapter: RootAdapter, index: Callable[[], list[str]] | None = None) -> None:
+    def __init__(
+        self, adapter: RootAdapter, index: Callable[[], list[str] | None] | None = None
+    ) -> None:
         self.adapter = adapter
-        self.index = index  # the announced paths, sorted, kept in memory (no walk of the root)
+        # The announced paths, sorted, kept in memory (no walk of the root); None until
+        # the start-up scan has announced them all.
+        self.index = index
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        paths = self.index() if self.index is not None else self.adapter.datasets()
+        paths = self.index() if self.index is not None else None
+        if paths is None:
+            paths = self.adapter.datasets()
         after = req.get_param("after")
         limit = req.get_param_as_int("limit", min_value=1)
         if after:
