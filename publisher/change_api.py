@@ -6,7 +6,7 @@
   to ask again from the last one's seq).  410 Gone when the change log no longer
   holds them all: the subscriber takes a snapshot instead.
 - `GET /api/snapshot[?after=PATH&limit=N]` → msgpack
-  `{"seq": S, "datasets": [[path, etag, mtime, meta], ...], "next": PATH | None}`:
+  `{"seq": S, "datasets": [[path, etag, mtime, meta JSON text], ...], "next": PATH | None}`:
   every announced dataset, by path, one page at a time; each page is the root's
   state at its `seq` or later, so the changes after the first page's `seq`
   bring a paged snapshot up to date.

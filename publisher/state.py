@@ -255,8 +255,9 @@ class State:
     def snapshot(self, after: str, limit: int) -> tuple[int, list[tuple], str | None]:
         """(seq, datasets with a path after `after`, the last path if more follow).
 
-        Each dataset is (relpath, etag, mtime, meta dict); the page and seq are
-        read together, so the page is the state at that seq or later.
+        Each dataset is (relpath, etag, mtime, meta as JSON text, as stored: decoding
+        and encoding it again was half a snapshot's cost); the page and seq are read
+        together, so the page is the state at that seq or later.
         """
         with self._lock:
             current = self._seq
@@ -267,8 +268,7 @@ class State:
             ).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
-        page = [(relpath, etag, mtime, json.loads(meta)) for relpath, etag, mtime, meta in rows]
-        return current, page, (rows[-1][0] if more and rows else None)
+        return current, rows, (rows[-1][0] if more and rows else None)
 
     # -- outbox --------------------------------------------------------------
 

@@ -21,9 +21,11 @@ read of a dataset (see `ChunkCache.proxy`).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import blosc2
@@ -40,8 +42,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Row = tuple[str, str | None, dict | None]
-"""(path, etag, meta) of a dataset version to install; etag None: deleted."""
+Row = tuple[str, str | None, dict | str | None]
+"""(path, etag, meta) of a dataset version to install (meta a map, or its checked JSON
+text); etag None: deleted."""
 
 
 def check_meta(meta: Any) -> dict:
@@ -151,6 +154,18 @@ def parse_changes(body: dict, since: int) -> tuple[int, list[tuple[int, Row]], b
     return seq, parsed, more
 
 
+def _stored_version(path: Any, etag: Any, mtime: Any, meta: Any) -> Row:
+    """A snapshot's dataset version, its metadata as JSON text: checked, kept as text."""
+    if not isinstance(meta, str):
+        raise ValueError(f"{path!r:.80}: metadata must be JSON text, not {type(meta).__name__}")
+    try:
+        decoded = json.loads(meta)
+    except ValueError as exc:
+        raise ValueError(f"{path!r:.80}: metadata is not JSON ({exc})") from None
+    checked = _version(path, etag, mtime, decoded)
+    return checked[0], checked[1], meta  # stored as it came: no second encoding
+
+
 def parse_snapshot(body: dict, after: str) -> tuple[int, list[Row], str | None]:
     """(seq, rows, next page's `after`) of a `/api/snapshot` answer; ValueError if invalid."""
     seq = _seq(body.get("seq"), "seq")
@@ -163,7 +178,7 @@ def parse_snapshot(body: dict, after: str) -> tuple[int, list[Row], str | None]:
     for entry in datasets:
         if not isinstance(entry, list) or len(entry) != 4:
             raise ValueError(f"a dataset must be a list of 4 fields, not {entry!r:.80}")
-        rows.append(_version(*entry))
+        rows.append(_stored_version(*entry))
     return seq, rows, following
 
 
@@ -287,18 +302,26 @@ class Replication:
         known = self.store.dataset_etags(root)
         seen: set[str] = set()
         after, first_seq = "", None
-        while True:
-            try:
-                seq, rows, following = parse_snapshot(client.snapshot(after), after)
-            except ValueError as exc:
-                raise self._refuse(root, "/api/snapshot", str(exc)) from None
-            if first_seq is None:
-                first_seq = seq
-            seen.update(path for path, _, _ in rows)
-            self.apply(root, [row for row in rows if known.get(row[0]) != row[1]], known)
-            if following is None:
-                break
-            after = following
+        # The next page is asked for while this one is checked and stored: the publisher
+        # and we each take about half of a page's time.
+        with ThreadPoolExecutor(1, thread_name_prefix="cat2sub-snapshot") as pool:
+            page = pool.submit(client.snapshot, after)
+            while True:
+                body = page.result()
+                ahead = body.get("next")
+                if isinstance(ahead, str) and ahead > after:
+                    page = pool.submit(client.snapshot, ahead)
+                try:
+                    seq, rows, following = parse_snapshot(body, after)
+                except ValueError as exc:
+                    raise self._refuse(root, "/api/snapshot", str(exc)) from None
+                if first_seq is None:
+                    first_seq = seq
+                seen.update(path for path, _, _ in rows)
+                self.apply(root, [row for row in rows if known.get(row[0]) != row[1]], known)
+                if following is None:
+                    break
+                after = following
         self.apply(root, [(path, None, None) for path in known.keys() - seen])
         # Later pages may be newer than the first: the changes since it settle every path.
         self.store.set_root_seq(root, first_seq)

@@ -406,10 +406,15 @@ class Store:
             pk=("root", "path"),
         )
 
-    def put_datasets(self, root: str, rows: list[tuple[str, str, dict]]) -> None:
-        """Store many (path, etag, meta) of a root in one transaction (snapshots, deltas)."""
+    def put_datasets(self, root: str, rows: list[tuple[str, str, dict | str]]) -> None:
+        """Store many (path, etag, meta) of a root in one transaction (snapshots, deltas).
+
+        `meta` is a map, or JSON text already checked (stored as it is)."""
         now = time.time()
-        values = [(root, path, etag, json.dumps(meta), now) for path, etag, meta in rows]
+        values = [
+            (root, path, etag, meta if isinstance(meta, str) else json.dumps(meta), now)
+            for path, etag, meta in rows
+        ]
         conn = self._conn()
         # The connection is in autocommit mode (`with conn` opens no transaction there):
         # one explicit transaction, or each row would be one, with its own sync to disk.

@@ -8,6 +8,7 @@ processes over the real RabbitMQ.  The publisher counts its requests per route
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ import pytest
 
 from caterva2.broker.messages import decode
 from caterva2.common.daemon import http_server
+from caterva2.publisher import change_api
 from caterva2.publisher.api import Stats, create_app
 from caterva2.publisher.root_adapters import DirectoryRoot
 from caterva2.publisher.state import Change, State
@@ -176,7 +178,8 @@ def test_a_publisher_whose_log_lost_the_changes_answers_gone_and_a_snapshot_foll
             remote.close()
 
 
-def test_follow_answers_at_once_and_roots_show_its_progress_until_ready(tmp_path):
+def test_follow_answers_at_once_and_roots_show_its_progress_until_ready(tmp_path, monkeypatch):
+    monkeypatch.setattr(change_api, "MAX_SNAPSHOT", 7)  # 30 datasets: a snapshot of 5 pages
     gate = threading.Event()
     with state_publisher(tmp_path, gate) as pub:
         for n in range(30):
@@ -199,7 +202,8 @@ def test_follow_answers_at_once_and_roots_show_its_progress_until_ready(tmp_path
             )
             sync = client.simulate_get("/api/roots").json[ROOT]["sync"]
             assert sync == {"state": "ready", "seq": 30, "datasets": 30}
-            assert len(client.simulate_get(f"/api/list/{ROOT}").json) == 30
+            assert client.simulate_get(f"/api/list/{ROOT}").json == sorted(pub.state.etags())
+            assert pub.requests(SNAPSHOT) == 5
             assert not (tmp_path / "sub" / "cache" / ROOT).exists()  # nothing read, nothing cached
         finally:
             sub.close()
@@ -255,9 +259,11 @@ class BadPublisher:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"datasets": [["../../etc/passwd", "e1", 0.0, {}]]},
-        {"datasets": [["ok.b2nd", 12, 0.0, {}]]},
-        {"datasets": [["ok.b2nd", "e1", 0.0, {"shape": [3], "chunks": "x"}]]},
+        {"datasets": [["../../etc/passwd", "e1", 0.0, "{}"]]},
+        {"datasets": [["ok.b2nd", 12, 0.0, "{}"]]},
+        {"datasets": [["ok.b2nd", "e1", 0.0, '{"shape": [3], "chunks": "x"}']]},
+        {"datasets": [["ok.b2nd", "e1", 0.0, {"a map": "not JSON text"}]]},
+        {"datasets": [["ok.b2nd", "e1", 0.0, "{not json"]]},
         {"datasets": "not a list"},
     ],
 )
@@ -274,7 +280,8 @@ def test_a_bad_snapshot_is_refused_and_nothing_of_it_is_stored(tmp_path, caplog,
         hostile_url = f"http://127.0.0.1:{port}"
         remote = remote_roots(tmp_path / "sub", hostile_url)
         try:
-            hostile.answers["snapshot"] = {"seq": 1, "datasets": [["a.b2nd", etag, 0.0, meta]]}
+            good = [["a.b2nd", etag, 0.0, json.dumps(meta)]]
+            hostile.answers["snapshot"] = {"seq": 1, "datasets": good}
             hostile.answers["changes"] = {"seq": 1, "changes": [], "more": False}
             remote.follow(ROOT, wait=True)
             assert stored(remote) == {"a.b2nd": etag}
