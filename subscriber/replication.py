@@ -337,15 +337,21 @@ class Replication:
         if not rows:
             return
         cache = self.remote.cache
-        self.store.put_datasets(root, [r for r in rows if r[1] is not None])
-        for path, etag, _meta in rows:
-            if known is not None and path not in known:
+        if known is not None:
+            # New to us: nothing cached, nothing read yet; stored all in one transaction.
+            self.store.put_datasets(root, [r for r in rows if r[0] not in known and r[1]])
+        for path, etag, meta in rows:
+            if known is not None and path not in known and etag is not None:
                 continue
-            # The cached container of the old version goes; the next read builds the new one.
+            # Row and container change together under the dataset's lock: a read between
+            # them would open the old version's container for the new metadata. The old
+            # container goes; the next read builds the new version's.
             with cache.lock(root, path):
                 cache.remove(root, path)
                 if etag is None:
                     self.store.delete_dataset(root, path)
+                else:
+                    self.store.put_datasets(root, [(path, etag, meta)])
         self.remote._changed(root)
 
     # -- messages ------------------------------------------------------------------
