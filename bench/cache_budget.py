@@ -71,7 +71,7 @@ def run(workdir: Path, nchunks: int, row: int, reads: int, zipf_s: float, seed: 
     store = Store(statedir)
     store.upsert_root(ROOT, f"http://127.0.0.1:{port}", "etag-1", True, owner="bench")
     remote = RemoteRoots(store, statedir, cache_size=budget)
-    remote.follow(ROOT)
+    remote.follow(ROOT, wait=True)
     try:
         # Rank r (1 = hottest) lands on a chunk chosen by a fixed shuffle.
         order = rng.permutation(nchunks)

@@ -199,7 +199,16 @@ def cmd_roots(session: _Session, args: argparse.Namespace) -> None:
     for name, root in roots.items():
         # The special `@` roots are always followed: marking them says nothing.
         followed = isinstance(root, dict) and root.get("subscribed") and not name.startswith("@")
-        print(f"{name} (subscribed)" if followed else name)
+        sync = _sync_text(root.get("sync")) if followed else ""
+        print(f"{name} (subscribed{sync})" if followed else name)
+
+
+def _sync_text(sync: object) -> str:
+    """`, syncing: 120 datasets` (a followed remote root's progress), or nothing."""
+    if not isinstance(sync, dict) or "state" not in sync:
+        return ""
+    text = f", {sync['state']}: {sync.get('datasets', '?')} datasets"
+    return text + (f" ({sync['error']})" if sync.get("error") else "")
 
 
 def cmd_cache(session: _Session, args: argparse.Namespace) -> None:
@@ -229,6 +238,10 @@ def cmd_subscribe(session: _Session, args: argparse.Namespace) -> None:
     for warning in caught:
         print(f"Warning: {warning.message}", file=sys.stderr)
     print(answer if isinstance(answer, str) else json.dumps(answer))
+    # A remote root is followed in the background: say how far it got.
+    root = session.client.get_roots().get(args.root.split("/", 1)[0])
+    if isinstance(root, dict) and isinstance(root.get("sync"), dict):
+        print(f"{args.root}{_sync_text(root['sync'])} (see `cat2cli roots`)")
 
 
 def cmd_list(session: _Session, args: argparse.Namespace) -> None:

@@ -10,7 +10,6 @@ live state, not history: they are not kept in the outbox.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
@@ -29,8 +28,8 @@ from ..broker.messages import (
 )
 from ..broker.publisher import ConfirmedPublisher, PublisherClosed
 from ..common.errors import NotFound
-from .root_adapters import RootAdapter
-from .state import State
+from .root_adapters import DatasetStat, RootAdapter
+from .state import Change, State
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +38,9 @@ DEFAULT_RESCAN = 60.0
 """Seconds between two rescans of the root, which catch changes whose events were lost."""
 SETTLE = 2.0
 """A rescan leaves a file changed less than this long ago for later: it may be mid-write."""
+BATCH = 256
+"""Changes recorded in one transaction at most (bursts, the start-up scan)."""
 _RESCAN = object()  # queue item: compare the whole root with the recorded etags
-
-
-def root_etag(etags: dict[str, str]) -> str:
-    """One etag for a whole root: a digest of every dataset's path and etag."""
-    digest = hashlib.sha256()
-    for relpath, etag in sorted(etags.items()):
-        digest.update(f"{relpath}\0{etag}\n".encode())
-    return digest.hexdigest()[:32]
 
 
 class Announcer:
@@ -82,8 +75,7 @@ class Announcer:
         self._queue: queue.Queue[Any] = queue.Queue()
         self._stopping = threading.Event()
         self._scanned = threading.Event()
-        self._etag_lock = threading.Lock()
-        self._root_etag: str | None = None
+        self._unannounced = 0  # datasets the last scan left for later (changed a moment ago)
         self._last_heartbeat: Future | None = None
         self._worker = threading.Thread(target=self._work, name="cat2pub-changes", daemon=True)
         self._beater = threading.Thread(target=self._beat, name="cat2pub-heartbeat", daemon=True)
@@ -129,6 +121,10 @@ class Announcer:
         """Wait until the start-up scan of the root is done."""
         return self._scanned.wait(timeout)
 
+    def index_complete(self) -> bool:
+        """Whether the recorded etags name every dataset: scanned, none left for later."""
+        return self._scanned.is_set() and not self._unannounced
+
     # -- input ---------------------------------------------------------------
 
     def notify(self, fs_relpath: str) -> None:
@@ -150,14 +146,17 @@ class Announcer:
     @property
     def root_etag(self) -> str:
         """The etag of the root as announced so far."""
-        with self._etag_lock:
-            if self._root_etag is None:
-                self._root_etag = root_etag(self.state.etags())
-            return self._root_etag
+        return self.state.root_etag()
 
     def announce(self, online: bool = True) -> Future[None]:
-        """Publish a fresh announcement of the root."""
-        message = RootAnnouncement(root=self.name, url=self.url, etag=self.root_etag, online=online)
+        """Publish a fresh announcement of the root, with its last change's seq."""
+        message = RootAnnouncement(
+            root=self.name,
+            url=self.url,
+            etag=self.state.root_etag(),
+            online=online,
+            seq=self.state.seq,
+        )
         return self.publisher.publish(message)
 
     def _on_discover(self, request: DiscoverRequest) -> None:
@@ -204,28 +203,51 @@ class Announcer:
             try:
                 if item is _RESCAN:
                     self._rescan()
-                else:
-                    for relpath in sorted(self.adapter.affected(item, self.state.etags())):
+                    continue
+                # A burst: take what else is waiting, and record it all in one transaction.
+                items = [item]
+                while len(items) < BATCH:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None or more is _RESCAN:
+                        self._queue.put(more)  # after this batch
+                        break
+                    items.append(more)
+                pending: dict[str, Change] = {}
+                for fs_relpath in items:
+                    for relpath in sorted(self.adapter.affected(fs_relpath, self.state.known())):
                         if self._stopping.is_set():
                             return
-                        self._reconcile(relpath)
+                        self._reconcile(relpath, pending)
+                self._commit(pending)
             except Exception:
                 log.exception("handling change %r failed", item)
 
     def _rescan(self) -> None:
         recorded = self.state.etags()
-        before = self.root_etag
+        before = self.state.root_etag()
         settled_before = time.time() - self.settle
         left = 0
-        for relpath in sorted(set(recorded) | set(self.adapter.datasets())):
+        pending: dict[str, Change] = {}
+        listed, versions = self.adapter.scan()
+        for relpath in sorted(set(recorded) | set(listed)):
             if self._stopping.is_set():
                 return
             try:
-                left += not self._reconcile(relpath, settled_before)
+                found = versions.get(relpath)
+                left += not self._reconcile(relpath, pending, settled_before, found)
             except Exception:
                 log.exception("announcing %s failed", relpath)
+            if len(pending) >= BATCH:
+                self._commit(pending)
+        self._commit(pending)
+        self._unannounced = left
+        if not self._scanned.is_set():
+            log.info("start-up scan of %s done: %d datasets", self.name, len(self.state.known()))
         self._scanned.set()
-        if self.root_etag != before and not self._stopping.is_set():
+        if self.state.root_etag() != before and not self._stopping.is_set():
             self.announce()
         if left and not self._stopping.is_set():
             # Changed a moment ago: the watcher reports them once settled, unless their
@@ -235,14 +257,25 @@ class Announcer:
             timer.daemon = True
             timer.start()
 
-    def _reconcile(self, relpath: str, settled_before: float | None = None) -> bool:
-        """Announce a dataset if its current version differs from the recorded one.
+    def _reconcile(
+        self,
+        relpath: str,
+        pending: dict[str, Change],
+        settled_before: float | None = None,
+        current: DatasetStat | None = None,
+    ) -> bool:
+        """Add a dataset's change to `pending` if its version differs from the recorded one.
 
         With `settled_before`, a version changed after that time is not announced
-        (it may be mid-write): returns False then, True otherwise.
+        (it may be mid-write): returns False then, True otherwise. `current`: its
+        version if known already (from a scan), else asked of the adapter.
         """
-        recorded = self.state.etag(relpath)
-        current = self.adapter.stat(relpath)
+        if relpath in pending:
+            recorded = pending[relpath].etag
+        else:
+            recorded = self.state.etag(relpath)
+        if current is None:
+            current = self.adapter.stat(relpath)
         if (
             settled_before is not None
             and current is not None
@@ -257,21 +290,45 @@ class Announcer:
                 current = None  # vanished meanwhile
             else:
                 if stat.etag != recorded:
-                    kind = "created" if recorded is None else "modified"
-                    self._commit(
-                        relpath,
-                        ChangeMessage(self.name, relpath, kind, stat.etag, stat.mtime, meta),
-                        meta,
-                    )
+                    was_known = self.state.etag(relpath) is not None
+                    kind = "modified" if was_known else "created"
+                    pending[relpath] = Change(relpath, kind, stat.etag, stat.mtime, meta)
                 return True
         if current is None and recorded is not None:
-            self._commit(relpath, ChangeMessage(self.name, relpath, "deleted"), None)
-            self.adapter.forget(relpath)
+            if self.state.etag(relpath) is None:
+                pending.pop(relpath)  # created and gone within one batch: nothing to say
+            else:
+                pending[relpath] = Change(relpath, "deleted")
         return True
 
-    def _commit(self, relpath: str, message: ChangeMessage, meta: dict | None) -> None:
-        row_id = self.state.record(relpath, message.etag, message.mtime, meta, encode(message))
-        with self._etag_lock:
-            self._root_etag = None
-        log.info("%s %s/%s (etag %s)", message.kind, self.name, relpath, message.etag)
-        self._publish(row_id, message)
+    def _commit(self, pending: dict[str, Change]) -> None:
+        """Record and publish the pending changes (one transaction), then empty `pending`."""
+        if not pending:
+            return
+        changes = list(pending.values())
+        pending.clear()
+        messages: dict[int, ChangeMessage] = {}
+
+        def encoded(change: Change, seq: int) -> bytes:
+            message = ChangeMessage(
+                self.name,
+                change.relpath,
+                change.kind,
+                change.etag,
+                change.mtime,
+                change.meta or {},
+                seq=seq,
+            )
+            messages[seq] = message
+            return encode(message)
+
+        queued = self.state.record(changes, encoded)
+        log.info(
+            "recorded %d change(s) of %s, up to seq %d", len(changes), self.name, queued[-1][1]
+        )
+        for change in changes:
+            log.debug("%s %s/%s (etag %s)", change.kind, self.name, change.relpath, change.etag)
+            if change.kind == "deleted":
+                self.adapter.forget(change.relpath)
+        for row_id, seq in queued:
+            self._publish(row_id, messages[seq])

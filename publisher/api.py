@@ -2,7 +2,9 @@
 
 Routes (paths relative to the root, e.g. `dir1/ds-2d.b2nd`):
 
-- `GET /api/list` → JSON list of dataset paths, sorted.
+- `GET /api/list` → JSON list of dataset paths, sorted (the announced ones, when the
+  publisher keeps a state); `?after=PATH&limit=N` pages it.
+- `GET /api/changes`, `GET /api/snapshot`: replication (see `change_api`).
 - `GET /api/info/{path}` → metadata JSON (compat 3.3) with `ETag`;
   `If-None-Match` with the current etag → 304. `Caterva2-Announced: false`
   says the version described has not been announced yet (still settling):
@@ -14,14 +16,17 @@ Routes (paths relative to the root, e.g. `dir1/ds-2d.b2nd`):
   or the `.b2` copy of a regular file), with `ETag` and single `Range` support.
   If the file is written while it is streamed, the answer is cut short (the
   connection closed before `Content-Length` bytes), which clients report.
-- `GET /api/stats` → how many times each chunk and file was served;
+- `GET /api/stats` → how many times each chunk and file was served, and
+  how many requests each route answered (`requests`, by route template);
   `DELETE /api/stats` resets the counters.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import email.utils
+import json
 import logging
 import os
 import threading
@@ -42,7 +47,9 @@ from ..common.falcon_app import (
     set_etag,
 )
 from ..common.stored_chunks import file_version
+from . import change_api
 from .root_adapters import RootAdapter, StoredFile
+from .state import State
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,14 @@ class Stats:
         self._lock = threading.Lock()
         self.chunks: collections.Counter[tuple[str, int]] = collections.Counter()
         self.files: collections.Counter[str] = collections.Counter()
+        self.requests: collections.Counter[str] = collections.Counter()
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        """Falcon middleware: count every request by its route (what replication costs)."""
+        with self._lock:
+            self.requests[req.uri_template or "(no route)"] += 1
 
     def chunk_served(self, relpath: str, nchunk: int) -> None:
         """Count one chunk sent."""
@@ -76,6 +91,7 @@ class Stats:
                 "chunks": chunks,
                 "chunks_total": sum(self.chunks.values()),
                 "files": dict(sorted(self.files.items())),
+                "requests": dict(sorted(self.requests.items())),
             }
 
     def reset(self) -> None:
@@ -83,14 +99,31 @@ class Stats:
         with self._lock:
             self.chunks.clear()
             self.files.clear()
+            self.requests.clear()
 
 
 class ListResource:
-    def __init__(self, adapter: RootAdapter) -> None:
+    def __init__(
+        self, adapter: RootAdapter, index: Callable[[], list[str] | None] | None = None
+    ) -> None:
         self.adapter = adapter
+        # The announced paths, sorted, kept in memory (no walk of the root); None until
+        # the start-up scan has announced them all.
+        self.index = index
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self.adapter.datasets()
+        paths = self.index() if self.index is not None else None
+        if paths is None:
+            paths = self.adapter.datasets()
+        after = req.get_param("after")
+        limit = req.get_param_as_int("limit", min_value=1)
+        if after:
+            paths = paths[bisect.bisect_right(paths, after) :]
+        if limit is not None:
+            paths = paths[:limit]
+        # Serialised here: Falcon's media handler costs much more on 100,000 paths.
+        resp.content_type = falcon.MEDIA_JSON
+        set_body(resp, json.dumps(paths).encode())
 
 
 class InfoResource:
@@ -218,11 +251,20 @@ def create_app(
     adapter: RootAdapter,
     stats: Stats | None = None,
     announced: Callable[[str], str | None] | None = None,
+    state: State | None = None,
+    index: Callable[[], list[str] | None] | None = None,
 ) -> falcon.App:
-    """The WSGI app serving one root; `announced(relpath)` is the etag last announced."""
+    """The WSGI app serving one root; `announced(relpath)` is the etag last announced.
+
+    With the publisher's `state`, it also serves the change log and snapshots.
+    `index()`: the sorted dataset paths to list (None: walk the root).
+    """
     stats = stats or Stats()
-    app = new_app(middleware=[AccessLog()])  # cat2pub --loglevel info: one line a request
-    app.add_route("/api/list", ListResource(adapter))
+    app = new_app(middleware=[AccessLog(), stats])  # cat2pub --loglevel info: one line a request
+    if state is not None:
+        announced = announced or state.etag
+        change_api.add_routes(app, state)
+    app.add_route("/api/list", ListResource(adapter, index))
     app.add_route("/api/info/{path:path}", InfoResource(adapter, announced))
     chunks = ChunkResource(adapter, stats)
     app.add_route("/api/chunk/{path:path}", chunks)

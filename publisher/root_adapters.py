@@ -105,6 +105,10 @@ class RootAdapter(abc.ABC):
     def datasets(self) -> list[str]:
         """Every dataset path, sorted."""
 
+    def scan(self) -> tuple[list[str], dict[str, DatasetStat]]:
+        """Every dataset path, and the versions of those it found without `stat` (rescans)."""
+        return self.datasets(), {}
+
     @abc.abstractmethod
     def affected(self, fs_relpath: str, known: Iterable[str]) -> set[str]:
         """Dataset paths a settled change of `fs_relpath` (see `Watcher`) may concern.
@@ -158,6 +162,9 @@ class DirectoryRoot(RootAdapter):
         self.cachedir = Path(cachedir).resolve()
         # The state directory may live inside the root (the default is relative to the cwd).
         self._excluded = {Path(p).resolve() for p in (*exclude, self.cachedir)}
+        # The same as strings: checked for every file of every scan, where pathlib costs.
+        self._root_s = str(self.rootdir)
+        self._excluded_s = [str(p) for p in self._excluded]
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         # Open native containers by path, with the identity of the file they read:
@@ -186,8 +193,8 @@ class DirectoryRoot(RootAdapter):
             check_remote_path(fs_relpath)
         except BadRequest:
             return True
-        full = self.rootdir / fs_relpath
-        return any(full == ex or ex in full.parents for ex in self._excluded)
+        full = os.path.normpath(os.path.join(self._root_s, fs_relpath))
+        return any(full == ex or full.startswith(ex + os.sep) for ex in self._excluded_s)
 
     @staticmethod
     def logical_name(fs_relpath: str) -> str:
@@ -198,7 +205,8 @@ class DirectoryRoot(RootAdapter):
 
     def _inside(self, path: Path) -> bool:
         """Whether a file really lies inside the root once every symlink is followed."""
-        return Path(os.path.realpath(path)).is_relative_to(self.rootdir)
+        real = os.path.realpath(path)
+        return real == self._root_s or real.startswith(self._root_s + os.sep)
 
     def _source(self, relpath: str) -> tuple[Path, bool] | None:
         """The file behind a dataset path and whether it is served natively.
@@ -243,13 +251,56 @@ class DirectoryRoot(RootAdapter):
         found = {self.logical_name(p) for p in self._walk(self.rootdir)}
         return sorted(p for p in found if self._source(p) is not None)
 
+    def scan(self) -> tuple[list[str], dict[str, DatasetStat]]:
+        """Every dataset path, and the version of each plain Blosc2 container among them.
+
+        One pass of `os.scandir`: a container that is a regular file (no symlink) in
+        folders the walk entered (it follows no symlink) lies inside the root, and its
+        directory entry gives its version; only the other files need `_source`. A
+        rescan of 100,000 datasets took 20 s through `datasets()` and `stat()`.
+        """
+        found: set[str] = set()
+        versions: dict[str, DatasetStat] = {}
+        folders = [""]
+        while folders:
+            prefix = folders.pop()
+            try:
+                entries = list(os.scandir(os.path.join(self._root_s, prefix)))
+            except OSError:
+                continue  # gone meanwhile, or unreadable: as os.walk does
+            for entry in entries:
+                fs_relpath = prefix + entry.name
+                if self.is_ignored(fs_relpath):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(fs_relpath + "/")
+                        continue
+                    if not entry.is_file():
+                        continue
+                    if entry.name.endswith(CONTAINER_SUFFIXES) and not entry.is_symlink():
+                        versions[fs_relpath] = _dataset_stat(entry.stat())
+                        found.add(fs_relpath)
+                        continue
+                except OSError:
+                    continue
+                relpath = self.logical_name(fs_relpath)
+                if relpath not in found and self._source(relpath) is not None:
+                    found.add(relpath)
+        return sorted(found), versions
+
     def affected(self, fs_relpath: str, known: Iterable[str]) -> set[str]:
         """The dataset of that file, and the known datasets below it if it is a directory."""
         fs_relpath = check_relpath(fs_relpath)
         if not fs_relpath:
             return set(known)
+        name = self.logical_name(fs_relpath)
+        paths = {name}
+        if name in known or os.path.isfile(os.path.join(self._root_s, fs_relpath)):
+            # A file (or a dataset that was one): nothing below it. Looking through every
+            # known dataset for each event made a burst in a big root quadratic.
+            return paths
         prefix = fs_relpath + "/"
-        paths = {self.logical_name(fs_relpath)}
         paths.update(p for p in known if p.startswith(prefix))
         return paths
 

@@ -51,6 +51,8 @@ class PublisherSettings:
     rescan: float = DEFAULT_RESCAN
     loglevel: str = "warning"
     threads: int = 8
+    change_log: int = 10_000
+    """Changes kept for subscribers that missed some (older: they take a snapshot)."""
 
 
 def check_root_name(name: str) -> str:
@@ -97,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds between rescans of the root for missed changes, 0 = never "
         f"(default {DEFAULT_RESCAN:g})",
     )
+    parser.add_argument(
+        "--change-log",
+        type=int,
+        dest="change_log",
+        help="changes kept for subscribers that missed some (default 10000)",
+    )
     parser.add_argument("--loglevel", help="debug, info, warning (default) or error")
     return parser
 
@@ -110,7 +118,8 @@ def load_settings(args: argparse.Namespace) -> PublisherSettings:
     """Settings from the command line, then `[publisher(.ID)]`, then defaults."""
     conf = load_config(args.conf)
     values: ReadKeys = ReadKeys(section(conf, "publisher", args.id))
-    for key in ("name", "root", "http", "url", "statedir", "heartbeat", "rescan", "loglevel"):
+    keys = ("name", "root", "http", "url", "statedir", "heartbeat", "rescan", "loglevel")
+    for key in (*keys, "change_log"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     if not values.get("name"):
@@ -143,6 +152,9 @@ def load_settings(args: argparse.Namespace) -> PublisherSettings:
         parameters(broker_url)  # refuse a malformed URL now, not in a background thread
     except BrokerConfigError as exc:
         raise ConfigError(str(exc)) from exc
+    change_log = values.get("change_log", 10_000)
+    if isinstance(change_log, bool) or not isinstance(change_log, int) or change_log < 1:
+        raise ConfigError(f"change_log must be a positive number of changes, not {change_log!r}")
     url = str(values.get("url") or default_url(http)).rstrip("/")
     try:
         paths.check_publisher_url(url)  # subscribers refuse announcements of any other kind
@@ -161,6 +173,7 @@ def load_settings(args: argparse.Namespace) -> PublisherSettings:
         heartbeat=heartbeat,
         rescan=rescan,
         loglevel=loglevel,
+        change_log=change_log,
     )
 
 
@@ -192,7 +205,7 @@ def serve(settings: PublisherSettings) -> None:
     settings.statedir.mkdir(parents=True, exist_ok=True)
     lock = _lock_statedir(settings.statedir)
     try:
-        state = State(settings.statedir)
+        state = State(settings.statedir, settings.change_log)
     except StateError as exc:
         raise ConfigError(str(exc)) from None
     state.bind_root(settings.name, str(settings.root))
@@ -204,9 +217,6 @@ def serve(settings: PublisherSettings) -> None:
         adapter = DirectoryRoot(
             settings.root, settings.statedir / "cache", exclude=[settings.statedir]
         )
-    # Listen before announcing: subscribers come asking as soon as they hear of us.
-    app = create_app(adapter, announced=state.etag)
-    server = http_server(app, settings.http, settings.threads, "caterva2-publisher")
     announcer = Announcer(
         settings.name,
         settings.url,
@@ -216,6 +226,14 @@ def serve(settings: PublisherSettings) -> None:
         heartbeat=settings.heartbeat,
         rescan_every=settings.rescan,
     )
+    # Listen before announcing: subscribers come asking as soon as they hear of us.
+    # Listings come from the announced index once the start-up scan has filled it.
+    app = create_app(
+        adapter,
+        state=state,
+        index=lambda: state.paths() if announcer.index_complete() else None,
+    )
+    server = http_server(app, settings.http, settings.threads, "caterva2-publisher")
     watcher = Watcher(
         adapter.watch_dir,
         announcer.notify,

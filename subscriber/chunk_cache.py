@@ -292,10 +292,17 @@ class ChunkCache:
                     self._proxies.move_to_end((root, path))
                     kept[1].src.retarget(meta, client, etag)
                     return kept[1]  # its source reports fetches already (see below)
-            proxy = blosc2.Proxy(
-                source_for(meta, client, path, etag), urlpath=str(target), mode="a"
-            )
-            held = _version_of(proxy)
+            try:
+                proxy = blosc2.Proxy(
+                    source_for(meta, client, path, etag), urlpath=str(target), mode="a"
+                )
+                held = _version_of(proxy)
+            except ValueError:
+                # Built for another geometry: another version's container (left by a
+                # crash between store and cache). Rebuilt below for the one wanted.
+                if etag is None:
+                    raise
+                proxy = held = None
             if etag is None:
                 etag = held  # whichever version is cached
         elif etag is None:

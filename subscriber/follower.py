@@ -72,17 +72,23 @@ class Follower:
                 message.etag,
                 message.meta,
                 message.sender,
+                message.seq,
             )
         elif isinstance(message, RootAnnouncement):
             self.remote.announce(
-                message.root, message.url, message.etag, message.online, message.sender
+                message.root,
+                message.url,
+                message.etag,
+                message.online,
+                message.sender,
+                message.seq,
             )
 
     def _resume(self) -> None:
-        """After a restart: revalidate every followed root (catch-up comes from the queue)."""
+        """After a restart: catch every followed root up (the changes since its seq)."""
         for root in self.remote.store.subscriptions():
             if self.remote.is_known(root):
-                self.remote._quiet_sync(root)
+                self.remote.replication.start(root)
 
     def close(self) -> None:
         self._mirror.close()

@@ -270,7 +270,7 @@ class Resolver:
 
     def _remote(self, label: str, logical: str, root: str, relpath: str) -> RemoteOperand:
         try:
-            _etag, meta = self.remote._dataset(root, relpath)
+            _etag, meta = self.remote.dataset(root, relpath)
         except NotFound:
             if self.remote.is_known(root):
                 raise _Missing from None
@@ -384,10 +384,13 @@ class Evaluation:
             self.remote.cache.enforce_budget()  # holding no lock now
 
     def _proxy(self, op: RemoteOperand) -> blosc2.Proxy:
+        # The cache's own proxy (its lock is held): one record of what the file holds.
+        # Never read yet: its container is created now, for the version resolved.
+        found = self.remote.store.dataset(op.root, op.relpath)
+        etag = found[0] if found is not None and found[1] == op.meta else None
         try:
-            # The cache's own proxy (its lock is held): one record of what the file holds.
             return self.remote.cache.proxy(
-                op.root, op.relpath, op.meta, None, self.remote.client(op.root)
+                op.root, op.relpath, op.meta, etag, self.remote.client(op.root)
             )
         except FileNotFoundError:
             raise NotFound(f"{op.logical} is not in the cache yet; try again") from None

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
+import msgpack
 
 from ..common.errors import BadRequest, NotFound, ServiceUnavailable
 from ..common.falcon_app import ANNOUNCED_HEADER
@@ -27,6 +28,14 @@ UPSTREAM_PAUSE = 30.0
 
 class StaleDataset(ServiceUnavailable):
     """The publisher has a newer version of a dataset than the one being read."""
+
+
+class NoReplication(Exception):
+    """The publisher serves no change log nor snapshots (a Caterva2 before sequences)."""
+
+
+class InvalidAnswer(ServiceUnavailable):
+    """A publisher's answer that is not what its route promises (refused, nothing applied)."""
 
 
 class Upstream:
@@ -97,6 +106,40 @@ class PublisherClient:
     def list(self) -> list[str]:
         """Every dataset path of the root."""
         return self._get("/api/list").json()
+
+    def changes(self, since: int) -> dict | None:
+        """The publisher's changes after `since` (undecoded map), or None if it has them no more.
+
+        `NoReplication` when the publisher has no change log (an older Caterva2).
+        """
+        return self._replication("/api/changes", {"since": since})
+
+    def snapshot(self, after: str = "") -> dict:
+        """One page of the root's snapshot, from the dataset after `after` (undecoded map)."""
+        return self._replication("/api/snapshot", {"after": after} if after else {})
+
+    def _replication(self, route: str, params: dict) -> dict | None:
+        try:
+            resp = self.http.get(f"{self.url}{route}", params=params, timeout=TIMEOUT)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        if resp.status_code == 410:
+            return None
+        if resp.status_code in (404, 405):
+            raise NoReplication(f"the publisher of {self.root} has no {route}")
+        self._check(resp.status_code, resp.content, route)
+        if resp.status_code != 200:
+            raise ServiceUnavailable(
+                f"The publisher of {self.root} answered {route} with {resp.status_code}"
+            )
+        try:
+            # Untrusted: plain maps, lists and scalars only; the caller checks every field.
+            body = msgpack.unpackb(resp.content, raw=False, strict_map_key=True)
+        except Exception as exc:  # msgpack raises several unrelated types for bad input
+            raise InvalidAnswer(f"{route} of {self.root}: not msgpack ({exc})") from None
+        if not isinstance(body, dict):
+            raise InvalidAnswer(f"{route} of {self.root}: not a map")
+        return body
 
     def info(self, path: str, etag: str | None = None) -> tuple[dict, str, bool] | None:
         """(metadata, etag, announced) of a dataset, or None when `etag` is still current.

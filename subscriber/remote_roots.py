@@ -1,10 +1,13 @@
 """Remote roots: what publishers announce, the roots this subscriber follows, and reads of them.
 
 A followed root's listing and metadata live in the store (table `datasets`);
-its data lives in the chunk cache. Every update is idempotent and keyed by
-etag, so replayed or duplicated change messages are harmless, and a resync
-(on follow, on restart, or when a heartbeat shows a new root etag) repairs
-whatever a lost message left stale.
+its data lives in the chunk cache, whose containers are created at first read.
+Roots are kept current by their change sequence (see `replication`): following
+returns at once and the root's metadata arrives in the background. Every update
+is idempotent and keyed by etag, so replayed or duplicated change messages are
+harmless. Publishers without sequences are followed the old way: a resync (on
+follow, on restart, or when a heartbeat shows a new root etag) lists the root
+and revalidates every dataset.
 
 One version per answer: a dataset's store row and its cached container change
 together under the dataset's cache lock, and every read (slices, chunks, whole
@@ -22,18 +25,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import blosc2
-
 from ..broker.consumer import Refused
 from ..common.b2meta import str_to_dtype
-from ..common.chunk_plan import chunk_region
 from ..common.errors import BadRequest, NotFound, PreconditionFailed, ServiceUnavailable
 from ..common.falcon_app import etag_matches, file_part
 from ..common.paths import CONTAINER_SUFFIXES, check_remote_path, logical_name, stored_name
-from ..common.slices import Key, normalise_key
+from ..common.slices import Key
 from . import datasets
 from .chunk_cache import ChunkCache
 from .publisher_client import PublisherClient, PublisherPool, StaleDataset
+from .read_plans import (
+    Plan,
+    chunk_key,
+    chunk_plan,
+    chunked_array,
+    readable,
+    schunk_of,
+    selection_plan,
+    served_name,
+)
+from .replication import Replication, check_meta
 from .root_interface import StreamedFile as RemoteFile
 from .store import Store
 
@@ -76,8 +87,10 @@ class RemoteRoots:
         # Mirroring: a root's change count, and the count its last complete mirror pass saw.
         self._changes: dict[str, int] = {}
         self._mirrored_at: dict[str, int] = {}
+        self._listings: dict[str, tuple[int, list[str]]] = {}  # root → (its change count, paths)
         self.mirror_wanted = threading.Event()
         """Set when a mirrored root may have chunks left to fetch (wakes the mirror loop)."""
+        self.replication = Replication(self)
 
     def close(self) -> None:
         self.pool.close()
@@ -87,6 +100,8 @@ class RemoteRoots:
         for root, mirror in self.store.subscriptions().items():
             self.cache.budget.pin(root, mirror)
             for path in self.store.dataset_etags(root):
+                if not self.cache.path(root, path).exists():
+                    continue  # never read: nothing cached (most of a big root)
                 found = self.store.dataset(root, path)
                 if found is None or ("shape" not in found[1] and "nbytes" not in found[1]):
                     continue
@@ -116,6 +131,8 @@ class RemoteRoots:
                 "refused": row.get("refused") or 0,
                 "refusal": row.get("refusal"),
                 "cache": self.cache.budget.usage(name),
+                # Followed roots: "syncing" until their metadata is all here, then "ready".
+                **({"sync": self.replication.status(name)} if name in subs else {}),
             }
             for name, row in self.store.remote_roots().items()
         }
@@ -154,19 +171,35 @@ class RemoteRoots:
         raise Refused(reason)
 
     def announce(
-        self, root: str, url: str, etag: str | None, online: bool, sender: str | None = None
+        self,
+        root: str,
+        url: str,
+        etag: str | None,
+        online: bool,
+        sender: str | None = None,
+        seq: int | None = None,
     ) -> None:
-        """Record a root announcement by its owner; resync a followed root whose etag moved."""
+        """Record a root announcement by its owner; catch up a followed root left behind.
+
+        With a `seq`, by the change sequence; without (an older publisher), by resyncing
+        the whole root when its etag moved.
+        """
         owner = self.check_sender(root, sender, "announcement")
         previous = self.store.upsert_root(root, url, etag, online, owner)
-        followed = root in self.store.subscriptions()
-        if followed and online and (previous is None or (previous["etag"] or "") != (etag or "")):
+        if not online or root not in self.store.subscriptions():
+            return
+        if seq is not None:
+            self.replication.on_announce(root, seq)
+        elif previous is None or (previous["etag"] or "") != (etag or ""):
             threading.Thread(target=self._quiet_sync, args=(root,), daemon=True).start()
 
     # Following
 
-    def follow(self, root: str, mirror: bool = False) -> None:
-        """Follow a root: record it, bind its changes, fetch its listing and metadata."""
+    def follow(self, root: str, mirror: bool = False, wait: bool = False) -> None:
+        """Follow a root: record it, bind its changes; its metadata comes in the background.
+
+        `wait`: return only once that first sync has ended (`/api/roots` shows its progress).
+        """
         if not self.is_known(root):
             raise NotFound(f"{root} not known by the broker")
         self.store.add_subscription(root, mirror)
@@ -174,18 +207,21 @@ class RemoteRoots:
         self._changed(root)
         if self.on_follow is not None:
             self.on_follow(root)
-        self._quiet_sync(root)
+        done = self.replication.start(root)
+        if wait:
+            done.wait()
 
     def unfollow(self, root: str) -> None:
         self.store.remove_subscription(root)
         self.store.delete_root_datasets(root)
         self.cache.remove_root(root)
         self.cache.budget.pin(root, False)
+        self._changed(root)
 
     def ensure_followed(self, root: str) -> None:
         """Follow a known root on first access (v2025.8.7 clients never subscribe)."""
         if root not in self.store.subscriptions():
-            self.follow(root)
+            self.follow(root, wait=True)
 
     def _sync_lock(self, root: str) -> threading.Lock:
         with self._guard:
@@ -238,7 +274,7 @@ class RemoteRoots:
             log.info("%s/%s: version %s not announced yet; kept ours", root, path, new_etag)
             return False
         try:
-            self._install(root, path, new_etag, meta, client)
+            self._install(root, path, new_etag, check_meta(meta), client)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             # Nothing is installed: the publisher's answer is not metadata we can use.
             reason = f"invalid metadata for {path!r} ({type(exc).__name__}: {exc})"
@@ -262,18 +298,10 @@ class RemoteRoots:
     def _install_version(self, root: str, path: str, etag: str, meta: dict, client) -> None:
         if "shape" not in meta and "nbytes" not in meta:
             log.warning("%s/%s has no Blosc2 metadata; not cached", root, path)
-            with self.cache.lock(root, path):
-                self.cache.remove(root, path)
-                self.store.put_dataset(root, path, etag, meta)
-            return
-        built = self.cache.build(path, meta, etag, client)
-        try:
-            # Container and store row change together: a read sees both or neither.
-            with self.cache.lock(root, path):
-                self.cache.swap(root, path, built)
-                self.store.put_dataset(root, path, etag, meta)
-        finally:
-            self.cache.discard(built)
+        # The old version's container goes with its row; the first read builds the new one.
+        with self.cache.lock(root, path):
+            self.cache.remove(root, path)
+            self.store.put_dataset(root, path, etag, meta)
 
     def _drop(self, root: str, path: str) -> None:
         with self.cache.lock(root, path):
@@ -289,12 +317,24 @@ class RemoteRoots:
         etag: str | None,
         meta: dict,
         sender: str | None = None,
+        seq: int | None = None,
     ) -> None:
-        """Apply one change message from the root's owner (idempotent: repeats change nothing)."""
+        """Apply one change message from the root's owner (idempotent: repeats change nothing).
+
+        With a `seq`, in sequence order (see `Replication.on_change`).
+        """
         if root not in self.store.subscriptions():
             return
         self.check_sender(root, sender, f"{kind} change of {path!r}")
         path = check_remote_path(path)  # messages are checked on decoding; this is the last door
+        if seq is not None:
+            row = (path, None, None) if kind == "deleted" else (path, etag, meta)
+            if row[1] is None and kind != "deleted":
+                # A change without its version: the publisher's change log has it.
+                self.replication.start(root)
+                return
+            self.replication.on_change(root, seq, row)
+            return
         if kind == "deleted":
             self._drop(root, path)
             return
@@ -309,7 +349,8 @@ class RemoteRoots:
 
     # Reads
 
-    def _dataset(self, root: str, relpath: str) -> tuple[str, dict]:
+    def dataset(self, root: str, relpath: str) -> tuple[str, dict]:
+        """(etag, metadata) of a dataset of a followed root; 404 when it has none."""
         self.ensure_followed(root)
         found = self.store.dataset(root, relpath)
         if found is None:
@@ -318,7 +359,17 @@ class RemoteRoots:
 
     def listing(self, root: str, relpath: str) -> list[str]:
         self.ensure_followed(root)
-        paths = sorted(self.store.dataset_etags(root))
+        with self._guard:
+            generation = self._changes.get(root, 0)
+            kept = self._listings.get(root)
+        if kept is not None and kept[0] == generation:
+            paths = kept[1]
+        else:
+            # Kept until the root's next change (a listing of 100,000 paths costs ~50 ms);
+            # under the generation read before it, so a change meanwhile discards it.
+            paths = self.store.dataset_paths(root)
+            with self._guard:
+                self._listings[root] = (generation, paths)
         if not relpath:
             return paths
         if relpath in paths:
@@ -331,7 +382,7 @@ class RemoteRoots:
 
     def versioned_info(self, root: str, relpath: str) -> tuple[dict, str | None]:
         """`info` and the ETag naming its version, for arrays stored as Blosc2 containers."""
-        etag, stored = self._dataset(root, relpath)
+        etag, stored = self.dataset(root, relpath)
         meta = dict(stored)
         if "schunk" in meta:
             meta["schunk"] = {**meta["schunk"], "urlpath": f"{root}/{stored_name(relpath)}"}
@@ -393,7 +444,7 @@ class RemoteRoots:
 
         `blocks`: the client takes big array selections as stored blocks (`BlockStream`).
         """
-        etag, meta = self._dataset(root, relpath)
+        etag, meta = self.dataset(root, relpath)
         readable(meta)
         if field and filter_:
             raise BadRequest("Cannot use 'field' and 'filter' together")
@@ -422,7 +473,7 @@ class RemoteRoots:
             nitems = meta["nbytes"] // meta["cparams"]["typesize"]
             if datasets.item_range(key, nitems) == (0, nitems):
                 return self.whole_file(root, relpath)
-        return self._read(root, relpath, lambda pinned: _selection_plan(pinned, key, field))
+        return self._read(root, relpath, lambda pinned: selection_plan(pinned, key, field))
 
     def chunk(
         self, root: str, relpath: str, nchunk: int, if_match: str | None = None
@@ -431,7 +482,7 @@ class RemoteRoots:
 
         With `if_match`, a chunk of any other version is refused (412).
         """
-        etag, meta = self._dataset(root, relpath)
+        etag, meta = self.dataset(root, relpath)
         readable(meta)
         schunk_meta = meta.get("schunk", meta)
         nchunks = schunk_meta["nchunks"]
@@ -464,7 +515,7 @@ class RemoteRoots:
 
     def download(self, root: str, relpath: str) -> datasets.Download:
         """The content: frames as stored, regular files decompressed (through the cache)."""
-        _etag, meta = self._dataset(root, relpath)
+        _etag, meta = self.dataset(root, relpath)
         readable(meta)
         filename = logical_name(relpath).rsplit("/", 1)[-1]
         ctype = mimetypes.guess_type(filename)[0]
@@ -513,7 +564,7 @@ class RemoteRoots:
                 if pause and stop.wait(pause):
                     return False
                 try:
-                    self._read(root, path, _chunk_plan(n))
+                    self._read(root, path, chunk_plan(n))
                 except (NotFound, ServiceUnavailable, BadRequest):
                     complete = False
                     break
@@ -532,61 +583,3 @@ def mirror_pause(meta: dict, chunks_per_second: float, bytes_per_second: float) 
     by_count = 1.0 / chunks_per_second if chunks_per_second else 0.0
     by_bytes = chunk_bytes / bytes_per_second if bytes_per_second else 0.0
     return max(by_count, by_bytes)
-
-
-Plan = Callable[[dict], tuple[Any, Callable[[Any], Any]]]
-"""Given the metadata of the version pinned for a read: (key of the chunks it needs, use)."""
-
-
-def _selection_plan(meta: dict, key: Key, field: str | None) -> tuple[Any, Callable]:
-    """The chunks a selection touches in this version, and how to answer it."""
-    if "shape" in meta:
-        items = normalise_key(key, tuple(meta["shape"]))
-        proxy_key = items if items else ()
-    else:
-        if field:
-            raise BadRequest("A byte stream has no fields")
-        nitems = meta["nbytes"] // meta["cparams"]["typesize"]
-        proxy_key = slice(*datasets.item_range(key, nitems))
-    return proxy_key, lambda c: datasets.selection_result(c, key, field)
-
-
-def _chunk_plan(nchunk: int) -> Plan:
-    """Fetch chunk `nchunk` into the cache (mirroring), whatever the version."""
-
-    def plan(meta: dict) -> tuple[Any, Callable]:
-        if nchunk >= meta.get("schunk", meta).get("nchunks", 0):
-            return (), lambda c: None  # the version changed under the mirror: nothing to do
-        return chunk_key(meta, nchunk), lambda c: None
-
-    return plan
-
-
-def served_name(relpath: str) -> str:
-    """The file name of what a publisher serves for a dataset: a container as it is, any
-    other file (an .h5 too) as `<name>.b2`, which clients decompress."""
-    name = logical_name(relpath.rsplit("/", 1)[-1])
-    return name if name.endswith(CONTAINER_SUFFIXES) else name + ".b2"
-
-
-def readable(meta: dict) -> None:
-    """400 with the publisher's reason for a dataset it lists but cannot serve."""
-    if "error" in meta and "shape" not in meta and "nbytes" not in meta:
-        raise BadRequest(f"The dataset cannot be read: {meta['error']}")
-
-
-def chunked_array(relpath: str, meta: dict) -> bool:
-    """Whether clients may assemble reads of a dataset from its chunks (Blosc2 arrays only)."""
-    return relpath.endswith(".b2nd") and "shape" in meta and "blocks" in meta
-
-
-def schunk_of(container):
-    return container.schunk if isinstance(container, blosc2.NDArray) else container
-
-
-def chunk_key(meta: dict, nchunk: int):
-    """The slice covering chunk `nchunk` of a dataset (row-major chunk order)."""
-    if "shape" not in meta:
-        chunksize = meta["chunksize"] // meta["cparams"]["typesize"]
-        return slice(nchunk * chunksize, (nchunk + 1) * chunksize)
-    return chunk_region(meta["shape"], meta["chunks"], nchunk)

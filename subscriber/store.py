@@ -98,12 +98,19 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
     db["roots"].add_column("refusal", str)
 
 
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    # The last change of a followed root applied here (its publisher's sequence number);
+    # NULL: none known yet (never synced, or a publisher without sequences).
+    db["subscriptions"].add_column("seq", int)
+
+
 # Index i upgrades a file from version i to version i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
     _migrate_2,
     _migrate_3,
     _migrate_4,
+    _migrate_5,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -398,6 +405,56 @@ class Store:
             },
             pk=("root", "path"),
         )
+
+    def put_datasets(self, root: str, rows: list[tuple[str, str, dict | str]]) -> None:
+        """Store many (path, etag, meta) of a root in one transaction (snapshots, deltas).
+
+        `meta` is a map, or JSON text already checked (stored as it is)."""
+        now = time.time()
+        values = [
+            (root, path, etag, meta if isinstance(meta, str) else json.dumps(meta), now)
+            for path, etag, meta in rows
+        ]
+        conn = self._conn()
+        # The connection is in autocommit mode (`with conn` opens no transaction there):
+        # one explicit transaction, or each row would be one, with its own sync to disk.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR REPLACE INTO datasets (root, path, etag, meta, updated) "
+                "VALUES (?, ?, ?, ?, ?)",
+                values,
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def dataset_paths(self, root: str) -> list[str]:
+        """The paths of a root's datasets, sorted (by the primary key's index: no sort)."""
+        rows = (
+            self._conn()
+            .execute("SELECT path FROM datasets WHERE root = ? ORDER BY path", [root])
+            .fetchall()
+        )
+        return [row[0] for row in rows]
+
+    def count_datasets(self, root: str) -> int:
+        return (
+            self._conn()
+            .execute("SELECT count(*) FROM datasets WHERE root = ?", [root])
+            .fetchone()[0]
+        )
+
+    def root_seq(self, root: str) -> int | None:
+        """The publisher's sequence number of the last change applied to a followed root."""
+        row = (
+            self._conn().execute("SELECT seq FROM subscriptions WHERE root = ?", [root]).fetchone()
+        )
+        return row[0] if row else None
+
+    def set_root_seq(self, root: str, seq: int | None) -> None:
+        self._conn().execute("UPDATE subscriptions SET seq = ? WHERE root = ?", [seq, root])
 
     def delete_dataset(self, root: str, path: str) -> None:
         self._conn().execute("DELETE FROM datasets WHERE root = ? AND path = ?", [root, path])

@@ -81,7 +81,7 @@ def subscriber(
     store = Store(statedir)
     store.upsert_root(ROOT, publisher.url, "etag-1", True, owner="pub")
     remote = RemoteRoots(store, statedir, cache_size=budget)
-    remote.follow(ROOT, mirror=mirror)
+    remote.follow(ROOT, mirror=mirror, wait=True)
     return remote
 
 

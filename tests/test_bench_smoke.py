@@ -86,3 +86,24 @@ def test_cache_budget_benchmark_prints_its_figures_as_json():
     assert doc["workload"]["budget_fraction"] == 0.1
     assert doc["cache_bytes_after"] <= doc["workload"]["cache_budget_bytes"]
     assert doc["eviction"]["chunks"] > 0
+
+
+def test_replication_benchmark_prints_its_figures_as_json():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.replication", "--sizes", "30", "--burst", "5"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    [figures] = doc["sizes"]
+    assert figures["n"] == 30
+    expected = {"publisher_cold_s", "publisher_warm_s", "follow_s", "subscriber_list_ms"}
+    expected |= {"publisher_list_ms", "burst_s", "requests_per_change", "rss_mb"}
+    assert expected <= figures.keys()
+    # Steady state: the burst's changes came in their messages, no snapshot after it.
+    assert "/api/snapshot" not in figures["requests"]
+    assert set(figures["rss_mb"]) == {"publisher", "subscriber"}
+    assert doc["targets_at_100k"]["requests_per_change"] == 2

@@ -236,7 +236,7 @@ def test_reads_of_a_root_with_a_quota_stay_within_it(tmp_path, publisher):
     store.upsert_root(ROOT, publisher.url, "etag-1", True, owner="pub")
     quota = 1024 * 1024
     remote = RemoteRoots(store, tmp_path / "sub", cache_quotas={ROOT: quota})
-    remote.follow(ROOT)
+    remote.follow(ROOT, wait=True)
     for row in range(12):
         np.testing.assert_array_equal(read_row(remote, row), publisher.data[row])
         assert remote.cache.budget.usage(ROOT)["bytes"] <= quota

@@ -61,7 +61,7 @@ def edge(statedir: Path, publisher: Publisher, upstream: str) -> RemoteRoots:
     store = Store(statedir)
     store.upsert_root(ROOT, publisher.url, "etag-1", True, owner="pub")
     remote = RemoteRoots(store, statedir, upstream=upstream)
-    remote.follow(ROOT)
+    remote.follow(ROOT, wait=True)
     return remote
 
 

@@ -508,7 +508,9 @@ def test_root_is_announced_at_start_with_heartbeats_on_discovery_and_offline_at_
     try:
         wait_http(f"http://127.0.0.1:{port}/api/list", proc)
         first, t0 = tap.announcement()
-        assert first == RootAnnouncement(name, f"http://pub.example:{port}", first.etag, True)
+        url = f"http://pub.example:{port}"
+        # An empty root: no change recorded yet, its sequence is at 0.
+        assert first == RootAnnouncement(name, url, first.etag, True, seq=0)
         # Other processes on a shared broker may ask for announcements too, so only
         # count what must be there: a heartbeat every second.
         beats = []
@@ -521,6 +523,7 @@ def test_root_is_announced_at_start_with_heartbeats_on_discovery_and_offline_at_
         make_array(tmp_path / "root" / "x.b2nd", np.arange(10))
         tap.changes(1, quiet=0)
         wait_for(lambda: tap.announcement()[0].etag != first.etag, "a new root etag")
+        assert tap.announcement()[0].seq == 1  # the heartbeats say how far the changes go
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         deadline = time.monotonic() + 5

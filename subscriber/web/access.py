@@ -45,6 +45,7 @@ class RootEntry:
     owner: str | None = None  # the broker user the root is pinned to
     refused: int = 0  # messages refused in its name
     cache: dict | None = None  # the chunk cache's figures (bytes, hit ratio, evictions)
+    sync: dict | None = None  # a followed remote root's sync: state, datasets so far, seq
 
 
 @dataclass
@@ -122,12 +123,11 @@ class Access:
                         url=row.get("http", ""),
                         subscribed=bool(row.get("subscribed")),
                         online=bool(row.get("online")),
-                        count=len(self.remote.store.dataset_etags(name))
-                        if counts and row.get("subscribed")
-                        else None,
+                        count=(row.get("sync") or {}).get("datasets") if counts else None,
                         owner=row.get("owner"),
                         refused=row.get("refused") or 0,
                         cache=row.get("cache"),
+                        sync=row.get("sync"),
                     )
                 )
         return entries
