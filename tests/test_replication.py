@@ -36,7 +36,6 @@ from caterva2.subscriber.remote_roots import RemoteRoots
 from caterva2.subscriber.settings import SubscriberSettings
 from caterva2.subscriber.store import Store
 
-from .app_support import wait_until
 from .services import free_port, wait_for
 from .test_pubsub import delete_queue, lab, listing, publisher_view, remote_shape, write_array
 
@@ -145,7 +144,7 @@ def test_in_order_changes_cost_no_request_duplicates_are_ignored_gaps_take_a_del
             pub.delete("a.b2nd")
             seq, etag_c, meta_c = pub.write("c.b2nd", np.arange(7))
             remote.apply_change(ROOT, "c.b2nd", "created", etag_c, meta_c, "pub", seq)
-            wait_until(lambda: remote.store.root_seq(ROOT) == seq, "the catch-up")
+            wait_for(lambda: remote.store.root_seq(ROOT) == seq, "the catch-up")
             assert stored(remote) == pub.state.etags()
             assert pub.requests(CHANGES) == before[CHANGES] + 1
             assert pub.requests(SNAPSHOT) == 1
@@ -171,7 +170,7 @@ def test_a_publisher_whose_log_lost_the_changes_answers_gone_and_a_snapshot_foll
             last = pub.delete("a.b2nd")
             assert httpx.get(f"{pub.url}{CHANGES}", params={"since": 1}).status_code == 410
             remote.announce(ROOT, pub.url, None, True, "pub", seq=last)
-            wait_until(lambda: remote.store.root_seq(ROOT) == last, "the catch-up")
+            wait_for(lambda: remote.store.root_seq(ROOT) == last, "the catch-up")
             assert stored(remote) == pub.state.etags()
             assert pub.requests(SNAPSHOT) == 2
         finally:
@@ -196,7 +195,7 @@ def test_follow_answers_at_once_and_roots_show_its_progress_until_ready(tmp_path
             sync = client.simulate_get("/api/roots").json[ROOT]["sync"]
             assert sync["state"] == "syncing" and sync["datasets"] == 0
             gate.set()
-            wait_until(
+            wait_for(
                 lambda: client.simulate_get("/api/roots").json[ROOT]["sync"]["state"] == "ready",
                 "the follow to end",
             )

@@ -144,7 +144,7 @@ class TestRemoteRoot(SelectionConformance):
         store = Store(tmp_path / "sub")
         store.upsert_root("conform", url, "etag-1", True, owner="pub")
         remote = RemoteRoots(store, tmp_path / "sub")
-        remote.follow("conform")
+        remote.follow("conform", wait=True)
         registry = RootRegistry(LocalRoots(tmp_path / "sub", login=False), remote)
         yield Kind(registry.root("conform", None), result_values)
         remote.close()
