@@ -18,6 +18,7 @@ from .file_ops import FileOps
 from .lazy_expressions import Expressions, SavedExpression
 from .local_roots import LocalRoots, Location
 from .remote_roots import RemoteFile, RemoteRoots
+from .upload_stream import spooled_file_part
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -239,6 +240,9 @@ class UploadResource:
         self.ops.roots.locate(path, req.context.user, "Uploading")
         if not (req.content_type or "").startswith("multipart/form-data"):
             raise ValidationError("body", "file", "Field required (multipart/form-data)")
+        if spooled := spooled_file_part(req):  # the body in a file: no parsing through Python
+            resp.media = self.ops.upload(path, spooled.filename, spooled, req.context.user)
+            return
         try:
             for part in req.get_media():
                 if part.name == "file":
