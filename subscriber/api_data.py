@@ -9,7 +9,7 @@ import falcon
 
 from ..common import block_stream
 from ..common.errors import BadRequest, NotFound, PreconditionFailed, ValidationError
-from ..common.falcon_app import set_attachment, set_body, set_etag, set_pieces
+from ..common.falcon_app import set_attachment, set_body, set_etag, set_file, set_pieces
 from ..common.paths import split_logical_path
 from ..common.slices import parse_slice
 from . import datasets
@@ -135,7 +135,7 @@ def _send_file(req: falcon.Request, resp: falcon.Response, path, filename: str) 
         resp.status = falcon.HTTP_206
         resp.content_range = (start, end, stat.st_size)
     if start == 0 and length == stat.st_size:
-        resp.set_stream(open(path, "rb"), length)
+        set_file(req, resp, path, length)
     else:
         resp.stream = datasets.file_blocks(path, start, length)
         resp.content_length = length
