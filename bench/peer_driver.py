@@ -23,6 +23,8 @@ import blosc2
 import numpy as np
 
 SMALL_KEY = (10, slice(10, 20), slice(10, 20))
+# Every client the same read timeout (their default, 5 s, is less than a slab takes some).
+TIMEOUT = 120
 
 
 def slab_key(shape: tuple[int, ...]) -> tuple:
@@ -55,7 +57,7 @@ def local(args: argparse.Namespace) -> dict:
 
 def threads8(client_cls, urlbase: str, auth, path: str, shape, seconds: float) -> float:
     """Requests per second of 8 threads, each its own client, reading random 1x10x10 slices."""
-    clients = [client_cls(urlbase, auth) for _ in range(8)]
+    clients = [client_cls(urlbase, auth, timeout=TIMEOUT) for _ in range(8)]
     datasets = [c.get(path) for c in clients]
     counts = [0] * 8
     errors: list[BaseException] = []
@@ -104,7 +106,7 @@ def remote(args: argparse.Namespace) -> dict:
 
     user, _, password = args.user.partition(":")
     auth = (user, password)
-    client = cat2.Client(args.urlbase, auth)
+    client = cat2.Client(args.urlbase, auth, timeout=TIMEOUT)
     path = f"@public/{args.name}"
     expected = blosc2.open(str(args.data), mode="r")
     shape = expected.shape

@@ -171,8 +171,14 @@ def merge(into: dict, got: dict) -> None:
 
 def summary(raw: dict, nbytes: int, stored: int) -> dict:
     """Medians in the units of the issue's table."""
-    med = {k: statistics.median(v) for k, v in raw.items() if isinstance(v, list) and v}
+    med = {
+        k: statistics.median(v)
+        for k, v in raw.items()
+        if isinstance(v, list) and v and k != "failures"
+    }
     out = {}
+    if "whole_s" not in med:
+        return {"failures": raw.get("failures", [])}
     if "upload_s" in med:
         out["upload_MBps"] = nbytes / med["upload_s"] / 1e6
         out["download_MBps"] = nbytes / med["download_s"] / 1e6
@@ -187,6 +193,8 @@ def summary(raw: dict, nbytes: int, stored: int) -> dict:
     out = {k: round(v, 2) for k, v in out.items()}
     if "checks" in raw:
         out["checks"] = raw["checks"]
+    if raw.get("failures"):
+        out["failures"] = raw["failures"]
     return out
 
 
@@ -194,8 +202,9 @@ def ratios(table: dict) -> dict:
     """The targets' ratios: ours over the better upstream, and over the local read."""
     out = {}
     for ds, by in table.items():
-        ours, peers = by.get("ours"), [v for k, v in by.items() if k[:1].isdigit()]
-        if not ours or not peers:
+        measured = {k: v for k, v in by.items() if "upload_MBps" in v}  # not all reps failed
+        ours, peers = measured.get("ours"), [v for k, v in measured.items() if k[:1].isdigit()]
+        if not ours or not peers or "whole_MBps" not in by.get("local", {}):
             continue
         best = {k: max(p[k] for p in peers) for k in ("upload_MBps", "download_MBps")}
         best["whole_MBps"] = max(p["whole_MBps"] for p in peers)
@@ -247,20 +256,15 @@ def main(argv: list[str] | None = None) -> int:
                     raw[name].setdefault("local", {}), drive(sys.executable, [*common, "--local"])
                 )
                 for peer in peers:
-                    got = drive(
-                        peer.python,
-                        [
-                            *common,
-                            "--urlbase",
-                            peer.url,
-                            "--user",
-                            f"{USER[0]}:{USER[1]}",
-                            "--name",
-                            local,
-                            "--thread-seconds",
-                            thread_seconds,
-                        ],
-                    )
+                    args_ = [*common, "--urlbase", peer.url, "--user", f"{USER[0]}:{USER[1]}"]
+                    args_ += ["--name", local, "--thread-seconds", thread_seconds]
+                    try:
+                        got = drive(peer.python, args_)
+                    except RuntimeError as exc:  # one failed rep is reported, the run goes on
+                        print(exc, file=sys.stderr)
+                        failures = raw[name].setdefault(peer.label, {}).setdefault("failures", [])
+                        failures.append(str(exc).splitlines()[-1])
+                        continue
                     merge(raw[name].setdefault(peer.label, {}), got)
             print(f"rep {rep + 1}/{reps} done", file=sys.stderr)
     finally:
