@@ -26,8 +26,7 @@ import caterva2 as cat2
 from caterva2.common.waiting import wait_for
 
 from . import data, profiles
-from .figures import FIGURES, USES_REMOTE
-from .harness import PLANS, Context, Plan, Remote
+from .figures import FIGURES, PLANS, USES_REMOTE, Context, Plan, Remote
 from .report import Figure, markdown_table, notes_text, text_table, write_json
 from .servers import (
     DEFAULT_BROKER,

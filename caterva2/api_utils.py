@@ -378,61 +378,6 @@ def fetch_data(
 # --- transfers ------------------------------------------------------------
 
 
-class _ProgressReader:
-    """File wrapper that reports how much has been read (httpx streams it)."""
-
-    def __init__(self, fileobj: Any, total: int, progress: Progress | None) -> None:
-        self._file = fileobj
-        self._total = total
-        self._progress = progress
-        self._done = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._file.read(size)
-        if self._progress is not None and data:
-            self._done += len(data)
-            self._progress(self._done, self._total)
-        return data
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        # httpx seeks back to 0 before sending (and on retries): restart counting.
-        pos = self._file.seek(offset, whence)
-        self._done = pos
-        return pos
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def fileno(self) -> int:
-        return self._file.fileno()
-
-
-def upload_file(
-    localpath: str | os.PathLike,
-    remotepath: str | os.PathLike,
-    urlbase: str,
-    auth_cookie: str | None = None,
-    timeout: float | httpx.Timeout = 5,
-    client: httpx.Client | None = None,
-    progress: Progress | None = None,
-) -> Any:
-    """Stream ``localpath`` to ``/api/upload/<remotepath>``; return the JSON answer."""
-    localpath = pathlib.Path(localpath)
-    total = localpath.stat().st_size
-    with open(localpath, "rb") as fileobj:
-        reader = _ProgressReader(fileobj, total, progress)
-        files = {"file": (localpath.name, reader, "application/octet-stream")}
-        response = request(
-            "POST",
-            api_url(urlbase, "upload", remotepath),
-            files=files,
-            timeout=timeout,
-            auth_cookie=auth_cookie,
-            client=client,
-        )
-    return response.json()
-
-
 def _attachment_name(response: httpx.Response | RawResponse) -> str | None:
     disposition = response.headers.get("content-disposition", "")
     match = re.search(r'filename="([^"]*)"', disposition) or re.search(

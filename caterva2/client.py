@@ -15,7 +15,7 @@ import blosc2
 import httpx
 import numpy as np
 
-from caterva2 import api_utils
+from caterva2 import api_utils, uploads
 from caterva2.api_utils import Progress
 from caterva2.common.b2meta import str_to_dtype
 from caterva2.common.http_transport import Transport
@@ -261,7 +261,7 @@ class Client:
         progress: Progress | None = None,
     ) -> pathlib.PurePosixPath:
         """Upload a local file (streamed) to ``dataset``; return the stored path."""
-        result = api_utils.upload_file(
+        result = uploads.upload_file(
             localpath,
             _as_path(dataset),
             self.urlbase,

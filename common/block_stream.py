@@ -40,6 +40,7 @@ MEDIA_TYPE = "application/x-caterva2-blocks"
 _LENGTH = struct.Struct("<I")
 _RECORD = struct.Struct("<IB3xI")
 AHEAD = 8  # parts received ahead of the one being decompressed, at most
+DECODERS = 2  # threads decompressing parts and copying them into place
 
 
 def header(
@@ -113,21 +114,26 @@ def read(source: Source) -> np.ndarray:
         meta["squeeze"],
     )
     out = np.empty(the_plan.shape, dtype=dtype)
-    scratch = np.empty(0, dtype=np.uint8)
-    # Receive buffers go round between the two threads: fresh memory for every chunk
+    parts = the_plan.parts
+    # Receive buffers go round between the threads: fresh memory for every chunk
     # would cost page faults, as would a fresh decompression buffer.
     free: queue.Queue = queue.Queue()
     for _ in range(AHEAD + 1):
         free.put(bytearray())
     arrived: queue.Queue = queue.Queue()
     stop = threading.Event()
+    errors: list[BaseException] = []
 
     def receive() -> None:
-        # This thread waits on the socket (which lets go of the GIL) while the caller's
-        # decompresses what came before.
+        # This thread waits on the socket (which lets go of the GIL) while the
+        # decoders decompress and place what came before.
         try:
-            for _ in the_plan.parts:
+            for index, part in enumerate(parts):
                 nchunk, whole, size = _RECORD.unpack(_read(source, _RECORD.size))
+                if nchunk != part.nchunk:
+                    raise ValueError(
+                        f"Block stream out of order: chunk {nchunk}, not {part.nchunk}"
+                    )
                 buffer = free.get()
                 if stop.is_set():
                     return
@@ -135,34 +141,55 @@ def read(source: Source) -> np.ndarray:
                     buffer = bytearray(size)
                 view = memoryview(buffer)[:size]
                 source.read_into(view)
-                arrived.put((nchunk, whole, buffer, view))
+                arrived.put((index, whole, buffer, view))
         except BaseException as exc:
-            arrived.put(exc)
+            errors.append(exc)
+            stop.set()
+        finally:
+            for _ in range(DECODERS):
+                arrived.put(None)
+
+    def decode() -> None:
+        # Decompressing and placing both let go of the GIL (Blosc2, and NumPy's copy):
+        # two decoders keep both cores on it, where one left a core idle while it
+        # copied a chunk into place.
+        scratch = np.empty(0, dtype=np.uint8)
+        try:
+            while (item := arrived.get()) is not None:
+                if stop.is_set():
+                    continue
+                index, whole, buffer, data = item
+                nbytes = blosc2.get_cbuffer_sizes(data)[0]
+                if nbytes > scratch.size:
+                    scratch = np.empty(nbytes, dtype=np.uint8)
+                blosc2.decompress2(data, dst=scratch)
+                data.release()
+                free.put(buffer)
+                place(the_plan, parts[index], scratch[:nbytes].view(dtype), bool(whole), out)
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+            source.abort()  # the receiver may be waiting on the socket
+            free.put(bytearray())  # or for a buffer
 
     receiver = threading.Thread(target=receive, daemon=True)
+    decoders = [threading.Thread(target=decode, daemon=True) for _ in range(DECODERS)]
     receiver.start()
+    for thread in decoders:
+        thread.start()
     try:
-        for part in the_plan.parts:
-            item = arrived.get()
-            if isinstance(item, BaseException):
-                raise item
-            nchunk, whole, buffer, data = item
-            if nchunk != part.nchunk:
-                raise ValueError(f"Block stream out of order: chunk {nchunk}, not {part.nchunk}")
-            nbytes = blosc2.get_cbuffer_sizes(data)[0]
-            if nbytes > scratch.size:
-                scratch = np.empty(nbytes, dtype=np.uint8)
-            blosc2.decompress2(data, dst=scratch)
-            data.release()
-            free.put(buffer)
-            place(the_plan, part, scratch[:nbytes].view(dtype), bool(whole), out)
-    except BaseException:
+        for thread in decoders:
+            thread.join()
+    except BaseException:  # interrupted: the threads stop at their next step
         stop.set()
-        source.abort()  # the receiver may be waiting on the socket
-        free.put(bytearray())  # or for a buffer
+        source.abort()
+        free.put(bytearray())
         raise
     finally:
         receiver.join()
+    if errors:
+        source.abort()  # what is left of the stream is not to be trusted (nor read)
+        raise errors[0]
     return out.reshape(the_plan.result_shape)
 
 

@@ -13,6 +13,7 @@ from .auth import check_follow
 from .file_ops import FileOps
 from .http_answers import accepts, answer_fetch
 from .root_registry import RootRegistry
+from .upload_stream import spooled_file_part
 
 
 def json_body(req: falcon.Request, *keys: str) -> dict:
@@ -111,6 +112,9 @@ class UploadResource:
         self.ops.roots.locate(path, req.context.user, "Uploading")
         if not (req.content_type or "").startswith("multipart/form-data"):
             raise ValidationError("body", "file", "Field required (multipart/form-data)")
+        if spooled := spooled_file_part(req):  # the body in a file: no parsing through Python
+            resp.media = self.ops.upload(path, spooled.filename, spooled, req.context.user)
+            return
         try:
             for part in req.get_media():
                 if part.name == "file":

@@ -51,15 +51,48 @@ def put_in_place(
 
 
 def receive_stream(stream: BinaryIO, dst: Path, limit: int | None = None) -> int:
-    """Copy an upload stream to `dst`; stop with 400 once it exceeds `limit` bytes."""
-    size = 0
+    """Copy an upload to `dst`; stop with 400 once it exceeds `limit` bytes.
+
+    `stream` is a file-like body, or a part that copies itself
+    (`upload_stream.SpooledPart`: a copy inside the kernel).
+    """
     with open(dst, "wb") as f:
+        if hasattr(stream, "copy_into"):
+            return stream.copy_into(f, limit)
+        size = 0
         while block := stream.read(COPY_BLOCK):
             size += len(block)
             if limit is not None and size > limit:
                 raise quota_exceeded()
             f.write(block)
     return size
+
+
+def commit_upload(ops: FileOps, tmp: Path, target: Path, shown: str) -> None:
+    """Put a received upload in place, its quota checked (takes `_write_lock`, briefly).
+
+    The body arrived with no lock held; here the usage is counted once more, with
+    every upload still arriving (their files in the state's tmp folder, `tmp`
+    among them) and every one committed meanwhile, so two uploads cannot both
+    take the last room.  A file replaced is linked aside first and unlinked
+    after the answer: dropping a big file's pages from memory took ~0.1 s.
+    """
+    old = None
+    with _write_lock:
+        room = ops.room(target)
+        if target.is_file():
+            old = ops.roots.new_tmp_path(f"replaced-{target.name}")
+            os.link(target, old)
+        try:
+            # `room` counts `tmp` as used already: it fits while the room is not negative.
+            size = tmp.stat().st_size
+            put_in_place(tmp, target, shown, None if room is None else room + size)
+        except BaseException:
+            if old is not None:
+                old.unlink(missing_ok=True)
+            raise
+    if old is not None:
+        threading.Thread(target=old.unlink, kwargs={"missing_ok": True}, daemon=True).start()
 
 
 def validate_blosc2_file(path: Path, name: str) -> None:
@@ -125,22 +158,22 @@ class FileOps:
         target = loc.rootdir / stored_name(relpath)
         tmp = self.roots.new_tmp_path(target.name)
         try:
-            with _write_lock:
-                room = self.room(target)
-                receive_stream(stream, tmp, room)  # checks the room as it goes
-                if relpath.endswith(STORED_AS_IS_SUFFIXES):
-                    if is_hdf5(relpath):
-                        validate_hdf5_file(tmp, relpath)
-                    else:
-                        validate_blosc2_file(tmp, relpath)
-                    put_in_place(tmp, target, loc.logical)
+            # No lock while the body arrives: other writers go on.  The room now is
+            # an early limit (a body too big stops as it arrives); it is checked
+            # again, under the lock, when the file is put in place.
+            receive_stream(stream, tmp, self.room(target))
+            if relpath.endswith(STORED_AS_IS_SUFFIXES):
+                if is_hdf5(relpath):
+                    validate_hdf5_file(tmp, relpath)
                 else:
-                    raw, tmp = tmp, self.roots.new_tmp_path(target.name)
-                    try:
-                        b2files.compress_file(raw, tmp)
-                    finally:
-                        raw.unlink(missing_ok=True)
-                    put_in_place(tmp, target, loc.logical, room)
+                    validate_blosc2_file(tmp, relpath)
+            else:
+                raw, tmp = tmp, self.roots.new_tmp_path(target.name)
+                try:
+                    b2files.compress_file(raw, tmp)
+                finally:
+                    raw.unlink(missing_ok=True)
+            commit_upload(self, tmp, target, loc.logical)
         finally:
             tmp.unlink(missing_ok=True)
         return join_logical(loc.root, logical_name(relpath))

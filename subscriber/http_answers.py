@@ -14,7 +14,14 @@ import re
 import falcon
 
 from ..common import block_stream
-from ..common.falcon_app import byte_range, file_part, set_attachment, set_body, set_pieces
+from ..common.falcon_app import (
+    byte_range,
+    file_part,
+    set_attachment,
+    set_body,
+    set_file,
+    set_pieces,
+)
 from ..common.stored_chunks import file_version
 from .root_interface import NPY_TYPE, ArrayResult, BlockStream, StreamedFile, WholeFile
 
@@ -82,7 +89,7 @@ def send_file(req: falcon.Request, resp: falcon.Response, result: WholeFile) -> 
     header = req.get_header("Range")
     span = byte_range(header, stat.st_size) if header and stat.st_size else None
     if span is None:
-        resp.set_stream(open(path, "rb"), stat.st_size)
+        set_file(req, resp, path, stat.st_size)
         return
     start, end = span
     resp.status = falcon.HTTP_206

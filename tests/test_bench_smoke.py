@@ -107,3 +107,70 @@ def test_replication_benchmark_prints_its_figures_as_json():
     assert "/api/snapshot" not in figures["requests"]
     assert set(figures["rss_mb"]) == {"publisher", "subscriber"}
     assert doc["targets_at_100k"]["requests_per_change"] == 2
+
+
+def test_peer_driver_measures_our_server_through_our_client(tmp_path, sub):
+    """`bench.peers` runs this driver for every server; here against ours, with tiny data."""
+    import blosc2
+    import numpy as np
+
+    data = tmp_path / "tiny.b2nd"
+    values = np.linspace(0, 1, 40 * 30 * 30).reshape(40, 30, 30)
+    blosc2.asarray(values, urlpath=str(data), mode="w", chunks=(10, 15, 15))
+    client = __import__("caterva2").Client(sub.urlbase, sub.user)
+    client.upload(data, "@public/peer-tiny.b2nd")
+    driver = [sys.executable, str(REPO / "bench" / "peer_driver.py"), "--data", str(data)]
+    common = ["--reps", "1", "--small", "3", "--thread-seconds", "0.2"]
+    proc = subprocess.run(
+        [
+            *driver,
+            *common,
+            "--urlbase",
+            sub.urlbase,
+            "--user",
+            ":".join(sub.user),
+            "--name",
+            "peer-tiny.b2nd",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["checks"] == {"download": True, "whole": True, "slab": True}
+    for key in ("upload_s", "download_s", "whole_s", "slab_s", "small_s", "threads8_rps"):
+        assert len(got[key]) == 1 and got[key][0] > 0
+    local = json.loads(
+        subprocess.run(
+            [*driver, *common, "--local"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+    )
+    assert len(local["whole_s"]) == len(local["slab_s"]) == 1
+    client.remove("@public/peer-tiny.b2nd")
+    client.remove("@public/peer-up")
+    client.close()
+
+
+def test_peer_ratios_compare_ours_with_the_better_upstream_server():
+    from bench.peers import ratios, summary
+
+    raw = {
+        "upload_s": [2.0],
+        "download_s": [1.0],
+        "whole_s": [1.0],
+        "slab_s": [0.25],
+        "small_s": [0.001],
+        "threads8_rps": [100.0],
+    }
+    ours = summary(raw, 400_000_000, 300_000_000)
+    assert ours["upload_MBps"] == 200 and ours["download_MBps_stored"] == 300
+    assert ours["slab_MBps"] == 400 and ours["small_ms"] == 1
+    slow = summary({**raw, "upload_s": [4.0], "whole_s": [3.0]}, 400_000_000, 300_000_000)
+    slower = summary({**raw, "upload_s": [8.0], "whole_s": [4.0]}, 400_000_000, 300_000_000)
+    local = summary({"whole_s": [0.5], "slab_s": [0.1]}, 400_000_000, 0)
+    got = ratios({"d": {"local": local, "ours": ours, "2025.1.1": slow, "2026.1.1": slower}})
+    assert got["d"]["upload_vs_best (>=1.5)"] == 2.0
+    assert got["d"]["whole_vs_best (>=3)"] == 3.0
+    assert got["d"]["whole_vs_local (>=0.8)"] == 0.5
