@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import falcon
 import falcon.testing
@@ -31,6 +32,7 @@ from caterva2.publisher import change_api
 from caterva2.publisher.api import Stats, create_app
 from caterva2.publisher.root_adapters import DirectoryRoot
 from caterva2.publisher.state import Change, State
+from caterva2.subscriber import api_data
 from caterva2.subscriber.app import create_subscriber
 from caterva2.subscriber.remote_roots import RemoteRoots
 from caterva2.subscriber.settings import SubscriberSettings
@@ -408,3 +410,44 @@ def test_one_change_in_a_root_of_1000_datasets_costs_each_subscriber_at_most_2_r
     counted = {route: n for route, n in requests(pub).items() if route != "/api/stats"}
     assert sum(counted.values()) <= 2 * len(subs), counted
     assert "/api/list" not in counted and SNAPSHOT not in counted
+
+
+def test_a_big_listing_is_encoded_once_per_version_and_shows_every_change(tmp_path, monkeypatch):
+    monkeypatch.setattr(api_data.ListResource, "BIG", 5)  # 8 datasets count as a big listing
+    encodes = []
+
+    def counting_dumps(value, **kwargs):
+        encodes.append(len(value))
+        return json.dumps(value, **kwargs)
+
+    monkeypatch.setattr(api_data, "json", SimpleNamespace(dumps=counting_dumps))
+    with state_publisher(tmp_path) as pub:
+        for n in range(8):
+            pub.write(f"ds{n}.b2nd", np.arange(n + 1))
+        remote = remote_roots(tmp_path / "sub", pub.url)
+        sub = create_subscriber(
+            SubscriberSettings(statedir=tmp_path / "sub", login=False), lambda _store: remote
+        )
+        client = falcon.testing.TestClient(sub.app)
+        try:
+            remote.follow(ROOT, wait=True)
+            first = client.simulate_get(f"/api/list/{ROOT}")
+            assert first.headers["content-type"].startswith("application/json")
+            assert first.json == [f"ds{n}.b2nd" for n in range(8)]
+            assert client.simulate_get(f"/api/list/{ROOT}").json == first.json
+            assert encodes == [8]  # the second answer reused the first one's bytes
+
+            seq, etag, meta = pub.write("new.b2nd", np.arange(3))
+            remote.apply_change(ROOT, "new.b2nd", "created", etag, meta, "pub", seq)
+            assert client.simulate_get(f"/api/list/{ROOT}").json == sorted(
+                [*first.json, "new.b2nd"]
+            )
+            seq = pub.delete("ds0.b2nd")
+            remote.apply_change(ROOT, "ds0.b2nd", "deleted", None, {}, "pub", seq)
+            assert "ds0.b2nd" not in client.simulate_get(f"/api/list/{ROOT}").json
+            assert encodes == [8, 9, 8]
+            # A small listing (one dataset) is encoded as any other answer.
+            assert client.simulate_get(f"/api/list/{ROOT}/ds3.b2nd").json == ["ds3.b2nd"]
+            assert encodes == [8, 9, 8]
+        finally:
+            sub.close()
