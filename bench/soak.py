@@ -429,6 +429,8 @@ def run(
         for sub in subs:
             sub.stop()
         pub.stop()
+        # The broker's own log, beside the daemons' (its folder goes with it).
+        shutil.copytree(node.basedir / "log", base / "broker-log", dirs_exist_ok=True)
         node.stop()
     wrong = [w for r in reader_threads for w in r.wrong]
     result = {

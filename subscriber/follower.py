@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 
 from ..broker.consumer import Consumer
@@ -15,6 +16,7 @@ from .remote_roots import RemoteRoots
 log = logging.getLogger(__name__)
 
 BIND_TIMEOUT = 10.0
+SILENCE_CHECK = 5.0  # seconds between looks for followed roots whose heartbeats stopped
 
 
 def subscriber_id(remote: RemoteRoots, configured: str | None) -> str:
@@ -54,6 +56,8 @@ class Follower:
         )
         remote.on_follow = self._bind
         threading.Thread(target=self._resume, name="cat2sub-resume", daemon=True).start()
+        self._closing = threading.Event()
+        threading.Thread(target=self._watch_silence, name="cat2sub-silence", daemon=True).start()
         self._mirror = MirrorLoop(remote, mirror_rate, mirror_bandwidth).start()
 
     def _bind(self, root: str) -> None:
@@ -90,6 +94,15 @@ class Follower:
             if self.remote.is_known(root):
                 self.remote.replication.start(root)
 
+    def _watch_silence(self) -> None:
+        """Poll the publishers of followed roots whose heartbeats stopped coming."""
+        while not self._closing.wait(SILENCE_CHECK):
+            try:
+                self.remote.replication.poll_silent(time.time())
+            except Exception:  # noqa: BLE001 - a bad round must not end the watch
+                log.exception("looking for silent roots failed")
+
     def close(self) -> None:
+        self._closing.set()
         self._mirror.close()
         self.consumer.close(timeout=5)

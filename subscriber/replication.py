@@ -11,6 +11,14 @@ no seq, a snapshot of the whole root (`/api/snapshot`, paged) and then the
 changes since the snapshot's first page.  A publisher without these routes (an
 older Caterva2) is followed the old way: its listing and one info per dataset.
 
+Messages are the fast path, not the only one: a followed root whose publisher
+has not been heard for `SILENT_AFTER` seconds (no heartbeat: the broker is down
+or wedged, or our queue lost its binding) is caught up over HTTP all the same,
+at most once per `SILENT_AFTER`.  A broker node restarted after `kill -9` was
+seen to accept connections and then hang them for over a minute while the
+publisher's HTTP answered: without this, subscribers stayed behind until it
+recovered.
+
 Publisher answers are untrusted: a page is checked whole (types, paths,
 metadata) before anything of it is stored; a bad one is refused, counted
 against the root and logged, and the catch-up stops with nothing of it applied.
@@ -41,6 +49,9 @@ if TYPE_CHECKING:
     from .remote_roots import RemoteRoots
 
 log = logging.getLogger(__name__)
+
+SILENT_AFTER = 30.0
+"""Seconds without a heartbeat before a followed root is polled (3 default heartbeats)."""
 
 Row = tuple[str, str | None, dict | str | None]
 """(path, etag, meta) of a dataset version to install (meta a map, or its checked JSON
@@ -193,6 +204,7 @@ class Replication:
         self._again: set[str] = set()  # roots to catch up once more when the running one ends
         self._errors: dict[str, str] = {}
         self._legacy: set[str] = set()  # roots whose publisher has no change log
+        self._polled: dict[str, float] = {}  # silent root → when it was last polled
 
     # -- progress ----------------------------------------------------------------
 
@@ -215,6 +227,27 @@ class Replication:
         return found
 
     # -- catch-ups -----------------------------------------------------------------
+
+    def poll_silent(self, now: float, silent_after: float | None = None) -> list[str]:
+        """Catch up the followed roots not heard from for `silent_after` s (not gone offline).
+
+        Called periodically by the follower; returns the roots whose catch-up it started.
+        """
+        silent_after = SILENT_AFTER if silent_after is None else silent_after
+        started = []
+        roots = self.store.remote_roots()
+        for root in self.store.subscriptions():
+            row = roots.get(root)
+            if row is None or not row["online"] or now - row["seen"] < silent_after:
+                continue
+            with self._guard:
+                if root in self._legacy or now - self._polled.get(root, -math.inf) < silent_after:
+                    continue
+                self._polled[root] = now
+            log.info("%s: no heartbeat for %.0f s: catching up over HTTP", root, now - row["seen"])
+            self.start(root)
+            started.append(root)
+        return started
 
     def start(self, root: str) -> threading.Event:
         """Catch `root` up in the background (once more if one runs); set when done."""

@@ -32,7 +32,7 @@ from caterva2.publisher import change_api
 from caterva2.publisher.api import Stats, create_app
 from caterva2.publisher.root_adapters import DirectoryRoot
 from caterva2.publisher.state import Change, State
-from caterva2.subscriber import api_data
+from caterva2.subscriber import api_data, follower, replication
 from caterva2.subscriber.app import create_subscriber
 from caterva2.subscriber.remote_roots import RemoteRoots
 from caterva2.subscriber.settings import SubscriberSettings
@@ -451,3 +451,53 @@ def test_a_big_listing_is_encoded_once_per_version_and_shows_every_change(tmp_pa
             assert encodes == [8, 9, 8]
         finally:
             sub.close()
+
+
+def test_a_followed_root_whose_heartbeats_stopped_is_caught_up_over_http(tmp_path):
+    with state_publisher(tmp_path) as pub:
+        pub.write("a.b2nd", np.arange(10))
+        remote = remote_roots(tmp_path / "sub", pub.url)
+        try:
+            remote.follow(ROOT, wait=True)
+            replication = remote.replication
+            # Changes whose messages never arrive (the broker is wedged, say).
+            pub.write("b.b2nd", np.arange(4))
+            last = pub.delete("a.b2nd")
+            heard = remote.store.remote_root(ROOT)["seen"]
+
+            # Heard from recently: not polled.
+            assert replication.poll_silent(heard + 5, silent_after=30) == []
+            # Silent for longer: one catch-up over HTTP, which converges.
+            assert replication.poll_silent(heard + 31, silent_after=30) == [ROOT]
+            wait_for(lambda: remote.store.root_seq(ROOT) == last, "the catch-up")
+            assert stored(remote) == pub.state.etags()
+            # At most one poll per silence period, however often it is asked.
+            assert replication.poll_silent(heard + 40, silent_after=30) == []
+            assert replication.poll_silent(heard + 62, silent_after=30) == [ROOT]
+            # A root whose publisher said it went offline is not polled.
+            remote.store.upsert_root(ROOT, pub.url, None, False)
+            heard = remote.store.remote_root(ROOT)["seen"]
+            assert replication.poll_silent(heard + 100, silent_after=30) == []
+        finally:
+            remote.close()
+
+
+def test_the_follower_polls_a_silent_root_while_no_message_comes(
+    tmp_path, monkeypatch, broker_url, new_id
+):
+    monkeypatch.setattr(replication, "SILENT_AFTER", 1.0)
+    monkeypatch.setattr(follower, "SILENCE_CHECK", 0.2)
+    with state_publisher(tmp_path) as pub:
+        pub.write("a.b2nd", np.arange(10))
+        remote = remote_roots(tmp_path / "sub", pub.url)
+        watcher = follower.Follower(remote, broker_url, new_id("silence"))
+        try:
+            remote.follow(ROOT, wait=True)
+            # This publisher announces nothing over the broker: only polling brings these.
+            pub.write("b.b2nd", np.arange(4))
+            last = pub.delete("a.b2nd")
+            wait_for(lambda: remote.store.root_seq(ROOT) == last, "the poll of the silent root")
+            assert stored(remote) == pub.state.etags()
+        finally:
+            watcher.close()
+            remote.close()
