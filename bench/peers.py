@@ -22,7 +22,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import data
-from .servers import SECRET, USER, Subscriber, free_port, wait_http
+from .servers import SECRET, USER, Subscriber, free_port, terminate, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache"
@@ -100,15 +99,8 @@ class Peer:
         """SIGTERM, then SIGKILL after 20 s."""
         if isinstance(self.proc, Subscriber):
             self.proc.stop()
-            return
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        else:
+            terminate(self.proc)
 
 
 def link_data(files: dict[str, Path], public: Path) -> None:

@@ -30,6 +30,18 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     waiting.wait_http(url, proc, timeout)
 
 
+def terminate(proc: subprocess.Popen | None, grace: float = 20.0) -> None:
+    """SIGTERM a server process, then SIGKILL after `grace` seconds (if it still runs)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class Server:
     """A server process of ours, logging to a file."""
@@ -63,15 +75,7 @@ class Server:
         log.close()
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 20 s."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
 
 
 @dataclass

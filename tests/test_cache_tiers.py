@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from caterva2.common.config import ConfigError
-from caterva2.common.daemon import http_server
 from caterva2.subscriber.app import create_subscriber
 from caterva2.subscriber.remote_roots import RemoteRoots
 from caterva2.subscriber.settings import SubscriberSettings, build_settings
 from caterva2.subscriber.store import Store
 
+from .app_support import served
 from .inprocess_publisher import (
     ROOT,
     Publisher,
@@ -30,7 +30,6 @@ from .inprocess_publisher import (
     subscriber,
     write_rows,
 )
-from .services import free_port
 
 EDGES = 10
 
@@ -45,15 +44,10 @@ def publisher(tmp_path):
 def serving(remote: RemoteRoots, statedir: Path) -> Iterator[str]:
     """The subscriber app over `remote`, served on 127.0.0.1: its URL."""
     app = create_subscriber(SubscriberSettings(statedir=statedir, login=False), lambda _s: remote)
-    port = free_port()
-    server = http_server(app.app, f"127.0.0.1:{port}", 8, "test-parent")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        with served(app.app, threads=8) as url:
+            yield url
     finally:
-        server.close()
-        thread.join(timeout=10)
         app.close()
 
 

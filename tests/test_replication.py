@@ -27,7 +27,6 @@ import numpy as np
 import pytest
 
 from caterva2.broker.messages import decode
-from caterva2.common.daemon import http_server
 from caterva2.publisher import change_api
 from caterva2.publisher.api import Stats, create_app
 from caterva2.publisher.root_adapters import DirectoryRoot
@@ -38,7 +37,8 @@ from caterva2.subscriber.remote_roots import RemoteRoots
 from caterva2.subscriber.settings import SubscriberSettings
 from caterva2.subscriber.store import Store
 
-from .services import free_port, wait_for
+from .app_support import served
+from .services import wait_for
 from .test_pubsub import delete_queue, lab, listing, publisher_view, remote_shape, write_array
 
 __all__ = ["lab"]  # the fixture, used by the tests below
@@ -91,17 +91,14 @@ def state_publisher(tmp_path: Path, gate: threading.Event | None = None) -> Iter
             gate.wait(30)
         return app(environ, start_response)
 
-    port = free_port()
-    server = http_server(gated, f"127.0.0.1:{port}", 4, "test-publisher")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        yield Publisher(f"http://127.0.0.1:{port}", rootdir, adapter, state, stats)
+        with served(gated) as url:
+            try:
+                yield Publisher(url, rootdir, adapter, state, stats)
+            finally:
+                if gate is not None:
+                    gate.set()  # before the server closes: its threads may wait on it
     finally:
-        if gate is not None:
-            gate.set()
-        server.close()
-        thread.join(timeout=10)
         adapter.close()
         state.close()
 
@@ -110,6 +107,14 @@ def remote_roots(statedir: Path, url: str) -> RemoteRoots:
     store = Store(statedir)
     store.upsert_root(ROOT, url, None, True, owner="pub")
     return RemoteRoots(store, statedir)
+
+
+def subscriber_app(statedir: Path, remote: RemoteRoots):
+    """A subscriber app (no logins) over `remote`, and a test client of it."""
+    sub = create_subscriber(
+        SubscriberSettings(statedir=statedir, login=False), lambda _store: remote
+    )
+    return sub, falcon.testing.TestClient(sub.app)
 
 
 def stored(remote: RemoteRoots) -> dict[str, str]:
@@ -186,10 +191,7 @@ def test_follow_answers_at_once_and_roots_show_its_progress_until_ready(tmp_path
         for n in range(30):
             pub.write(f"ds{n:02}.b2nd", np.arange(n + 1))
         remote = remote_roots(tmp_path / "sub", pub.url)
-        sub = create_subscriber(
-            SubscriberSettings(statedir=tmp_path / "sub", login=False), lambda _store: remote
-        )
-        client = falcon.testing.TestClient(sub.app)
+        sub, client = subscriber_app(tmp_path / "sub", remote)
         try:
             resp = client.simulate_post(f"/api/subscribe/{ROOT}")
             # The snapshot is held at the publisher: following did not wait for it.
@@ -223,25 +225,22 @@ def test_messages_and_publishers_without_sequences_are_followed_the_old_way(tmp_
     write_array(rootdir / "b.b2nd", np.arange(3))
     adapter = DirectoryRoot(rootdir, tmp_path / "pubcache")
     stats = Stats()
-    port = free_port()
     # A publisher without state: no change log, no snapshots (as before sequences).
-    server = http_server(create_app(adapter, stats), f"127.0.0.1:{port}", 2, "test-old")
-    threading.Thread(target=server.run, daemon=True).start()
-    remote = remote_roots(tmp_path / "sub", f"http://127.0.0.1:{port}")
-    try:
-        remote.follow(ROOT, wait=True)
-        assert sorted(stored(remote)) == ["a.b2nd", "b.b2nd"]
-        assert remote.names()[ROOT]["sync"]["state"] == "ready"
-        assert stats.requests["/api/list"] == 1 and stats.requests["/api/info/{path:path}"] == 2
-        # A change message without seq is applied as it always was.
-        write_array(rootdir / "c.b2nd", np.arange(4))
-        stat, meta = adapter.info("c.b2nd")
-        remote.apply_change(ROOT, "c.b2nd", "created", stat.etag, meta, "pub")
-        assert stored(remote)["c.b2nd"] == stat.etag
-    finally:
-        remote.close()
-        server.close()
-        adapter.close()
+    with served(create_app(adapter, stats), threads=2) as url:
+        remote = remote_roots(tmp_path / "sub", url)
+        try:
+            remote.follow(ROOT, wait=True)
+            assert sorted(stored(remote)) == ["a.b2nd", "b.b2nd"]
+            assert remote.names()[ROOT]["sync"]["state"] == "ready"
+            assert stats.requests["/api/list"] == 1 and stats.requests["/api/info/{path:path}"] == 2
+            # A change message without seq is applied as it always was.
+            write_array(rootdir / "c.b2nd", np.arange(4))
+            stat, meta = adapter.info("c.b2nd")
+            remote.apply_change(ROOT, "c.b2nd", "created", stat.etag, meta, "pub")
+            assert stored(remote)["c.b2nd"] == stat.etag
+        finally:
+            remote.close()
+            adapter.close()
 
 
 class BadPublisher:
@@ -275,41 +274,37 @@ def test_a_bad_snapshot_is_refused_and_nothing_of_it_is_stored(tmp_path, caplog,
         app = falcon.App()
         app.add_route("/api/snapshot", hostile, suffix="snapshot")
         app.add_route("/api/changes", hostile, suffix="changes")
-        port = free_port()
-        server = http_server(app, f"127.0.0.1:{port}", 2, "test-hostile")
-        threading.Thread(target=server.run, daemon=True).start()
-        hostile_url = f"http://127.0.0.1:{port}"
-        remote = remote_roots(tmp_path / "sub", hostile_url)
-        try:
-            good = [["a.b2nd", etag, 0.0, json.dumps(meta)]]
-            hostile.answers["snapshot"] = {"seq": 1, "datasets": good}
-            hostile.answers["changes"] = {"seq": 1, "changes": [], "more": False}
-            remote.follow(ROOT, wait=True)
-            assert stored(remote) == {"a.b2nd": etag}
+        with served(app, threads=2) as hostile_url:
+            remote = remote_roots(tmp_path / "sub", hostile_url)
+            try:
+                good = [["a.b2nd", etag, 0.0, json.dumps(meta)]]
+                hostile.answers["snapshot"] = {"seq": 1, "datasets": good}
+                hostile.answers["changes"] = {"seq": 1, "changes": [], "more": False}
+                remote.follow(ROOT, wait=True)
+                assert stored(remote) == {"a.b2nd": etag}
 
-            # A snapshot (the publisher says our seq is gone) that is not valid.
-            hostile.answers["snapshot"] = {"seq": 5, **bad}
-            hostile.answers["changes"] = {"seq": 5, "changes": [[2, 3, 4]], "more": False}
-            with caplog.at_level(logging.WARNING, "caterva2.subscriber.replication"):
-                remote.announce(ROOT, hostile_url, None, True, "pub", seq=5)
-                remote.replication.wait(ROOT, 10)
-            assert "refused the /api/changes answer" in caplog.text
-            assert stored(remote) == {"a.b2nd": etag} and remote.store.root_seq(ROOT) == 1
-            assert remote.names()[ROOT]["sync"]["state"] == "error"
+                # A snapshot (the publisher says our seq is gone) that is not valid.
+                hostile.answers["snapshot"] = {"seq": 5, **bad}
+                hostile.answers["changes"] = {"seq": 5, "changes": [[2, 3, 4]], "more": False}
+                with caplog.at_level(logging.WARNING, "caterva2.subscriber.replication"):
+                    remote.announce(ROOT, hostile_url, None, True, "pub", seq=5)
+                    remote.replication.wait(ROOT, 10)
+                assert "refused the /api/changes answer" in caplog.text
+                assert stored(remote) == {"a.b2nd": etag} and remote.store.root_seq(ROOT) == 1
+                assert remote.names()[ROOT]["sync"]["state"] == "error"
 
-            hostile.answers["changes"] = {"seq": 5, "changes": [], "more": False}
-            remote.store.set_root_seq(ROOT, None)  # as after a lost history: a snapshot
-            caplog.clear()
-            with caplog.at_level(logging.WARNING, "caterva2.subscriber.replication"):
-                remote.replication.start(ROOT).wait(10)
-            assert "refused the /api/snapshot answer" in caplog.text
-            assert stored(remote) == {"a.b2nd": etag}
-            assert not (tmp_path / "sub" / "cache" / "etc").exists()
-            row = remote.store.remote_root(ROOT)
-            assert row["refused"] >= 2 and "refused the /api/snapshot" in row["refusal"]
-        finally:
-            remote.close()
-            server.close()
+                hostile.answers["changes"] = {"seq": 5, "changes": [], "more": False}
+                remote.store.set_root_seq(ROOT, None)  # as after a lost history: a snapshot
+                caplog.clear()
+                with caplog.at_level(logging.WARNING, "caterva2.subscriber.replication"):
+                    remote.replication.start(ROOT).wait(10)
+                assert "refused the /api/snapshot answer" in caplog.text
+                assert stored(remote) == {"a.b2nd": etag}
+                assert not (tmp_path / "sub" / "cache" / "etc").exists()
+                row = remote.store.remote_root(ROOT)
+                assert row["refused"] >= 2 and "refused the /api/snapshot" in row["refusal"]
+            finally:
+                remote.close()
 
 
 # --- real processes over RabbitMQ -----------------------------------------------------
@@ -425,10 +420,7 @@ def test_a_big_listing_is_encoded_once_per_version_and_shows_every_change(tmp_pa
         for n in range(8):
             pub.write(f"ds{n}.b2nd", np.arange(n + 1))
         remote = remote_roots(tmp_path / "sub", pub.url)
-        sub = create_subscriber(
-            SubscriberSettings(statedir=tmp_path / "sub", login=False), lambda _store: remote
-        )
-        client = falcon.testing.TestClient(sub.app)
+        sub, client = subscriber_app(tmp_path / "sub", remote)
         try:
             remote.follow(ROOT, wait=True)
             first = client.simulate_get(f"/api/list/{ROOT}")
