@@ -109,6 +109,7 @@ class ArrayOps:
                     room = self.ops.room(loc.path)
                     _quota_check(tmp, room, "Append")
                     tmp.replace(loc.path)
+                    self.ops.usage.forget()
                     return shape
                 finally:
                     tmp.unlink(missing_ok=True)

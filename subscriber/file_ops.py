@@ -21,6 +21,7 @@ from ..common.paths import (
     suffix,
 )
 from .local_roots import LocalRoots, Location
+from .quota_ledger import UsageLedger
 from .store import User
 
 COPY_BLOCK = 1024 * 1024
@@ -71,26 +72,27 @@ def receive_stream(stream: BinaryIO, dst: Path, limit: int | None = None) -> int
 def commit_upload(ops: FileOps, tmp: Path, target: Path, shown: str) -> None:
     """Put a received upload in place, its quota checked (takes `_write_lock`, briefly).
 
-    The body arrived with no lock held; here the usage is counted once more, with
-    every upload still arriving (their files in the state's tmp folder, `tmp`
-    among them) and every one committed meanwhile, so two uploads cannot both
-    take the last room.  A file replaced is linked aside first and unlinked
-    after the answer: dropping a big file's pages from memory took ~0.1 s.
+    The body arrived with no lock held; here, under the lock, it is charged
+    against the usage of every write put in place before it, so two uploads
+    cannot both take the last room.  A file replaced is linked aside first and
+    unlinked after the answer: dropping a big file's pages from memory took ~0.1 s.
     """
     old = None
     with _write_lock:
         room = ops.room(target)
-        if target.is_file():
+        replacing = target.is_file()
+        replaced = target.stat().st_size if replacing else 0
+        if replacing:
             old = ops.roots.new_tmp_path(f"replaced-{target.name}")
             os.link(target, old)
         try:
-            # `room` counts `tmp` as used already: it fits while the room is not negative.
             size = tmp.stat().st_size
-            put_in_place(tmp, target, shown, None if room is None else room + size)
+            put_in_place(tmp, target, shown, room)
         except BaseException:
             if old is not None:
                 old.unlink(missing_ok=True)
             raise
+        ops.usage.changed(size - replaced)
     if old is not None:
         threading.Thread(target=old.unlink, kwargs={"missing_ok": True}, daemon=True).start()
 
@@ -125,12 +127,13 @@ class FileOps:
     def __init__(self, roots: LocalRoots, quota: int | None) -> None:
         self.roots = roots
         self.quota = quota
+        self.usage = UsageLedger(lambda: roots.disk_usage(with_tmp=False))
 
     def room(self, replacing: Path | None) -> int | None:
         """Bytes that may still be written, counting a file about to be replaced as free."""
         if not self.quota:
             return None
-        used = self.roots.disk_usage()
+        used = self.usage.used()
         if replacing is not None and replacing.exists():
             used -= size_of(replacing)
         return self.quota - used
@@ -143,7 +146,10 @@ class FileOps:
         """Move a finished file into place atomically, if the quota allows it; `tmp` goes."""
         try:
             with _write_lock:
+                replaced = size_of(target) if target.exists() else 0
+                size = tmp.stat().st_size
                 put_in_place(tmp, target, target.name, self.room(target), what)
+                self.usage.changed(size - replaced)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -191,6 +197,7 @@ class FileOps:
                 loc.path.unlink()
             else:
                 raise NotFound("The specified path does not exist")
+            self.usage.forget()
         return logical
 
     def _destination(self, src: Location, dst_logical: str, user: User | None, action: str):
@@ -243,6 +250,7 @@ class FileOps:
                 tmp = self.roots.new_tmp_path(stored.name)
                 shutil.copyfile(src.path, tmp)
                 os.replace(tmp, stored)
+            self.usage.forget()  # whole trees copied, or replaced by a move
         return dst.logical
 
     def move(self, src: str, dst: str, user: User | None) -> str:

@@ -99,6 +99,7 @@ def unfold(ops: FileOps, logical: str, user: User | None) -> str:
             if ops.quota and ops.roots.disk_usage() > ops.quota:
                 raise quota_exceeded("Unfold")
             _install(tmp, loc.path.with_name(stem))
+            ops.usage.forget()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return stem

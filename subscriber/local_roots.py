@@ -193,10 +193,15 @@ class LocalRoots:
                 names.append(logical_name((base / fname).as_posix()))
         return sorted(names)
 
-    def disk_usage(self) -> int:
-        """Bytes used by every file of the state directory but the databases."""
+    def disk_usage(self, with_tmp: bool = True) -> int:
+        """Bytes used by every file of the state directory but the databases.
+
+        `with_tmp=False`: not those in the temporary folder (writes still arriving).
+        """
         total = 0
-        for dirpath, _dirnames, filenames in os.walk(self.statedir):
+        for dirpath, dirnames, filenames in os.walk(self.statedir):
+            if not with_tmp and Path(dirpath) == self.statedir and TMP_DIR in dirnames:
+                dirnames.remove(TMP_DIR)
             for fname in filenames:
                 if fname.startswith(("db.sqlite", "db.json")) and Path(dirpath) == self.statedir:
                     continue
