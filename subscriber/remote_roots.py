@@ -93,6 +93,7 @@ class RemoteRoots:
         self.replication = Replication(self)
 
     def close(self) -> None:
+        self.replication.close()  # before the pool: catch-ups use its clients
         self.pool.close()
 
     def _index_cache(self) -> None:

@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -205,6 +206,7 @@ class Replication:
         self._errors: dict[str, str] = {}
         self._legacy: set[str] = set()  # roots whose publisher has no change log
         self._polled: dict[str, float] = {}  # silent root → when it was last polled
+        self._closed = False
 
     # -- progress ----------------------------------------------------------------
 
@@ -256,11 +258,24 @@ class Replication:
             if done is not None:
                 self._again.add(root)
                 return done
+            if self._closed:
+                done = threading.Event()
+                done.set()
+                return done
             done = self._running[root] = threading.Event()
         threading.Thread(
             target=self._run, args=(root, done), name=f"cat2sub-sync-{root}", daemon=True
         ).start()
         return done
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Start no more catch-ups; give the running ones `timeout` s to end."""
+        with self._guard:
+            self._closed = True
+            running = list(self._running.values())
+        deadline = time.monotonic() + timeout
+        for done in running:
+            done.wait(max(0.0, deadline - time.monotonic()))
 
     def wait(self, root: str, timeout: float | None = None) -> bool:
         """Wait for the running catch-up of `root` (if any) to end."""
@@ -276,6 +291,10 @@ class Replication:
                 try:
                     self.catch_up(root)
                 except Exception as exc:  # logged and shown; the next heartbeat retries
+                    if self._closed:  # the subscriber stopped under it (its clients closed)
+                        with self._guard:
+                            self._running.pop(root, None)
+                        break
                     reason = getattr(exc, "detail", None) or str(exc)
                     log.warning("catching up %s failed: %s", root, reason)
                     with self._guard:
