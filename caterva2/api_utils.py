@@ -51,6 +51,8 @@ ACCEPT_NPY = f"{NPY_TYPE}, application/octet-stream;q=0.9"
 # Read straight off the connection, big selections can also come as their stored
 # blocks (`common.block_stream`), decompressed here while the rest arrives.
 ACCEPT_BLOCKS = f"{block_stream.MEDIA_TYPE}, {ACCEPT_NPY}"
+# Longer queries go in a POST body (servers and proxies cap request lines at 8 KiB or so).
+MAX_QUERY = 4000
 
 
 def quote_path(path: str | os.PathLike) -> str:
@@ -345,28 +347,29 @@ def fetch_data(
     client: httpx.Client | None = None,
     direct: Transport | None = None,
 ) -> Any:
-    """GET ``/api/fetch/<path>`` and decode the Blosc2 frame (or .npy) it returns.
+    """GET ``/api/fetch/<path>`` (POST if the query is long) and decode what it returns.
 
     With ``direct`` (the transport of ``client``) the request skips the httpx layers.
     """
     params = {k: v for k, v in (params or {}).items() if v is not None}
     # NumPy wanted: offer .npy, which the server uses for small arrays.
     headers = {} if as_blosc2 else {"Accept": ACCEPT_NPY}
-    if direct is not None:
+    url = api_url(urlbase, "fetch", path)
+    long_query = len(urllib.parse.urlencode(params)) > MAX_QUERY
+    if direct is not None and not long_query:
         sent = {**auth_headers(auth_cookie), **headers}
         if not as_blosc2:
             sent["Accept"] = ACCEPT_BLOCKS
-        return _fetch_direct(
-            direct, api_url(urlbase, "fetch", path), params, sent, as_blosc2, timeout
-        )
-    response = get(
-        api_url(urlbase, "fetch", path),
-        params=params,
+        return _fetch_direct(direct, url, params, sent, as_blosc2, timeout)
+    # Coordinates too many for a URL go as the same parameters in a POST body.
+    response = request(
+        "POST" if long_query else "GET",
+        url,
         headers=headers,
         timeout=timeout,
         auth_cookie=auth_cookie,
-        return_response=True,
         client=client,
+        **({"json": params} if long_query else {"params": params}),
     )
     if is_npy(response):
         array = decode_npy(response.content)

@@ -18,6 +18,7 @@ import numpy as np
 from caterva2 import api_utils, uploads
 from caterva2.api_utils import Progress
 from caterva2.common.b2meta import str_to_dtype
+from caterva2.common.coordinates import encode_indices
 from caterva2.common.http_transport import Transport
 
 # Uploads and downloads wait for the server to compress or read whole files,
@@ -195,8 +196,11 @@ class Client:
         params: dict[str, Any] = {}
         if field is not None:
             params["field"] = field
+        indices = None if isinstance(key, str) else encode_indices(key)
         if isinstance(key, str):
             params["filter"] = key
+        elif indices is not None:
+            params["indices"] = indices  # gathered by the server: one round trip
         else:
             slice_ = api_utils.slice_to_string(key)
             if slice_:
@@ -462,7 +466,10 @@ class File:
     def _key(self, key: Any) -> Any:
         # Expand an Ellipsis here, where the number of dimensions is known.
         shape = self.meta.get("shape")
-        has_ellipsis = key is Ellipsis or (isinstance(key, tuple) and Ellipsis in key)
+        # `is`, not `in`: an array in the key would be compared element by element.
+        has_ellipsis = key is Ellipsis or (
+            isinstance(key, tuple) and any(item is Ellipsis for item in key)
+        )
         if shape is None or not has_ellipsis:
             return key
         items = key if isinstance(key, tuple) else (key,)

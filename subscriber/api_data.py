@@ -6,8 +6,10 @@ import json
 import threading
 
 import falcon
+import numpy as np
 
 from ..common import block_stream
+from ..common.coordinates import parse_indices
 from ..common.errors import BadRequest, NotFound, Unauthorized, ValidationError
 from ..common.falcon_app import set_attachment, set_body, set_etag
 from ..common.paths import split_logical_path
@@ -15,6 +17,7 @@ from ..common.slices import parse_slice
 from .auth import check_follow
 from .file_ops import FileOps
 from .http_answers import accepts, answer_fetch
+from .root_interface import ArrayResult, Dataset
 from .root_registry import RootRegistry
 from .upload_stream import spooled_file_part
 
@@ -98,15 +101,72 @@ class InfoResource(ReadResource):
 
 
 class FetchResource(ReadResource):
+    """`/api/fetch`: a slice, a field, a filter, or coordinates (`indices`).
+
+    POST takes the same parameters as a JSON object in the body, for coordinates
+    too many for a URL (as the newest upstream client sends them).
+    """
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
-        key = parse_slice(req.get_param("slice_"))
-        field, filter_ = req.get_param("field"), req.get_param("filter")
-        blocks = accepts(req, block_stream.MEDIA_TYPE)
+        self._answer(req, resp, path, req.params)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        params = json_body(req)
+        for name, value in params.items():
+            if value is not None and not isinstance(value, str):
+                raise ValidationError("body", name, "Input should be a valid string", "string_type")
+        self._answer(req, resp, path, params)
+
+    def _answer(self, req: falcon.Request, resp: falcon.Response, path: str, params) -> None:
+        field, filter_ = params.get("field"), params.get("filter")
+        indices = params.get("indices")
         dataset = self.registry.dataset(path, req.context.user)
-        result = dataset.fetch(key, field, filter_, blocks)
+        if indices is not None:
+            if params.get("slice_") or field or filter_:
+                raise BadRequest("indices cannot go with slice_, field or filter")
+            result = gather(dataset, indices)
+        else:
+            key = parse_slice(params.get("slice_"))
+            result = dataset.fetch(key, field, filter_, accepts(req, block_stream.MEDIA_TYPE))
         resp.content_type = "application/octet-stream"
         resp.vary = ("Accept",)
         answer_fetch(result, req, resp)
+
+
+ARRAYS_ONLY = "Coordinates (indices) select in arrays of one dimension or more only"
+
+
+def gather(dataset: Dataset, indices: str) -> ArrayResult:
+    """The values at coordinates: the box they span read as a slice, then indexed."""
+    meta, _tag = dataset.info()
+    shape = meta.get("shape")
+    if not shape or "dtype" not in meta:
+        raise BadRequest(ARRAYS_ONLY)
+    box, inner = parse_indices(indices, tuple(shape))
+    box += tuple(slice(0, n) for n in shape[len(box) :])
+    return ArrayResult(np.ascontiguousarray(box_values(dataset, box)[inner]))
+
+
+def box_values(dataset: Dataset, box: tuple[slice, ...]) -> np.ndarray:
+    """The values of a box of an array, as NumPy."""
+    result = dataset.fetch(box)
+    if isinstance(result, ArrayResult):
+        return result.values
+    # The whole array is answered as its stored file: read it as two halves instead.
+    axis = next((i for i, s in enumerate(box) if s.stop - s.start >= 2), None)
+    if axis is None:  # one element: by its integer indices
+        values = _array_values(dataset.fetch(tuple(s.start for s in box)))
+        return values.reshape((1,) * len(box))
+    mid = (box[axis].start + box[axis].stop) // 2
+    halves = [slice(box[axis].start, mid), slice(mid, box[axis].stop)]
+    parts = [dataset.fetch((*box[:axis], half, *box[axis + 1 :])) for half in halves]
+    return np.concatenate([_array_values(part) for part in parts], axis=axis)
+
+
+def _array_values(result: object) -> np.ndarray:
+    if not isinstance(result, ArrayResult):
+        raise BadRequest(ARRAYS_ONLY)
+    return np.asarray(result.values)
 
 
 class ChunkResource(ReadResource):

@@ -59,6 +59,12 @@ ROOT = {
 STRING = {"type": "string"}
 
 
+INDICES = (
+    "Coordinates, as JSON with one entry per axis: a list of integers, an integer, "
+    '`"start:stop"` or null; answered as NumPy indexes (alone: not with the others)'
+)
+
+
 def _path_param(name: str, what: str, examples: list[str] | None = None) -> dict:
     schema: dict[str, Any] = {"type": "string", "minLength": 1}
     if examples:
@@ -170,9 +176,24 @@ def _data_paths() -> dict[str, dict]:
                     ),
                     _query("field", "One field of a structured array"),
                     _query("filter", "A condition on the fields, e.g. `(x > 3) & (y < 2)`"),
+                    _query("indices", INDICES, {"type": "string", "examples": ['[[0,2],"1:3"]']}),
                 ],
                 busy=True,
-            )
+            ),
+            "post": _operation(
+                "The same as GET, its parameters in a JSON body (coordinates too many for a URL)",
+                {"description": "The selection", "content": selection},
+                parameters=[PATH],
+                body=_json_body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            name: STRING for name in ("slice_", "field", "filter", "indices")
+                        },
+                    }
+                ),
+                busy=True,
+            ),
         },
         "/api/chunk/{path}": {
             "get": _operation(

@@ -1,0 +1,168 @@
+"""Coordinates (NumPy integer-array indexing) fetched in one round trip, as NumPy answers them.
+
+A real subscriber served from a thread of this process, its @public holding real
+Blosc2 files; reads through our client and through plain HTTP (`indices`, as the
+newest upstream client sends it, and the same parameters POSTed as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import blosc2
+import httpx
+import numpy as np
+import pytest
+
+import caterva2 as cat2
+from bench import peers
+from caterva2.common.coordinates import encode_indices
+from caterva2.subscriber.app import create_subscriber
+from caterva2.subscriber.settings import SubscriberSettings
+
+from .app_support import in_process_subscriber, served
+from .inprocess_publisher import ROOT, ROWS, running_publisher, subscriber
+
+UPSTREAM_VERSION = "2026.9.2"
+DRIVER = Path(__file__).resolve().parent / "interop" / "coordinates_2026.py"
+VALUES = np.arange(7 * 11 * 13, dtype=np.float64).reshape(7, 11, 13)
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    statedir = tmp_path_factory.mktemp("coordinates") / "state"
+    public = statedir / "public"
+    public.mkdir(parents=True)
+    blosc2.asarray(VALUES, urlpath=str(public / "cube.b2nd"), chunks=(3, 4, 5), blocks=(2, 2, 3))
+    blosc2.asarray(VALUES[0, 0], urlpath=str(public / "line.b2nd"), chunks=(4,))
+    blosc2.SChunk(data=b"bytes, not an array" * 10, urlpath=str(public / "raw.b2frame"))
+    app = in_process_subscriber(statedir, login=False)
+    try:
+        with served(app.subscriber.app) as base:
+            yield base
+    finally:
+        app.subscriber.close()
+
+
+KEYS = {
+    "two points": ([0, 6], [1, 10]),
+    "points in 3-D": ([0, 6, 3], [1, 10, 4], [12, 0, 5]),
+    "repeated, unsorted, negative": ([3, 1, 3, -1],),
+    "list then slice": ([4, 0, 2], slice(2, 5)),
+    "slice then list": (slice(1, 3), [0, -1]),
+    "list and integer": ([0, 2], 1),
+    "lists apart (axes move first)": ([0, 1], slice(None), [2, 3]),
+    "boolean mask": (np.array([True, False, True, False, False, False, True]),),
+    "empty list": ([],),
+    "broadcast scalar list": ([5], [1, 2, 3]),
+}
+
+
+@pytest.mark.parametrize("key", KEYS.values(), ids=KEYS.keys())
+def test_coordinates_answer_what_numpy_answers(url, key):
+    with cat2.Client(url) as client:
+        got = client.get("@public/cube.b2nd")[key]
+    want = VALUES[key]
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+def test_one_axis_coordinates_on_a_1d_array(url):
+    with cat2.Client(url) as client:
+        np.testing.assert_array_equal(client.fetch("@public/line.b2nd", [12, 0, 7]), [12, 0, 7])
+
+
+def test_plain_http_takes_the_upstream_spelling_and_a_post_body(url):
+    indices = json.dumps([[0, 6], "1:4", None])
+    got = httpx.get(f"{url}/api/fetch/@public/cube.b2nd", params={"indices": indices})
+    assert got.status_code == 200
+    np.testing.assert_array_equal(blosc2.ndarray_from_cframe(got.content)[:], VALUES[[0, 6], 1:4])
+    posted = httpx.post(f"{url}/api/fetch/@public/cube.b2nd", json={"indices": indices})
+    assert posted.status_code == 200 and posted.content == got.content
+
+
+def test_many_coordinates_go_in_a_post_body(url):
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 7, 3000), rng.integers(0, 11, 3000)
+    assert len(encode_indices((rows, cols))) > 4000  # too long for a URL: POSTed
+    with cat2.Client(url) as client:
+        got = client.get("@public/cube.b2nd")[rows, cols]
+    np.testing.assert_array_equal(got, VALUES[rows, cols])
+
+
+BAD = {
+    "not JSON": ("[0, 1", "not JSON"),
+    "not a list": ('{"a": 1}', "JSON list"),
+    "too many axes": ("[0, 0, 0, 0]", "4 entries for a dataset of 3 dimensions"),
+    "out of range": ("[[0, 7]]", "7 is out of range on axis 0 (size 7)"),
+    "negative out of range": ("[null, [-12]]", "-12 is out of range on axis 1 (size 11)"),
+    "floats": ("[[0.5]]", "must be integers"),
+    "nested lists": ("[[[0]]]", "must be integers"),
+    "bad range": ('["1:2:3"]', "is not start:stop"),
+    "boolean": ("[true]", "Invalid indices"),
+}
+
+
+@pytest.mark.parametrize("indices,said", BAD.values(), ids=BAD.keys())
+def test_bad_coordinates_are_a_400_saying_why(url, indices, said):
+    resp = httpx.get(f"{url}/api/fetch/@public/cube.b2nd", params={"indices": indices})
+    assert resp.status_code == 400 and said in resp.json()["detail"], resp.text
+
+
+def test_coordinates_go_alone_and_in_arrays_only(url):
+    both = {"indices": "[[0]]", "slice_": "0:1"}
+    resp = httpx.get(f"{url}/api/fetch/@public/cube.b2nd", params=both)
+    assert resp.status_code == 400 and "cannot go with slice_" in resp.json()["detail"]
+    resp = httpx.get(f"{url}/api/fetch/@public/raw.b2frame", params={"indices": "[[0]]"})
+    assert resp.status_code == 400 and "arrays of one dimension or more" in resp.json()["detail"]
+    resp = httpx.post(f"{url}/api/fetch/@public/cube.b2nd", json={"indices": [[0]]})
+    assert resp.status_code == 422  # the body's values are the query's strings
+
+
+def test_the_client_refuses_what_has_no_spelling():
+    with pytest.raises(IndexError, match="flat list of integers"):
+        encode_indices(([[0, 1], [1, 2]],))
+    with pytest.raises(IndexError, match="step 1"):
+        encode_indices(([0, 1], slice(0, 4, 2)))
+    assert encode_indices((slice(1, 3), 2)) is None  # no list: an ordinary slice_
+
+
+def test_coordinates_on_a_remote_root_read_only_the_chunks_of_their_box(tmp_path):
+    with running_publisher(tmp_path) as publisher:
+        remote = subscriber(tmp_path / "sub", publisher, None)
+        app = create_subscriber(
+            SubscriberSettings(statedir=tmp_path / "sub", login=False), lambda _s: remote
+        )
+        try:
+            with served(app.app) as base, cat2.Client(base) as client:
+                rows, cols = [20, 17, 20, 23], [5, 32767, 0, 1000]
+                got = client.get(f"{ROOT}/a.b2nd")[rows, cols]
+            np.testing.assert_array_equal(got, publisher.data[rows, cols])
+            fetched = {n for n in range(ROWS) if publisher.transfers(n)}
+            assert fetched == set(range(17, 24))  # one chunk a row: rows 17 to 23
+        finally:
+            app.close()
+
+
+def test_the_newest_upstream_client_gathers_coordinates_from_us(url):
+    venv = peers.ensure_venv(UPSTREAM_VERSION)
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), str(DRIVER), url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=peers.clean_env(),
+        cwd=venv,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 7, 3000), rng.integers(0, 11, 3000)
+    assert got["version"].replace(".0", ".") == UPSTREAM_VERSION
+    np.testing.assert_array_equal(got["points"], VALUES[[0, 6], [1, 10]])
+    np.testing.assert_array_equal(got["mixed"], VALUES[[4, 0, 2], 2:5])
+    np.testing.assert_array_equal(got["mask"], VALUES[[0, 2, 6]])
+    np.testing.assert_array_equal(got["many"], VALUES[rows, cols])
