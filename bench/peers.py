@@ -60,13 +60,20 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def ensure_venv(version: str) -> Path:
-    """The venv of an upstream release, built once (under a lock) and reused."""
-    venv = CACHE / f"bench-peer-{version}"
+def ensure_venv(
+    version: str, requirements: tuple[str, ...] | None = None, label: str = "bench-peer"
+) -> Path:
+    """The venv of an upstream release, built once (under a lock) and reused.
+
+    `requirements` (default: the server and clients of `version`) go into
+    `.cache/<label>-<version>`.
+    """
+    requirements = requirements or UPSTREAM[version]
+    venv = CACHE / f"{label}-{version}"
     marker = venv / ".bench-ready"
-    spec = json.dumps({"requirements": UPSTREAM[version], "python": sys.version_info[:2]})
+    spec = json.dumps({"requirements": requirements, "python": sys.version_info[:2]})
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"bench-peer-{version}.lock", "a+") as lock:
+    with open(CACHE / f"{label}-{version}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if marker.exists() and marker.read_text() == spec:
             return venv
@@ -75,7 +82,7 @@ def ensure_venv(version: str) -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean_env())
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
         subprocess.run(
-            [*pip, *UPSTREAM[version]],
+            [*pip, *requirements],
             check=True,
             env=clean_env(),
             timeout=1800,

@@ -147,7 +147,10 @@ def test_coordinates_on_a_remote_root_read_only_the_chunks_of_their_box(tmp_path
 
 
 def test_the_newest_upstream_client_gathers_coordinates_from_us(url):
-    venv = peers.ensure_venv(UPSTREAM_VERSION)
+    # The client alone, as its users install it (no server extras: a lighter build).
+    venv = peers.ensure_venv(
+        UPSTREAM_VERSION, (f"caterva2[clients]=={UPSTREAM_VERSION}",), "upstream-client"
+    )
     done = subprocess.run(
         [str(venv / "bin" / "python"), str(DRIVER), url],
         capture_output=True,
