@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,20 @@ import pytest
 import caterva2 as cat2
 
 from .services import EXAMPLES, SubscriberProcess, populate_from_examples
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_log_handlers():
+    """Programs run in-process (their `main()`) point the root logger at the stderr this
+    test captures; drop that handler after the test, or a later background thread
+    logs to a closed stream ("--- Logging error ---" in the output)."""
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before and type(handler) is logging.StreamHandler:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
