@@ -40,7 +40,9 @@ def test_a_followed_root_refreshes_its_pages(broker_url, tmp_path):
     browser = stack.enter_context(chromium())
     context = browser.new_context(viewport=LAPTOP)
     tab = context.new_page()
-    tab.set_default_timeout(20_000)
+    # Waits for conditions, long enough for a loaded machine (the suite runs three
+    # workers on two cores; following the root once took over 20 s there).
+    tab.set_default_timeout(60_000)
     try:
         pub.start()
         sub.start()
@@ -65,7 +67,7 @@ def test_a_followed_root_refreshes_its_pages(broker_url, tmp_path):
             tab,
             "() => document.querySelector('#data-table tbody tr:nth-child(4) td')"
             "?.textContent === '9'",
-            timeout=20,
+            timeout=60,
         )
         shot(tab, "remote-dataset")
     finally:
