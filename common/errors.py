@@ -42,6 +42,10 @@ class PreconditionFailed(Caterva2Error):
     status = 412
 
 
+class ContentTooLarge(Caterva2Error):
+    status = 413
+
+
 class UnsupportedMediaType(Caterva2Error):
     status = 415
 

@@ -10,7 +10,13 @@ import numpy as np
 
 from ..common import block_stream
 from ..common.coordinates import parse_indices
-from ..common.errors import BadRequest, NotFound, Unauthorized, ValidationError
+from ..common.errors import (
+    BadRequest,
+    ContentTooLarge,
+    NotFound,
+    Unauthorized,
+    ValidationError,
+)
 from ..common.falcon_app import set_attachment, set_body, set_etag
 from ..common.paths import split_logical_path
 from ..common.slices import parse_slice
@@ -110,7 +116,13 @@ class FetchResource(ReadResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
         self._answer(req, resp, path, req.params)
 
+    MAX_BODY = 16 * 1024 * 1024  # about two million coordinates
+
     def on_post(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        if req.content_length is None or req.content_length > self.MAX_BODY:
+            raise ContentTooLarge(
+                f"A fetch body must give its length, at most {self.MAX_BODY} bytes"
+            )
         params = json_body(req)
         for name, value in params.items():
             if value is not None and not isinstance(value, str):

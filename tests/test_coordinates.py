@@ -19,6 +19,7 @@ import pytest
 import caterva2 as cat2
 from bench import peers
 from caterva2.common.coordinates import encode_indices
+from caterva2.subscriber.api_data import FetchResource
 from caterva2.subscriber.app import create_subscriber
 from caterva2.subscriber.settings import SubscriberSettings
 
@@ -169,3 +170,17 @@ def test_the_newest_upstream_client_gathers_coordinates_from_us(url):
     np.testing.assert_array_equal(got["mixed"], VALUES[[4, 0, 2], 2:5])
     np.testing.assert_array_equal(got["mask"], VALUES[[0, 2, 6]])
     np.testing.assert_array_equal(got["many"], VALUES[rows, cols])
+
+
+def test_a_fetch_body_too_big_is_refused_sent_whole_or_chunked(url, monkeypatch):
+    big = json.dumps({"indices": json.dumps([list(range(7))])}).encode()
+    monkeypatch.setattr(FetchResource, "MAX_BODY", len(big) - 1)
+    resp = httpx.post(f"{url}/api/fetch/@public/cube.b2nd", content=big)
+    assert resp.status_code == 413 and "at most" in resp.json()["detail"]
+
+    def chunked():  # no Content-Length: waitress counts the body as it arrives
+        yield big[:10]
+        yield big[10:]
+
+    resp = httpx.post(f"{url}/api/fetch/@public/cube.b2nd", content=chunked())
+    assert resp.status_code == 413 and "at most" in resp.json()["detail"]
