@@ -56,13 +56,30 @@ VERSION_KEY = "cat2-version"
 """The vlmeta entry of a cached container naming the version (etag) it holds."""
 
 
-class RemoteArraySource(blosc2.ProxyNDSource):
-    """An NDArray on a publisher, described by its info JSON."""
+class PublisherChunks:
+    """What both remote sources share: a dataset's chunks fetched from its publisher."""
 
     def __init__(
         self, meta: dict, client: PublisherClient, path: str, etag: str | None = None
     ) -> None:
         self._meta, self._client, self._path, self._etag = meta, client, path, etag
+
+    on_fetch: Callable[[int, int], None] | None = None
+    """Told (chunk number, bytes) of every chunk fetched: the cache's accounting."""
+
+    def get_chunk(self, nchunk: int) -> bytes:
+        chunk = self._client.chunk(self._path, nchunk, self._etag)
+        if self.on_fetch is not None:
+            self.on_fetch(nchunk, len(chunk))
+        return chunk
+
+    def retarget(self, meta: dict, client: PublisherClient, etag: str | None) -> None:
+        """Fetch from now on for this version (same geometry: same cached file)."""
+        self._meta, self._client, self._etag = meta, client, etag
+
+
+class RemoteArraySource(PublisherChunks, blosc2.ProxyNDSource):
+    """An NDArray on a publisher, described by its info JSON."""
 
     @property
     def shape(self) -> tuple:
@@ -84,27 +101,9 @@ class RemoteArraySource(blosc2.ProxyNDSource):
     def cparams(self) -> blosc2.CParams:
         return cparams_from_dict(self._meta["schunk"]["cparams"])
 
-    on_fetch: Callable[[int, int], None] | None = None
-    """Told (chunk number, bytes) of every chunk fetched: the cache's accounting."""
 
-    def get_chunk(self, nchunk: int) -> bytes:
-        chunk = self._client.chunk(self._path, nchunk, self._etag)
-        if self.on_fetch is not None:
-            self.on_fetch(nchunk, len(chunk))
-        return chunk
-
-    def retarget(self, meta: dict, client: PublisherClient, etag: str | None) -> None:
-        """Fetch from now on for this version (same geometry: same cached file)."""
-        self._meta, self._client, self._etag = meta, client, etag
-
-
-class RemoteFrameSource(blosc2.ProxySource):
+class RemoteFrameSource(PublisherChunks, blosc2.ProxySource):
     """An SChunk (frame or regular file) on a publisher."""
-
-    def __init__(
-        self, meta: dict, client: PublisherClient, path: str, etag: str | None = None
-    ) -> None:
-        self._meta, self._client, self._path, self._etag = meta, client, path, etag
 
     @property
     def nbytes(self) -> int:
@@ -121,19 +120,6 @@ class RemoteFrameSource(blosc2.ProxySource):
     @property
     def cparams(self) -> blosc2.CParams:
         return cparams_from_dict(self._meta["cparams"])
-
-    on_fetch: Callable[[int, int], None] | None = None
-    """Told (chunk number, bytes) of every chunk fetched: the cache's accounting."""
-
-    def get_chunk(self, nchunk: int) -> bytes:
-        chunk = self._client.chunk(self._path, nchunk, self._etag)
-        if self.on_fetch is not None:
-            self.on_fetch(nchunk, len(chunk))
-        return chunk
-
-    def retarget(self, meta: dict, client: PublisherClient, etag: str | None) -> None:
-        """Fetch from now on for this version (same geometry: same cached file)."""
-        self._meta, self._client, self._etag = meta, client, etag
 
 
 def source_for(meta: dict, client: PublisherClient, path: str, etag: str | None = None):
