@@ -21,6 +21,7 @@ from ..common.falcon_app import set_attachment, set_body, set_etag
 from ..common.paths import split_logical_path
 from ..common.slices import parse_slice
 from .auth import check_follow
+from .fetch_values import values_of
 from .file_ops import FileOps
 from .http_answers import accepts, answer_fetch
 from .root_interface import ArrayResult, Dataset
@@ -155,30 +156,10 @@ def gather(dataset: Dataset, indices: str) -> ArrayResult:
     if not shape or "dtype" not in meta:
         raise BadRequest(ARRAYS_ONLY)
     box, inner = parse_indices(indices, tuple(shape))
-    box += tuple(slice(0, n) for n in shape[len(box) :])
-    return ArrayResult(np.ascontiguousarray(box_values(dataset, box)[inner]))
-
-
-def box_values(dataset: Dataset, box: tuple[slice, ...]) -> np.ndarray:
-    """The values of a box of an array, as NumPy."""
-    result = dataset.fetch(box)
-    if isinstance(result, ArrayResult):
-        return result.values
-    # The whole array is answered as its stored file: read it as two halves instead.
-    axis = next((i for i, s in enumerate(box) if s.stop - s.start >= 2), None)
-    if axis is None:  # one element: by its integer indices
-        values = _array_values(dataset.fetch(tuple(s.start for s in box)))
-        return values.reshape((1,) * len(box))
-    mid = (box[axis].start + box[axis].stop) // 2
-    halves = [slice(box[axis].start, mid), slice(mid, box[axis].stop)]
-    parts = [dataset.fetch((*box[:axis], half, *box[axis + 1 :])) for half in halves]
-    return np.concatenate([_array_values(part) for part in parts], axis=axis)
-
-
-def _array_values(result: object) -> np.ndarray:
-    if not isinstance(result, ArrayResult):
+    values = values_of(dataset.fetch(box))
+    if not isinstance(values, np.ndarray):
         raise BadRequest(ARRAYS_ONLY)
-    return np.asarray(result.values)
+    return ArrayResult(np.ascontiguousarray(values[inner]))
 
 
 class ChunkResource(ReadResource):

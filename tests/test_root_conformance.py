@@ -25,6 +25,7 @@ from caterva2.publisher.hdf5_root import HDF5FileRoot
 from caterva2.publisher.root_adapters import DirectoryRoot
 from caterva2.subscriber import hdf5_shells
 from caterva2.subscriber.compute_budget import Limits, Runner
+from caterva2.subscriber.fetch_values import values_of
 from caterva2.subscriber.file_ops import FileOps
 from caterva2.subscriber.hdf5_unfold import unfold_task
 from caterva2.subscriber.lazy_expressions import write_shell
@@ -34,7 +35,6 @@ from caterva2.subscriber.root_interface import BlockStream, Download
 from caterva2.subscriber.root_registry import RootRegistry
 from caterva2.subscriber.saved_expressions import Expressions
 from caterva2.subscriber.store import Store
-from caterva2.subscriber.web.access import values_of
 
 from .root_conformance import (
     BLOCKS,

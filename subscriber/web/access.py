@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import blosc2
-import numpy as np
-
 from ...common.errors import NotFound
 from ...common.paths import join_logical, split_logical_path, stored_name
 from ...common.slices import Key
-from .. import datasets
 from ..auth import check_follow
+from ..fetch_values import values_of
 from ..file_ops import FileOps
-from ..root_interface import ArrayResult, StreamedFile, WholeFile
 from ..root_registry import RootRegistry
 from ..store import User
 
@@ -253,34 +248,3 @@ class Access:
         for entry in self.root_entries(user):
             digest.update(f"{entry.name}|{entry.subscribed}|{entry.online}\n".encode())
         return digest.hexdigest()
-
-
-@functools.singledispatch
-def values_of(result: object) -> Any:
-    """The values of a fetch result: NumPy for arrays, bytes for byte streams."""
-    return decode_frame(bytes(result))
-
-
-@values_of.register
-def _(result: ArrayResult) -> Any:
-    return result.values
-
-
-@values_of.register
-def _(result: WholeFile) -> Any:
-    obj = datasets.open_container(result.path)
-    return np.asarray(obj[()]) if isinstance(obj, blosc2.NDArray) else bytes(obj[:])
-
-
-@values_of.register
-def _(result: StreamedFile) -> Any:
-    return decode_frame(b"".join(result.blocks))
-
-
-def decode_frame(frame: bytes) -> Any:
-    """An NDArray frame as NumPy values, or an SChunk frame as bytes."""
-    try:
-        array = blosc2.ndarray_from_cframe(frame)
-    except Exception:
-        return bytes(blosc2.schunk_from_cframe(frame)[:])
-    return np.asarray(array[()])
