@@ -196,10 +196,9 @@ class Client:
         params: dict[str, Any] = {}
         if field is not None:
             params["field"] = field
-        indices = None if isinstance(key, str) else encode_indices(key)
         if isinstance(key, str):
             params["filter"] = key
-        elif indices is not None:
+        elif (indices := encode_indices(key)) is not None:
             params["indices"] = indices  # gathered by the server: one round trip
         else:
             slice_ = api_utils.slice_to_string(key)

@@ -76,7 +76,7 @@ def parse_indices(text: str, shape: Sequence[int]) -> tuple[tuple[slice, ...], t
         if entry is None:
             box.append(slice(0, size))
             inner.append(slice(None))
-        elif isinstance(entry, bool) or isinstance(entry, float | dict):
+        elif isinstance(entry, bool | float | dict):
             raise BadRequest(f"Invalid indices: {entry!r} on {where}")
         elif isinstance(entry, int):
             at = _checked(entry, size, where)

@@ -79,20 +79,15 @@ def commit_upload(ops: FileOps, tmp: Path, target: Path, shown: str) -> None:
     """
     old = None
     with _write_lock:
-        room = ops.room(target)
-        replacing = target.is_file()
-        replaced = target.stat().st_size if replacing else 0
-        if replacing:
+        if target.is_file():
             old = ops.roots.new_tmp_path(f"replaced-{target.name}")
             os.link(target, old)
         try:
-            size = tmp.stat().st_size
-            put_in_place(tmp, target, shown, room)
+            ops.put_charged(tmp, target, shown)
         except BaseException:
             if old is not None:
                 old.unlink(missing_ok=True)
             raise
-        ops.usage.changed(size - replaced)
     if old is not None:
         threading.Thread(target=old.unlink, kwargs={"missing_ok": True}, daemon=True).start()
 
@@ -146,12 +141,16 @@ class FileOps:
         """Move a finished file into place atomically, if the quota allows it; `tmp` goes."""
         try:
             with _write_lock:
-                replaced = size_of(target) if target.exists() else 0
-                size = tmp.stat().st_size
-                put_in_place(tmp, target, target.name, self.room(target), what)
-                self.usage.changed(size - replaced)
+                self.put_charged(tmp, target, target.name, what)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def put_charged(self, tmp: Path, target: Path, shown: str, what: str = "Upload") -> None:
+        """`put_in_place` within the quota, the ledger charged (call with `_write_lock`)."""
+        replaced = size_of(target) if target.exists() else 0
+        size = tmp.stat().st_size
+        put_in_place(tmp, target, shown, self.room(target), what)
+        self.usage.changed(size - replaced)
 
     def upload(self, logical: str, filename: str, stream: BinaryIO, user: User | None) -> str:
         """Store an uploaded file; returns its logical path."""

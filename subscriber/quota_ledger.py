@@ -13,9 +13,9 @@ What the ledger does not see until its next walk (at most `fresh_for` s later):
 files copied into a root by hand, the chunk cache of remote roots growing
 (it has a budget of its own), a deleted user's files (stricter for a moment),
 a walk racing a write (counted twice: stricter for a moment, never looser for
-what went through `FileOps`).  Files still
-arriving in the state's tmp folder are not counted: a write is charged when it
-is put in place, under the write lock, so two cannot both take the last room.
+what went through `FileOps`).  Files still arriving in the state's tmp folder
+are not counted: a write is charged when it is put in place, under the write
+lock, so two cannot both take the last room.
 """
 
 from __future__ import annotations
