@@ -66,15 +66,6 @@ KEYS = {
 }
 
 
-@pytest.mark.parametrize("key", KEYS.values(), ids=KEYS.keys())
-def test_coordinates_answer_what_numpy_answers(url, key):
-    with cat2.Client(url) as client:
-        got = client.get("@public/cube.b2nd")[key]
-    want = VALUES[key]
-    assert got.shape == want.shape
-    np.testing.assert_array_equal(got, want)
-
-
 SPARSE = {
     "two far points": ([0, 199], [0, 299]),
     "far points, then a slice": ([3, 150, 3, 199], [7, 250, 8, 0], slice(1, 3)),
@@ -89,11 +80,15 @@ SPARSE = {
 }
 
 
-@pytest.mark.parametrize("key", SPARSE.values(), ids=SPARSE.keys())
-def test_sparse_coordinates_answer_what_numpy_answers(url, key):
+CASES = [("cube.b2nd", VALUES, key) for key in KEYS.values()]
+CASES += [("wide.b2nd", WIDE, key) for key in SPARSE.values()]  # sparse: read chunk by chunk
+
+
+@pytest.mark.parametrize("name,values,key", CASES, ids=[*KEYS, *(f"sparse: {k}" for k in SPARSE)])
+def test_coordinates_answer_what_numpy_answers(url, name, values, key):
     with cat2.Client(url) as client:
-        got = client.get("@public/wide.b2nd")[key]
-    want = WIDE[key]
+        got = client.get(f"@public/{name}")[key]
+    want = values[key]
     assert got.shape == want.shape
     np.testing.assert_array_equal(got, want)
 
