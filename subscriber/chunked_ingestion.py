@@ -74,7 +74,10 @@ def check_chunk(schunk: blosc2.SChunk, chunk: bytes) -> None:
     except Exception:
         raise BadRequest("The body is not a Blosc2 chunk") from None
     if cbytes != len(chunk):
-        raise BadRequest(f"The chunk's header says {cbytes} bytes, but {len(chunk)} came")
+        raise BadRequest(
+            f"The body is not a whole Blosc2 chunk: its header says {cbytes} bytes, "
+            f"{len(chunk)} came"
+        )
     if nbytes != schunk.chunksize:
         raise BadRequest(
             f"The chunk holds {nbytes} bytes where this array's chunks hold {schunk.chunksize}"

@@ -20,7 +20,7 @@ import caterva2 as cat2
 from caterva2.subscriber.app import create_subscriber
 from caterva2.subscriber.chunked_ingestion import STAGING_DIR
 
-from .app_support import USER, in_process_subscriber, served
+from .app_support import SUPERUSER, USER, in_process_subscriber, served
 
 SHAPE, CHUNKS, BLOCKS = (40, 30), (10, 10), (5, 5)
 SOURCE = np.arange(math.prod(SHAPE), dtype=np.int32).reshape(SHAPE)
@@ -217,3 +217,121 @@ def test_written_chunks_are_charged_to_the_quota(tmp_path):
             assert "quota limit has been exceeded" in refused.value.detail
     finally:
         app.subscriber.close()
+
+
+def post_chunk(base: str, cookie: dict, path: str, nchunk, body: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{base}/api/chunk/{path}", params={"nchunk": nchunk}, content=body, headers=cookie
+    )
+
+
+@pytest.fixture
+def laid_out(server):
+    """A served subscriber with @public/run.b2nd laid out; (base, the writer's cookie)."""
+    base, _statedir = server
+    with writer(base) as client:
+        lay_out(client)
+        yield base, {"Cookie": client.cookie}
+
+
+GOOD = chunk_of(SOURCE, 0)
+BAD_CHUNKS = {
+    "wrong typesize": (chunk_of(SOURCE, 0, typesize=2), "typesize of 2"),
+    "wrong blocksize": (chunk_of(SOURCE, 0, blocksize=200), "blocks are 200 bytes"),
+    "wrong size": (blosc2.compress2(np.zeros(50, np.int32), typesize=4), "holds 200 bytes"),
+    "not a chunk": (b"definitely not blosc2 data, not at all", "not a whole Blosc2 chunk"),
+    "truncated": (GOOD[: len(GOOD) // 2], "header says"),
+    "damaged": (GOOD[:32] + bytes(len(GOOD) - 32), "does not decompress"),
+}
+
+
+@pytest.mark.parametrize("body,said", BAD_CHUNKS.values(), ids=BAD_CHUNKS.keys())
+def test_a_chunk_that_does_not_fit_is_a_400_and_the_array_is_untouched(laid_out, body, said):
+    base, cookie = laid_out
+    got = post_chunk(base, cookie, "@public/run.b2nd", 0, body)
+    assert got.status_code == 400 and said in got.json()["detail"], got.text
+    with writer(base) as client:
+        assert not client.written_chunks("@public/run.b2nd").any()
+        for n in range(NCHUNKS):
+            client.fill_chunk("@public/run.b2nd", n, chunk_of(SOURCE, n))
+        client.publish("@public/run.b2nd")
+        np.testing.assert_array_equal(client.fetch("@public/run.b2nd"), SOURCE)
+
+
+BAD_REQUESTS = {
+    "nchunk out of range": ("@public/run.b2nd", NCHUNKS, 404, f"has no chunk {NCHUNKS}"),
+    "negative nchunk": ("@public/run.b2nd", -1, 404, "has no chunk -1"),
+    "nchunk not a number": ("@public/run.b2nd", "two", 422, "valid integer"),
+    "not an array": ("@public/notes.txt", 0, 400, "not a .b2nd array"),
+    "not laid out": ("@public/other.b2nd", 0, 404, "not laid out"),
+    "no such root": ("@nowhere/run.b2nd", 0, 404, "does not exist"),
+}
+
+
+@pytest.mark.parametrize("path,nchunk,status,said", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_a_bad_chunk_write_is_a_4xx_saying_why(laid_out, path, nchunk, status, said):
+    base, cookie = laid_out
+    got = post_chunk(base, cookie, path, nchunk, GOOD)
+    assert got.status_code == status and said in str(got.json()["detail"]), got.text
+
+
+def test_writing_and_publishing_need_the_right_to_write_the_root(laid_out):
+    base, _cookie = laid_out
+    anonymous = post_chunk(base, {}, "@public/run.b2nd", 0, GOOD)
+    assert anonymous.status_code == 401 and anonymous.json()["detail"]
+    assert httpx.post(f"{base}/api/publish/@public/run.b2nd").status_code == 401
+    assert httpx.get(f"{base}/api/written_chunks/@public/run.b2nd").status_code == 401
+    with cat2.Client(base) as reader, pytest.raises(cat2.APIError) as refused:
+        reader.lay_out("@public/mine.b2nd", SHAPE, np.int32, chunks=CHUNKS)
+    assert refused.value.status_code == 401
+    with cat2.Client(base, SUPERUSER) as other:  # another user's @personal is their own
+        lay_out(writer_of_personal := cat2.Client(base, USER), "@personal/own.b2nd")
+        writer_of_personal.close()
+        with pytest.raises(cat2.APIError) as missing:
+            other.fill_chunk("@personal/own.b2nd", 0, GOOD)
+        assert missing.value.status_code == 404
+
+
+def test_publishing_before_every_chunk_is_written_is_refused(laid_out):
+    base, cookie = laid_out
+    post_chunk(base, cookie, "@public/run.b2nd", 0, GOOD)
+    got = httpx.post(f"{base}/api/publish/@public/run.b2nd", headers=cookie)
+    assert got.status_code == 400
+    assert f"{NCHUNKS - 1} of its {NCHUNKS} chunks still unwritten" in got.json()["detail"]
+
+
+def test_a_published_array_is_neither_laid_out_again_nor_written_to(laid_out):
+    base, cookie = laid_out
+    with writer(base) as client:
+        for n in range(NCHUNKS):
+            client.fill_chunk("@public/run.b2nd", n, chunk_of(SOURCE, n))
+        client.publish("@public/run.b2nd")
+        with pytest.raises(cat2.APIError) as again:
+            client.publish("@public/run.b2nd")
+        assert again.value.status_code == 409 and "already published" in again.value.detail
+        with pytest.raises(cat2.APIError) as over:
+            lay_out(client)
+        assert over.value.status_code == 409 and "remove it before" in over.value.detail
+        with pytest.raises(cat2.ChunkAlreadyWritten):
+            client.fill_chunk("@public/run.b2nd", 0, GOOD)
+        np.testing.assert_array_equal(client.fetch("@public/run.b2nd"), SOURCE)
+
+
+def test_writers_see_the_geometry_and_state_and_readers_nothing(laid_out):
+    base, cookie = laid_out
+    post_chunk(base, cookie, "@public/run.b2nd", 2, chunk_of(SOURCE, 2))
+    info = httpx.get(f"{base}/api/info/@public/run.b2nd", headers=cookie).json()
+    assert info["shape"] == list(SHAPE) and info["chunks"] == list(CHUNKS)
+    assert (info["state"], info["written"], info["nchunks"]) == ("filling", 1, NCHUNKS)
+    values = httpx.get(f"{base}/api/fetch/@public/run.b2nd", headers=cookie)
+    assert values.status_code == 404 and "not published" in values.json()["detail"]
+    frame = httpx.get(
+        f"{base}/api/fetch/@public/run.b2nd", headers={**cookie, "Range": "bytes=0-15"}
+    )
+    assert frame.status_code == 206 and len(frame.content) == 16
+    assert (
+        httpx.get(f"{base}/api/fetch/@public/run.b2nd", headers={"Range": "bytes=0-15"}).status_code
+        == 404
+    )
+    listing = httpx.get(f"{base}/api/list/@public", headers=cookie).json()
+    assert "run.b2nd" not in listing
