@@ -37,7 +37,7 @@ ARRAY_SUFFIX = ".b2nd"
 FLAGS_BYTE = 31
 UNINIT = blosc2.SpecialValue.UNINIT.value
 TYPESIZE_BYTE = 3  # the typesize a chunk's filters ran on (1 past 255)
-FILLING, COMPLETE = "filling", "complete"
+FILLING, COMPLETE, PUBLISHED = "filling", "complete", "published"
 WRITE_ACTION = "Writing chunks"
 
 
@@ -244,7 +244,22 @@ class Ingestion:
             }
 
     def progress(self, logical: str, user: User | None) -> dict:
-        """`nchunks`, `written`, `state` and `chunks` ("0"/"1" per chunk) of a staged array."""
+        """`nchunks`, `written`, `state` and `chunks` ("0"/"1" per chunk) of a laid-out array.
+
+        A published one has every chunk written (`state`: published).
+        """
+        loc = self._array_location(logical, user, WRITE_ACTION)
+        if not self.staged_path(loc).is_file() and loc.path.is_file():
+            try:
+                nchunks = blosc2.open(str(loc.path), mode="r").schunk.nchunks
+            except Exception:
+                raise BadRequest(f"{logical} is not a Blosc2 array") from None
+            return {
+                "nchunks": nchunks,
+                "written": nchunks,
+                "state": PUBLISHED,
+                "chunks": "1" * nchunks,
+            }
         _loc, staged = self.writable_staged(logical, user, WRITE_ACTION)
         fill = self._fill(staged)
         with fill.lock:

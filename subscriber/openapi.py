@@ -85,7 +85,7 @@ NCHUNK = {
     "description": "The chunk's number",
     "schema": {"type": "integer"},
 }
-FILL_STATE = {"type": "string", "enum": ["filling", "complete"]}
+FILL_STATE = {"type": "string", "enum": ["filling", "complete", "published"]}
 FILL_ANSWER = {
     "type": "object",
     "required": ["nchunk", "written", "nchunks", "state"],

@@ -8,8 +8,10 @@ client of @public (it may not write there, so it must never see a staged array).
 from __future__ import annotations
 
 import math
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import blosc2
 import httpx
@@ -335,3 +337,17 @@ def test_writers_see_the_geometry_and_state_and_readers_nothing(laid_out):
     )
     listing = httpx.get(f"{base}/api/list/@public", headers=cookie).json()
     assert "run.b2nd" not in listing
+
+
+def test_the_readme_example_runs_as_written(server):
+    base, _statedir = server
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Chunked ingestion", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = code.replace("http://localhost:8000", base).replace('"foobar11"', repr(USER[1]))
+    code = code.replace('"user@example.com"', repr(USER[0]))
+    names: dict = {}
+    exec(compile(code, "README.md", "exec"), names)
+    assert names["array"].written_chunks().all()
+    with cat2.Client(base) as reader:
+        np.testing.assert_array_equal(reader.fetch("@public/run.b2nd"), names["source"])
