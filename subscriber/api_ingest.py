@@ -16,7 +16,7 @@ import falcon
 
 from ..common.errors import ContentTooLarge, NotFound, ValidationError
 from ..common.falcon_app import set_etag
-from .api_data import ChunkResource, FetchResource, InfoResource
+from .api_data import ChunkResource, FetchResource, InfoResource, RemoveResource
 from .chunked_ingestion import Ingestion
 from .datasets import StoredDataset
 from .http_answers import send_file
@@ -126,6 +126,23 @@ class StagedFetch:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
         self.read.on_post(req, resp, path)
+
+
+class StagedRemove:
+    """`/api/remove`: also drops a laid-out, unpublished array (a fill given up)."""
+
+    def __init__(self, remove: RemoveResource, ingestion: Ingestion) -> None:
+        self.remove = remove
+        self.ingestion = ingestion
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        if not self.ingestion.discard(path, req.context.user):
+            self.remove.on_post(req, resp, path)
+            return
+        try:  # and a dataset stored at the same path since, as a remove always would
+            self.remove.on_post(req, resp, path)
+        except NotFound:
+            resp.media = path
 
 
 def register(app: falcon.App, ingestion: Ingestion) -> None:

@@ -107,7 +107,7 @@ def create_subscriber(
         ("chunk", api_ingest.ChunkRoute(api_data.ChunkResource(registry), ingestion)),
         ("download", api_data.DownloadResource(registry)),
         ("upload", api_data.UploadResource(ops)),
-        ("remove", api_data.RemoveResource(ops)),
+        ("remove", api_ingest.StagedRemove(api_data.RemoveResource(ops), ingestion)),
     ):
         app.add_route(f"/api/{verb}/{{path:path}}", resource)
     api_ingest.register(app, ingestion)

@@ -59,7 +59,9 @@ def is_laid_out_empty(path: Path) -> bool:
         return False
     if not isinstance(array, blosc2.NDArray) or array.schunk.nchunks == 0:
         return False
-    return not written_slots(array.schunk).any()
+    # An ordinary upload has its first chunk written: one header read says so.
+    schunk = array.schunk
+    return all(slot_is_unwritten(schunk, i) for i in range(schunk.nchunks))
 
 
 def check_chunk(schunk: blosc2.SChunk, chunk: bytes) -> None:
@@ -302,6 +304,21 @@ class Ingestion:
                 self._fills.pop(staged, None)
         self._drop_empty_dirs(staged.parent)
         return {"published": join_logical(loc.root, loc.relpath)}
+
+    def discard(self, logical: str, user: User | None) -> bool:
+        """Drop the staged array at `logical` (a fill given up); whether there was one."""
+        loc = self.staged_for_writer(logical, user)
+        if loc is None:
+            return False
+        fill = self._fill(loc.path)
+        with fill.lock:
+            with self.ops.writing():
+                loc.path.unlink(missing_ok=True)
+                self.ops.usage.forget()
+            with self._guard:
+                self._fills.pop(loc.path, None)
+        self._drop_empty_dirs(loc.path.parent)
+        return True
 
     def _drop_empty_dirs(self, folder: Path) -> None:
         """Remove the staging folders a publish left empty (not the staging dir itself)."""

@@ -351,3 +351,17 @@ def test_the_readme_example_runs_as_written(server):
     assert names["array"].written_chunks().all()
     with cat2.Client(base) as reader:
         np.testing.assert_array_equal(reader.fetch("@public/run.b2nd"), names["source"])
+
+
+def test_removing_a_laid_out_array_gives_the_fill_up(laid_out):
+    base, cookie = laid_out
+    post_chunk(base, cookie, "@public/run.b2nd", 0, GOOD)
+    with writer(base) as client:
+        assert str(client.remove("@public/run.b2nd")) == "@public/run.b2nd"
+        with pytest.raises(cat2.APIError) as gone:
+            client.written_chunks("@public/run.b2nd")
+        assert gone.value.status_code == 404 and "not laid out" in gone.value.detail
+        with pytest.raises(cat2.APIError) as again:
+            client.remove("@public/run.b2nd")
+        assert again.value.status_code == 404
+        assert not lay_out(client).written_chunks().any()  # laid out anew, empty
