@@ -112,10 +112,19 @@ class StagedFetch:
         if loc is None:
             self.read.on_get(req, resp, path)
             return
-        if req.get_header("Range"):
+        header = req.get_header("Range")
+        if header:
             # What a fill's progress is read from (the frame's offsets), never values.
             resp.content_type = "application/octet-stream"
-            send_file(req, resp, WholeFile(loc.path))
+            got = self.ingestion.frame_range(loc.path, header)
+            if got is None:
+                send_file(req, resp, WholeFile(loc.path))
+                return
+            data, start, end, size = got
+            resp.status = falcon.HTTP_206
+            resp.accept_ranges = "bytes"
+            resp.content_range = (start, end, size)
+            resp.data = data
             return
         try:
             self.read.on_get(req, resp, path)

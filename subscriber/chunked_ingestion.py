@@ -26,6 +26,7 @@ import blosc2
 import numpy as np
 
 from ..common.errors import BadRequest, Conflict, NotFound
+from ..common.falcon_app import byte_range
 from ..common.paths import SPECIAL_ROOTS, join_logical, split_logical_path
 from .file_ops import FileOps, quota_exceeded
 from .local_roots import Location
@@ -280,6 +281,26 @@ class Ingestion:
             written = self._known_slots(fill, staged)
             done, nchunks = int(written.sum()), int(written.size)
             return {"state": fill.state, "written": done, "nchunks": nchunks}
+
+    def frame_range(self, staged: Path, header: str) -> tuple[bytes, int, int, int] | None:
+        """The bytes one `Range` header asks of a staged frame: (data, start, end, size).
+
+        Read under the array's lock, so a writer's progress read (the frame's
+        header, then its offsets) never sees a chunk write half done.  None for
+        a header naming several ranges (the caller sends the whole frame).
+        """
+        fill = self._fill(staged)
+        with fill.lock:
+            if not staged.is_file():
+                raise NotFound(f"{staged.name} was published or removed meanwhile")
+            size = staged.stat().st_size
+            span = byte_range(header, size) if size else None
+            if span is None:
+                return None
+            start, end = span
+            with open(staged, "rb") as f:
+                f.seek(start)
+                return f.read(end - start + 1), start, end, size
 
     def publish(self, logical: str, user: User | None) -> dict:
         """Move a complete staged array into its root, atomically (one `os.replace`)."""
