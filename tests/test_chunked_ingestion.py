@@ -349,6 +349,7 @@ def test_the_readme_example_runs_as_written(server):
     names: dict = {}
     exec(compile(code, "README.md", "exec"), names)
     assert names["array"].written_chunks().all()
+    names["client"].close()
     with cat2.Client(base) as reader:
         np.testing.assert_array_equal(reader.fetch("@public/run.b2nd"), names["source"])
 
