@@ -111,8 +111,8 @@ class Fill:
 
     @property
     def state(self) -> str:
-        assert self.written is not None
-        return COMPLETE if self.written.all() else FILLING
+        """`complete` once every slot is written, else `filling`."""
+        return COMPLETE if self.written is not None and self.written.all() else FILLING
 
 
 class Ingestion:
@@ -158,7 +158,11 @@ class Ingestion:
         if not staged.is_file():
             return None
         staged_root = self.stagedir / loc.rootdir.relative_to(self.roots.statedir)
-        return Location(loc.root, loc.relpath, staged_root, staged, staged.stat())
+        try:
+            found = staged.stat()
+        except FileNotFoundError:
+            return None  # published just now: the ordinary route answers
+        return Location(loc.root, loc.relpath, staged_root, staged, found)
 
     def _fill(self, staged: Path) -> Fill:
         with self._guard:
@@ -168,7 +172,12 @@ class Ingestion:
             return fill
 
     def _known_slots(self, fill: Fill, staged: Path) -> np.ndarray:
-        """The written slots of a staged array (call with `fill.lock` held)."""
+        """The written slots of a staged array (call with `fill.lock` held).
+
+        404 when it went while the lock was awaited (published or removed).
+        """
+        if not staged.is_file():
+            raise NotFound(f"{staged.name} is no longer laid out: published or removed")
         if fill.written is None:
             fill.written = written_slots(blosc2.open(str(staged), mode="r").schunk)
         return fill.written
