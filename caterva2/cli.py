@@ -16,6 +16,7 @@ from typing import Any
 
 import blosc2
 import httpx
+import numpy as np
 
 import caterva2
 from caterva2 import api_utils
@@ -331,6 +332,56 @@ def cmd_upload(session: _Session, args: argparse.Namespace) -> None:
     print(f"Dataset stored in {path}")
 
 
+def _integers(text: str | None, what: str) -> tuple[int, ...] | None:
+    """`1000,20` as (1000, 20); None stays None."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise CLIError(f"{what} must be integers separated by commas, not {text!r}") from None
+
+
+def cmd_lay_out(session: _Session, args: argparse.Namespace) -> None:
+    """Lay out an empty array to fill by chunks (unseen by readers until published)."""
+    try:
+        dtype = np.dtype(args.dtype)
+    except TypeError:
+        raise CLIError(f"{args.dtype!r} is not a NumPy dtype") from None
+    shape = _integers(args.shape, "SHAPE")
+    chunks, blocks = _integers(args.chunks, "--chunks"), _integers(args.blocks, "--blocks")
+    array = session.client.lay_out(args.dataset, shape, dtype, chunks=chunks, blocks=blocks)
+    print(
+        f"Laid out {array.path}: shape {array.shape}, chunks {array.chunks}, "
+        f"blocks {array.blocks}, {array.meta['nchunks']} chunks to fill"
+    )
+
+
+def cmd_fill_chunk(session: _Session, args: argparse.Namespace) -> None:
+    """Write one compressed chunk (a file) into an unwritten slot of a laid-out array."""
+    chunk = pathlib.Path(args.chunkfile).read_bytes()
+    answer = session.client.fill_chunk(args.dataset, args.nchunk, chunk)
+    print(
+        f"Chunk {answer['nchunk']} written: {answer['written']}/{answer['nchunks']} "
+        f"chunks, {answer['state']}"
+    )
+
+
+def cmd_written(session: _Session, args: argparse.Namespace) -> None:
+    """Say which chunks of a laid-out array are written."""
+    written = session.client.written_chunks(args.dataset)
+    if args.json:
+        _print_json(written.tolist())
+        return
+    marks = "".join("1" if done else "0" for done in written)
+    print(f"{int(written.sum())}/{written.size} chunks written: {marks}")
+
+
+def cmd_publish(session: _Session, args: argparse.Namespace) -> None:
+    """Make a laid-out array, every chunk written, visible to readers."""
+    print(f"Published {session.client.publish(args.dataset)}")
+
+
 def cmd_adduser(session: _Session, args: argparse.Namespace) -> None:
     """Add a user (needs a superuser login)."""
     password = args.newpass or "".join(secrets.choice(string.ascii_letters) for _ in range(8))
@@ -410,6 +461,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "upload", cmd_upload)
     p.add_argument("localpath", help="local file to upload")
     p.add_argument("dataset", help="where to store it, e.g. @personal/x.b2nd or a directory")
+    p = _add(sub, "lay-out", cmd_lay_out)
+    p.add_argument("dataset", help="where, e.g. @personal/run.b2nd")
+    p.add_argument("shape", help="the array's shape, e.g. 1000,20")
+    p.add_argument("dtype", help="its NumPy dtype, e.g. float32")
+    p.add_argument("--chunks", help="chunk shape, e.g. 100,20")
+    p.add_argument("--blocks", help="block shape, e.g. 10,20")
+    p = _add(sub, "fill-chunk", cmd_fill_chunk)
+    p.add_argument("dataset", help="a laid-out array")
+    p.add_argument("nchunk", type=int, help="which chunk")
+    p.add_argument("chunkfile", help="a file holding the compressed chunk (blosc2.compress2)")
+    _add(sub, "written", cmd_written, json_flag=True).add_argument(
+        "dataset", help="a laid-out array"
+    )
+    _add(sub, "publish", cmd_publish).add_argument("dataset", help="a laid-out, filled array")
     p = _add(sub, "adduser", cmd_adduser)
     p.add_argument("--superuser", "-S", action="store_true", help="make a superuser")
     p.add_argument("newuser", help="the new user's email address")
