@@ -14,13 +14,15 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+from ..common.b2z_files import B2Z_SUFFIX, b2z_kind
 from ..common.errors import NotFound
 from ..common.paths import is_hdf5, join_logical
 from ..common.slices import Key
+from .ctables import TableDataset
 from .datasets import CONTAINERS, RawHDF5Dataset, StoredDataset, require_file
 from .hdf5_shells import ShellDataset
 from .local_roots import LocalRoots, Location
-from .root_interface import Dataset, Download, FetchResult, Root
+from .root_interface import Dataset, Download, FetchResult, Root, TableQuery
 from .store import User
 
 if TYPE_CHECKING:
@@ -33,6 +35,8 @@ def local_dataset(loc: Location, user: User | None, expressions: Expressions | N
     path = require_file(loc)
     if is_hdf5(path.name):
         return RawHDF5Dataset(loc)
+    if path.name.endswith(B2Z_SUFFIX) and b2z_kind(path) == "ctable":
+        return TableDataset(loc, expressions.runner if expressions is not None else None)
     try:
         opened = CONTAINERS.get(path, loc.found)
     except FileNotFoundError:
@@ -66,6 +70,9 @@ class LocalDataset(Dataset):
         self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
     ) -> FetchResult:
         return self.kind.fetch(key, field, filter_, blocks)
+
+    def query_table(self, key: Key, query: TableQuery) -> FetchResult:
+        return self.kind.query_table(key, query)
 
     def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
         return self.kind.chunk(nchunk, if_match)
