@@ -1,6 +1,6 @@
 """Caterva2: on-demand access to Blosc2 and HDF5 datasets."""
 
-from caterva2.client import BasicAuth, Client, Dataset, File, Root
+from caterva2.client import BasicAuth, Client, Dataset, File, Root, Table
 from caterva2.http_errors import APIError
 
 __version__ = "2025.8.7"
@@ -15,6 +15,7 @@ __all__ = [
     "Dataset",
     "File",
     "Root",
+    "Table",
     "__version__",
     "sub_urlbase_default",
 ]

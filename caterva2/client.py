@@ -20,6 +20,7 @@ from caterva2.api_utils import Progress
 from caterva2.common.b2meta import str_to_dtype
 from caterva2.common.coordinates import encode_indices
 from caterva2.common.http_transport import Transport
+from caterva2.tables import TableMixin
 
 # Uploads and downloads wait for the server to compress or read whole files,
 # so their read timeout is never shorter than this (seconds).
@@ -135,8 +136,8 @@ class Client:
         """Return the roots the server offers, keyed by name."""
         return self._get(self._url("roots"))
 
-    def get(self, path: str | os.PathLike) -> Root | File | Dataset:
-        """Return a `Root` for a root name, else the `File`/`Dataset` at ``path``."""
+    def get(self, path: str | os.PathLike) -> Root | File | Dataset | Table:
+        """Return a `Root` for a root name, else the `File`/`Dataset`/`Table` at ``path``."""
         root, _, rest = _as_path(path).partition("/")
         if not rest:
             return Root(self, root)
@@ -245,8 +246,10 @@ class Client:
             target = pathlib.Path(localpath) / pathlib.PurePosixPath(dataset).name
         else:
             target = pathlib.Path(localpath)
+        # A whole fetch of a table answers its rows as a frame; the file is a download.
+        verb = "download" if dataset.endswith(".b2z") else "fetch"
         return api_utils.download_url(
-            self._url("fetch", dataset),
+            self._url(verb, dataset),
             target,
             auth_cookie=self.cookie,
             timeout=self._transfer_timeout(),
@@ -376,11 +379,15 @@ class Root:
     def __str__(self) -> str:
         return self.name
 
-    def __getitem__(self, path: str | os.PathLike) -> File | Dataset:
+    def __getitem__(self, path: str | os.PathLike) -> File | Dataset | Table:
         path = _as_path(path)
         if path.endswith((".b2nd", ".b2frame")):
             return Dataset(self, path)
-        return File(self, path)
+        # Other files say what they are in their metadata (a table: kind "ctable").
+        meta = self.client.get_info(f"{self.name}/{path}")
+        if meta.get("kind") == "ctable":
+            return Table(self, path, meta)
+        return File(self, path, meta)
 
     def __contains__(self, path: object) -> bool:
         return str(path) in self.file_list
@@ -412,11 +419,11 @@ class Root:
 class File:
     """A file in a root; its metadata is fetched on creation."""
 
-    def __init__(self, root: Root, path: str | os.PathLike) -> None:
+    def __init__(self, root: Root, path: str | os.PathLike, meta: dict | None = None) -> None:
         self.root = root
         self.name = _as_path(path)
         self.path = pathlib.PurePosixPath(f"{root.name}/{self.name}")
-        self.meta = self.client.get_info(self.path)
+        self.meta = self.client.get_info(self.path) if meta is None else meta
 
     def __repr__(self) -> str:
         return f"<File: {self.path}>"
@@ -557,3 +564,10 @@ class Dataset(File):
             # Lists of records only make sense in the dataset's own dtype.
             dtype = str_to_dtype(self.meta["dtype"])
         return self.client.append(self.path, data, dtype=dtype)
+
+
+class Table(TableMixin, File):
+    """A table (a Blosc2 CTable ``.b2z``): rows sliced, filtered and sorted by the server."""
+
+    def __repr__(self) -> str:
+        return f"<Table: {self.path}>"
