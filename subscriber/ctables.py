@@ -134,13 +134,6 @@ def query_frame(
     return rows.to_cframe()
 
 
-def query_rows(
-    table: blosc2.CTable, query: TableQuery, key: Key, budget: Budget | None = None
-) -> np.ndarray:
-    """The rows a query keeps as a NumPy structured array (for pages: a window of rows)."""
-    return as_array(select_rows(table, query, key, budget))
-
-
 def as_array(rows: blosc2.CTable) -> np.ndarray:
     """A table's rows as a NumPy structured array, one column at a time."""
     dtype = row_dtype(rows)
@@ -201,18 +194,17 @@ class TableDataset(Dataset):
             return work(None)
         return self.runner.run(work)
 
-    def rows(self, key: Key, query: TableQuery) -> np.ndarray:
-        """The rows `query` keeps within `key` as values (what the web pages show)."""
+    def table_window(self, start: int, stop: int, query: TableQuery) -> tuple[np.ndarray, int]:
+        """Rows [start, stop) of what `query` keeps, as values, and how many rows it keeps."""
         path = require_file(self.loc)
 
-        def work(budget: Budget | None) -> np.ndarray:
+        def work(budget: Budget | None) -> tuple[np.ndarray, int]:
             table = open_table(path)
             with damaged_data(self.logical):
-                rows = select_rows(table, query, key, budget)
-                check_result_size(
-                    (rows.nrows,), row_dtype(table).itemsize, self.max_bytes, "The table rows"
-                )
-                return as_array(rows)
+                kept = select_rows(table, query, None, budget)
+                stop_ = min(stop, kept.nrows)
+                window = kept.slice(min(start, stop_), stop_)
+                return as_array(window), int(kept.nrows)
 
         if self.runner is None:
             return work(None)

@@ -141,6 +141,10 @@ class Dataset(abc.ABC):
         """
         raise BadRequest(f"{self.logical} is not a table: only tables sort (sort_by)")
 
+    def table_window(self, start: int, stop: int, query: TableQuery) -> tuple[np.ndarray, int]:
+        """Rows [start, stop) of what `query` keeps of a table, as values, and how many it keeps."""
+        raise BadRequest(f"{self.logical} is not a table")
+
     @abc.abstractmethod
     def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
         """The compressed chunk `nchunk` and the version it is of; 412 unless it is `if_match`."""

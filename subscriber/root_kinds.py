@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..common.b2z_files import B2Z_SUFFIX, b2z_kind
 from ..common.errors import NotFound
 from ..common.paths import is_hdf5, join_logical
@@ -73,6 +75,9 @@ class LocalDataset(Dataset):
 
     def query_table(self, key: Key, query: TableQuery) -> FetchResult:
         return self.kind.query_table(key, query)
+
+    def table_window(self, start: int, stop: int, query: TableQuery) -> tuple[np.ndarray, int]:
+        return self.kind.table_window(start, stop, query)
 
     def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
         return self.kind.chunk(nchunk, if_match)
