@@ -179,3 +179,9 @@ def test_cat2cli_show_prints_the_first_rows_and_a_sorted_filter(url, capsys):
     out = capsys.readouterr().out
     want = numpy_query(VALUES, A == 3, "b", False)
     assert f"{want['b'][0]:.6f}" in out.splitlines()[1]
+
+
+def test_a_sort_by_two_columns_breaks_ties_by_the_second(table):
+    got = as_records(table.sort_by(["a", "b"], ascending=False, rows=slice(0, 50)))
+    order = np.lexsort((B, A))[::-1]  # the last key is NumPy's primary one
+    np.testing.assert_array_equal(got, VALUES[order][:50])
