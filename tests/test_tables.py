@@ -185,3 +185,20 @@ def test_a_sort_by_two_columns_breaks_ties_by_the_second(table):
     got = as_records(table.sort_by(["a", "b"], ascending=False, rows=slice(0, 50)))
     order = np.lexsort((B, A))[::-1]  # the last key is NumPy's primary one
     np.testing.assert_array_equal(got, VALUES[order][:50])
+
+
+def test_a_result_over_the_size_limit_is_refused_and_a_smaller_one_passes(tmp_path):
+    statedir = tmp_path / "state"
+    (statedir / "public").mkdir(parents=True)
+    write_table(statedir / "public" / "t.b2z", VALUES)
+    app = in_process_subscriber(statedir, login=False, compute_max_size=20_000)
+    try:
+        with served(app.subscriber.app) as base:
+            whole = httpx.get(f"{base}/api/fetch/@public/t.b2z", params={"sort_by": "b"})
+            assert whole.status_code == 400
+            assert "compute_max_size" in whole.json()["detail"]
+            params = {"filter": "a < 5", "sort_by": "b"}
+            small = httpx.get(f"{base}/api/fetch/@public/t.b2z", params=params)
+            np.testing.assert_array_equal(rows_of(small), numpy_query(VALUES, A < 5, "b"))
+    finally:
+        app.subscriber.close()
