@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..common.b2z_files import B2Z_SUFFIX, b2z_kind
-from ..common.errors import NotFound
+from ..common.errors import BadRequest, NotFound
 from ..common.paths import is_hdf5, join_logical
 from ..common.slices import Key
 from .ctables import TableDataset
@@ -129,6 +129,14 @@ class RemoteDataset(Dataset):
         self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
     ) -> FetchResult:
         return self.remote.fetch(self.root, self.relpath, key, field, filter_, blocks)
+
+    def query_table(self, key: Key, query: TableQuery) -> FetchResult:
+        if self.relpath.endswith(B2Z_SUFFIX):
+            raise BadRequest(
+                f"{self.logical} is in a remote root, where tables are served as files only "
+                "(no filter or sort yet): download it, or copy it to a local root"
+            )
+        return super().query_table(key, query)
 
     def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
         return self.remote.chunk(self.root, self.relpath, nchunk, if_match)
