@@ -128,15 +128,21 @@ class RemoteDataset(Dataset):
     def fetch(
         self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
     ) -> FetchResult:
+        if filter_:
+            self._no_remote_tables()
         return self.remote.fetch(self.root, self.relpath, key, field, filter_, blocks)
 
     def query_table(self, key: Key, query: TableQuery) -> FetchResult:
+        self._no_remote_tables()
+        return super().query_table(key, query)
+
+    def _no_remote_tables(self) -> None:
+        """Tables of remote roots come as their files only (see the README's "Tables")."""
         if self.relpath.endswith(B2Z_SUFFIX):
             raise BadRequest(
                 f"{self.logical} is in a remote root, where tables are served as files only "
                 "(no filter or sort yet): download it, or copy it to a local root"
             )
-        return super().query_table(key, query)
 
     def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
         return self.remote.chunk(self.root, self.relpath, nchunk, if_match)

@@ -2,7 +2,7 @@
 
 A real publisher served from a thread, a subscriber following it: the table is
 listed and downloads whole (its bytes, as the publisher stores them), while a
-sort is refused with a message saying why (remote tables are not queried yet).
+filter or sort is refused with a message saying why (remote tables are not queried yet).
 """
 
 from __future__ import annotations
@@ -33,9 +33,14 @@ def test_a_remote_table_is_listed_downloads_whole_and_refuses_a_sort_clearly(tmp
             with served(app.app) as base, cat2.Client(base) as client:
                 assert "t.b2z" in client.get_list(ROOT)
                 local = client.download(f"{ROOT}/t.b2z", tmp_path / "copy.b2z")
-                refused = httpx.get(f"{base}/api/fetch/{ROOT}/t.b2z", params={"sort_by": "b"})
+                url = f"{base}/api/fetch/{ROOT}/t.b2z"
+                refused = [
+                    httpx.get(url, params={"sort_by": "b"}),
+                    httpx.get(url, params={"filter": "a > 1"}),
+                ]
             np.testing.assert_array_equal(as_records(blosc2.open(str(local), mode="r")), values)
-            assert refused.status_code == 400
-            assert "remote root" in refused.json()["detail"]
+            for answer in refused:
+                assert answer.status_code == 400
+                assert "remote root" in answer.json()["detail"]
         finally:
             app.close()
