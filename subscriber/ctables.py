@@ -11,6 +11,9 @@ refused before it is built.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import blosc2
 import numpy as np
 
@@ -144,7 +147,7 @@ def as_array(rows: blosc2.CTable) -> np.ndarray:
     return out
 
 
-def open_table(path, found=None) -> blosc2.CTable:
+def open_table(path: Path, found: os.stat_result | None = None) -> blosc2.CTable:
     """The (shared, read-only) CTable stored at `path`; 400 when it is not a readable one."""
     try:
         obj = CONTAINERS.get(path, found).obj

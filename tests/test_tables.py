@@ -136,6 +136,7 @@ def test_a_filter_no_row_passes_answers_an_empty_table(table):
         ({"filter": "__import__('os').getcwd()"}, "is not allowed"),
         ({"filter": "a.real > 3"}, "Attribute is not allowed"),
         ({"filter": "b"}, "not boolean"),
+        ({"filter": "a + 1"}, "Invalid filter"),
         ({"sort_by": "zz"}, "'zz' is not a column"),
         ({"sort_by": "a,"}, "empty column name"),
         ({"sort_by": "a", "ascending": "sideways"}, "Invalid ascending"),
