@@ -16,7 +16,7 @@ import caterva2 as cat2
 from caterva2 import cli
 from caterva2.tables import as_records
 
-from .app_support import in_process_subscriber, served
+from .app_support import USER, in_process_subscriber, served
 from .table_support import numpy_query, table_values, write_table
 
 NROWS = 5000
@@ -201,5 +201,20 @@ def test_a_result_over_the_size_limit_is_refused_and_a_smaller_one_passes(tmp_pa
             params = {"filter": "a < 5", "sort_by": "b"}
             small = httpx.get(f"{base}/api/fetch/@public/t.b2z", params=params)
             np.testing.assert_array_equal(rows_of(small), numpy_query(VALUES, A < 5, "b"))
+    finally:
+        app.subscriber.close()
+
+
+def test_an_uploaded_table_is_queried_in_personal(tmp_path):
+    local = write_table(tmp_path / "mine.b2z", VALUES[:100])
+    app = in_process_subscriber(tmp_path / "state")
+    try:
+        with served(app.subscriber.app) as base, cat2.Client(base, USER) as client:
+            client.upload(local, "@personal/tables/mine.b2z")
+            table = client.get("@personal/tables/mine.b2z")
+            got = as_records(table.where("a > 50", sort_by="b", ascending=False))
+            anonymous = httpx.get(f"{base}/api/info/@personal/tables/mine.b2z")
+        np.testing.assert_array_equal(got, numpy_query(VALUES[:100], A[:100] > 50, "b", False))
+        assert anonymous.status_code == 401
     finally:
         app.subscriber.close()
