@@ -1,7 +1,8 @@
 """Caterva2: on-demand access to Blosc2 and HDF5 datasets."""
 
-from caterva2.client import BasicAuth, Client, Dataset, File, Root, Table
+from caterva2.client import BasicAuth, Client, Dataset, File, Root
 from caterva2.http_errors import APIError
+from caterva2.tables import Table
 
 __version__ = "2025.8.7"
 

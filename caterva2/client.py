@@ -20,7 +20,6 @@ from caterva2.api_utils import Progress
 from caterva2.common.b2meta import str_to_dtype
 from caterva2.common.coordinates import encode_indices
 from caterva2.common.http_transport import Transport
-from caterva2.tables import TableMixin
 
 # Uploads and downloads wait for the server to compress or read whole files,
 # so their read timeout is never shorter than this (seconds).
@@ -136,7 +135,7 @@ class Client:
         """Return the roots the server offers, keyed by name."""
         return self._get(self._url("roots"))
 
-    def get(self, path: str | os.PathLike) -> Root | File | Dataset | Table:
+    def get(self, path: str | os.PathLike) -> Root | File | Dataset:
         """Return a `Root` for a root name, else the `File`/`Dataset`/`Table` at ``path``."""
         root, _, rest = _as_path(path).partition("/")
         if not rest:
@@ -379,13 +378,16 @@ class Root:
     def __str__(self) -> str:
         return self.name
 
-    def __getitem__(self, path: str | os.PathLike) -> File | Dataset | Table:
+    def __getitem__(self, path: str | os.PathLike) -> File | Dataset:
+        """The dataset or file at ``path``; a table (a CTable ``.b2z``) is a `tables.Table`."""
         path = _as_path(path)
         if path.endswith((".b2nd", ".b2frame")):
             return Dataset(self, path)
         # Other files say what they are in their metadata (a table: kind "ctable").
         meta = self.client.get_info(f"{self.name}/{path}")
         if meta.get("kind") == "ctable":
+            from caterva2.tables import Table  # a `File`: imported once this module is
+
             return Table(self, path, meta)
         return File(self, path, meta)
 
@@ -564,10 +566,3 @@ class Dataset(File):
             # Lists of records only make sense in the dataset's own dtype.
             dtype = str_to_dtype(self.meta["dtype"])
         return self.client.append(self.path, data, dtype=dtype)
-
-
-class Table(TableMixin, File):
-    """A table (a Blosc2 CTable ``.b2z``): rows sliced, filtered and sorted by the server."""
-
-    def __repr__(self) -> str:
-        return f"<Table: {self.path}>"

@@ -12,6 +12,7 @@ import blosc2
 import numpy as np
 
 from caterva2 import api_utils
+from caterva2.client import File
 
 if TYPE_CHECKING:
     from caterva2.client import Client
@@ -66,7 +67,7 @@ def as_records(table: blosc2.CTable) -> np.ndarray:
 
 
 class TableMixin:
-    """What `client.Table` adds to a `File`: a table's shape and its queries."""
+    """What a `Table` adds to a `File`: a table's shape and its queries."""
 
     meta: dict
     path: Any
@@ -130,3 +131,10 @@ class TableMixin:
     def head(self, n: int = 5) -> list[tuple]:
         """The first `n` rows as tuples."""
         return self.rows(0, n)
+
+
+class Table(TableMixin, File):
+    """A table (a Blosc2 CTable ``.b2z``): rows sliced, filtered and sorted by the server."""
+
+    def __repr__(self) -> str:
+        return f"<Table: {self.path}>"
