@@ -12,6 +12,8 @@ refused before it is built.
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import blosc2
@@ -20,6 +22,7 @@ import numpy as np
 from ..common import b2meta
 from ..common.errors import BadRequest, NotFound
 from ..common.slices import Key
+from ..common.stored_chunks import file_identity
 from . import field_filters
 from .compute_budget import DEFAULT_MAX_BYTES, Budget, Runner, check_result_size
 from .datasets import CONTAINERS, damaged_data, download_name, file_blocks, require_file
@@ -104,10 +107,10 @@ def check_query(table: blosc2.CTable, query: TableQuery) -> str | None:
     return field_filters.check_filter(query.filter, row_dtype(table))
 
 
-def select_rows(
-    table: blosc2.CTable, query: TableQuery, key: Key, budget: Budget | None = None
+def query_view(
+    table: blosc2.CTable, query: TableQuery, budget: Budget | None = None
 ) -> blosc2.CTable:
-    """The rows a query keeps, in order, as a view of `table` (nothing copied yet)."""
+    """Every row a query keeps, in order, as a view of `table` (no column data copied)."""
     text = check_query(table, query)
     view = table
     if text is not None:
@@ -124,8 +127,61 @@ def select_rows(
             raise BadRequest(f"Cannot sort by {list(query.sort_by)}: {exc}") from None
     if budget is not None:
         budget.check()
+    return view
+
+
+def select_rows(
+    table: blosc2.CTable, query: TableQuery, key: Key, budget: Budget | None = None
+) -> blosc2.CTable:
+    """The rows a query keeps, in order, then the row range `key`, as a view of `table`."""
+    view = query_view(table, query, budget)
     start, stop = row_range(key, view.nrows)
     return view.slice(start, stop)
+
+
+VIEW_BYTES_PER_ROW = 16  # a sorted view of 10M rows held 163 MB (positions and sort keys)
+VIEWS_BUDGET = 256 * 1024 * 1024
+
+
+class QueryViews:
+    """The last few query views (filtered or sorted) of stored tables, so pages come fast.
+
+    A filter or a sort over millions of rows takes seconds; paging through its
+    result asks the same query again for every page.  Views are keyed by the
+    stored file and its identity (a rewritten file is another key, and each
+    user's @personal is another file) and held within `VIEWS_BUDGET`, as
+    `VIEW_BYTES_PER_ROW` per row of their table.  Views only read their
+    table, which threads may share (see `datasets.OpenContainers`).
+    """
+
+    def __init__(self, budget: int = VIEWS_BUDGET) -> None:
+        self.budget = budget
+        self._views: OrderedDict[tuple, tuple[blosc2.CTable, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def view(
+        self, path: Path, table: blosc2.CTable, query: TableQuery, budget: Budget | None
+    ) -> blosc2.CTable:
+        """The view of `query` on the table stored at `path` (opened as `table`)."""
+        if not query.filter and not query.sort_by:
+            return table
+        key = (os.fspath(path), file_identity(os.stat(path)), query)
+        with self._lock:
+            kept = self._views.get(key)
+            if kept is not None:
+                self._views.move_to_end(key)
+                return kept[0]
+        view = query_view(table, query, budget)
+        cost = VIEW_BYTES_PER_ROW * int(table.nrows)
+        if cost <= self.budget:
+            with self._lock:
+                self._views[key] = (view, cost)
+                while sum(c for _, c in self._views.values()) > self.budget:
+                    self._views.popitem(last=False)
+        return view
+
+
+QUERY_VIEWS = QueryViews()
 
 
 def query_frame(
@@ -191,7 +247,8 @@ class TableDataset(Dataset):
         def work(budget: Budget | None) -> bytes:
             table = open_table(path)  # opened in the worker's thread: containers are per thread
             with damaged_data(self.logical):
-                return query_frame(table, query, key, self.max_bytes, budget)
+                view = QUERY_VIEWS.view(path, table, query, budget)
+                return query_frame(view, TableQuery(), key, self.max_bytes, budget)
 
         if self.runner is None:
             return work(None)
@@ -204,7 +261,7 @@ class TableDataset(Dataset):
         def work(budget: Budget | None) -> tuple[np.ndarray, int]:
             table = open_table(path)
             with damaged_data(self.logical):
-                kept = select_rows(table, query, None, budget)
+                kept = QUERY_VIEWS.view(path, table, query, budget)
                 stop_ = min(stop, kept.nrows)
                 window = kept.slice(min(start, stop_), stop_)
                 return as_array(window), int(kept.nrows)

@@ -7,6 +7,8 @@ same values, through our client, `cat2cli` and plain HTTP.
 
 from __future__ import annotations
 
+import os
+
 import blosc2
 import httpx
 import numpy as np
@@ -216,5 +218,24 @@ def test_an_uploaded_table_is_queried_in_personal(tmp_path):
             anonymous = httpx.get(f"{base}/api/info/@personal/tables/mine.b2z")
         np.testing.assert_array_equal(got, numpy_query(VALUES[:100], A[:100] > 50, "b", False))
         assert anonymous.status_code == 401
+    finally:
+        app.subscriber.close()
+
+
+def test_a_rewritten_table_answers_its_new_rows_to_a_query_asked_before(tmp_path):
+    statedir = tmp_path / "state"
+    (statedir / "public").mkdir(parents=True)
+    path = statedir / "public" / "t.b2z"
+    app = in_process_subscriber(statedir, login=False)
+    try:
+        with served(app.subscriber.app) as base:
+            params = {"filter": "a < 50", "sort_by": "b", "ascending": "false", "slice_": "0:10"}
+            for seed in (1, 2):  # the same query, before and after the file is replaced
+                values = table_values(400, seed=seed)
+                tmp = write_table(tmp_path / f"new-{seed}.b2z", values)
+                os.replace(tmp, path)
+                answer = httpx.get(f"{base}/api/fetch/@public/t.b2z", params=params)
+                want = numpy_query(values, values["a"] < 50, "b", False, slice(0, 10))
+                np.testing.assert_array_equal(rows_of(answer), want)
     finally:
         app.subscriber.close()
