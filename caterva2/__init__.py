@@ -3,6 +3,7 @@
 from caterva2.client import BasicAuth, Client, Dataset, File, Root
 from caterva2.http_errors import APIError
 from caterva2.ingestion import ChunkAlreadyWritten
+from caterva2.tables import Table
 
 __version__ = "2025.8.7"
 
@@ -17,6 +18,7 @@ __all__ = [
     "Dataset",
     "File",
     "Root",
+    "Table",
     "__version__",
     "sub_urlbase_default",
 ]

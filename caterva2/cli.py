@@ -273,10 +273,13 @@ def cmd_info(session: _Session, args: argparse.Namespace) -> None:
 def cmd_show(session: _Session, args: argparse.Namespace) -> None:
     """Print the data of a dataset, a slice (``ds[0:5]``) or a filter (``ds[a < 5]``)."""
     match = _SHOW_ARG.match(args.dataset)
+    path, text = (args.dataset, None) if match is None else (match.group("path"), match["key"])
+    if path.endswith(".b2z") or args.sort_by:
+        _show_table(session.client.get(path), text, args.sort_by, args.descending)
+        return
     if match is None:
         _print_data(session.client.fetch(args.dataset))
         return
-    path, text = match.group("path"), match.group("key")
     try:
         key = api_utils.parse_slice(text)
     except ValueError:
@@ -289,6 +292,26 @@ def cmd_show(session: _Session, args: argparse.Namespace) -> None:
     if not hasattr(dataset, "dtype"):
         raise CLIError(f"{path} is not an array: fields and filters need a structured array")
     _print_data(dataset[text.strip()])
+
+
+TABLE_HEAD = 10  # rows `show` prints of a table named without a selection
+
+
+def _show_table(table: Any, text: str | None, sort_by: str | None, descending: bool) -> None:
+    """Print rows of a table: the first ones, a slice, or the rows a filter keeps, sorted."""
+    if not isinstance(table, caterva2.Table):
+        raise CLIError(f"{table.path} is not a table: --sort-by sorts table rows only")
+    rows: Any = slice(0, TABLE_HEAD) if text is None else None
+    where = None
+    if text is not None:
+        try:
+            rows = api_utils.parse_slice(text)
+        except ValueError:
+            where = text.strip()  # not a slice: a filter
+    got = table.where(where, sort_by=sort_by, ascending=not descending, rows=rows)
+    print(got)
+    if text is None and table.nrows > got.nrows:
+        print(f"... ({table.nrows} rows; show {table.path}[START:STOP] for others)")
 
 
 def cmd_copy(session: _Session, args: argparse.Namespace) -> None:
@@ -445,7 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(sub, "url", cmd_url, json_flag=True).add_argument("dataset", help=DATASET_HELP)
     _add(sub, "info", cmd_info, json_flag=True).add_argument("dataset", help=DATASET_HELP)
-    _add(sub, "show", cmd_show).add_argument("dataset", help="DATASET or DATASET[SLICE|FILTER]")
+    show = _add(sub, "show", cmd_show)
+    show.add_argument("dataset", help="DATASET or DATASET[SLICE|FILTER]")
+    show.add_argument("--sort-by", help="tables: sort the rows by these columns (comma-separated)")
+    show.add_argument("--descending", action="store_true", help="with --sort-by: largest first")
     for name, func, aliases in (("copy", cmd_copy, ["cp"]), ("move", cmd_move, ["mv"])):
         p = _add(sub, name, func, aliases)
         p.add_argument("dataset", help="dataset or directory to " + name)

@@ -137,7 +137,7 @@ class Client(ClientIngestion):
         return self._get(self._url("roots"))
 
     def get(self, path: str | os.PathLike) -> Root | File | Dataset:
-        """Return a `Root` for a root name, else the `File`/`Dataset` at ``path``."""
+        """Return a `Root` for a root name, else the `File`/`Dataset`/`Table` at ``path``."""
         root, _, rest = _as_path(path).partition("/")
         if not rest:
             return Root(self, root)
@@ -246,8 +246,10 @@ class Client(ClientIngestion):
             target = pathlib.Path(localpath) / pathlib.PurePosixPath(dataset).name
         else:
             target = pathlib.Path(localpath)
+        # A whole fetch of a table answers its rows as a frame; the file is a download.
+        verb = "download" if dataset.endswith(".b2z") else "fetch"
         return api_utils.download_url(
-            self._url("fetch", dataset),
+            self._url(verb, dataset),
             target,
             auth_cookie=self.cookie,
             timeout=self._transfer_timeout(),
@@ -378,10 +380,17 @@ class Root:
         return self.name
 
     def __getitem__(self, path: str | os.PathLike) -> File | Dataset:
+        """The dataset or file at ``path``; a table (a CTable ``.b2z``) is a `tables.Table`."""
         path = _as_path(path)
         if path.endswith((".b2nd", ".b2frame")):
             return Dataset(self, path)
-        return File(self, path)
+        # Other files say what they are in their metadata (a table: kind "ctable").
+        meta = self.client.get_info(f"{self.name}/{path}")
+        if meta.get("kind") == "ctable":
+            from caterva2.tables import Table  # a `File`: imported once this module is
+
+            return Table(self, path, meta)
+        return File(self, path, meta)
 
     def __contains__(self, path: object) -> bool:
         return str(path) in self.file_list
@@ -413,11 +422,11 @@ class Root:
 class File:
     """A file in a root; its metadata is fetched on creation."""
 
-    def __init__(self, root: Root, path: str | os.PathLike) -> None:
+    def __init__(self, root: Root, path: str | os.PathLike, meta: dict | None = None) -> None:
         self.root = root
         self.name = _as_path(path)
         self.path = pathlib.PurePosixPath(f"{root.name}/{self.name}")
-        self.meta = self.client.get_info(self.path)
+        self.meta = self.client.get_info(self.path) if meta is None else meta
 
     def __repr__(self) -> str:
         return f"<File: {self.path}>"

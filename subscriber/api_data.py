@@ -20,8 +20,10 @@ from ..common.paths import split_logical_path
 from ..common.slices import parse_slice
 from .auth import check_follow
 from .coordinate_gather import gather
+from .ctables import parse_ascending, parse_sort_by
 from .file_ops import FileOps
 from .http_answers import accepts, answer_fetch
+from .root_interface import TableQuery
 from .root_registry import RootRegistry
 from .upload_stream import spooled_file_part
 
@@ -107,6 +109,9 @@ class InfoResource(ReadResource):
 class FetchResource(ReadResource):
     """`/api/fetch`: a slice, a field, a filter, or coordinates (`indices`).
 
+    Tables (CTables) also sort on the server: `sort_by=<column>[,<column>...]` and
+    `ascending=true|false`, applied after the filter and before the row slice.
+
     POST takes the same parameters as a JSON object in the body, for coordinates
     too many for a URL (as the newest upstream client sends them).
     """
@@ -130,11 +135,18 @@ class FetchResource(ReadResource):
     def _answer(self, req: falcon.Request, resp: falcon.Response, path: str, params) -> None:
         field, filter_ = params.get("field"), params.get("filter")
         indices = params.get("indices")
+        sort_by = parse_sort_by(params.get("sort_by"))
+        ascending = parse_ascending(params.get("ascending"))
         dataset = self.registry.dataset(path, req.context.user)
         if indices is not None:
-            if params.get("slice_") or field or filter_:
-                raise BadRequest("indices cannot go with slice_, field or filter")
+            if params.get("slice_") or field or filter_ or sort_by:
+                raise BadRequest("indices cannot go with slice_, field, filter or sort_by")
             result = gather(dataset, indices)
+        elif sort_by:
+            if field:
+                raise BadRequest("sort_by sorts the rows of a table: it cannot go with field")
+            query = TableQuery(filter=filter_, sort_by=sort_by, ascending=ascending)
+            result = dataset.query_table(parse_slice(params.get("slice_")), query)
         else:
             key = parse_slice(params.get("slice_"))
             result = dataset.fetch(key, field, filter_, accepts(req, block_stream.MEDIA_TYPE))

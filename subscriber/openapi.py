@@ -57,6 +57,11 @@ ROOT = {
     },
 }
 STRING = {"type": "string"}
+SORT_BY = (
+    "Tables (CTable `.b2z`) only: sort the rows by these columns (comma-separated, the "
+    "primary key first), after `filter` and before `slice_`, which then selects sorted rows"
+)
+ASCENDING = "With `sort_by`: `true` (the default) for ascending order, `false` for descending"
 
 
 INDICES = (
@@ -203,8 +208,13 @@ def _data_paths() -> dict[str, dict]:
                         {"type": "string", "examples": ["0:3", "1", "0:2,1:3", ":,-1"]},
                     ),
                     _query("field", "One field of a structured array"),
-                    _query("filter", "A condition on the fields, e.g. `(x > 3) & (y < 2)`"),
+                    _query(
+                        "filter",
+                        "A condition on the fields (a table's: columns), e.g. `(x > 3) & (y < 2)`",
+                    ),
                     _query("indices", INDICES, {"type": "string", "examples": ['[[0,2],"1:3"]']}),
+                    _query("sort_by", SORT_BY, {"type": "string", "examples": ["b", "b,a"]}),
+                    _query("ascending", ASCENDING, {"type": "string", "enum": ["true", "false"]}),
                 ],
                 busy=True,
             ),
@@ -216,7 +226,15 @@ def _data_paths() -> dict[str, dict]:
                     {
                         "type": "object",
                         "properties": {
-                            name: STRING for name in ("slice_", "field", "filter", "indices")
+                            name: STRING
+                            for name in (
+                                "slice_",
+                                "field",
+                                "filter",
+                                "indices",
+                                "sort_by",
+                                "ascending",
+                            )
                         },
                     }
                 ),

@@ -22,7 +22,18 @@ from pathlib import Path
 import blosc2
 import numpy as np
 
+from ..common.errors import BadRequest
 from ..common.slices import Key
+
+
+@dataclass(frozen=True)
+class TableQuery:
+    """What to keep of a table: rows where `filter` holds, sorted by `sort_by`, then a row range."""
+
+    filter: str | None = None
+    sort_by: tuple[str, ...] = ()  # column names, the primary key first
+    ascending: bool = True
+
 
 # Results are built to be sent at once: fast compression beats a better ratio here.
 RESULT_CPARAMS = blosc2.CParams(codec=blosc2.Codec.LZ4, clevel=1, nthreads=1)
@@ -122,6 +133,17 @@ class Dataset(abc.ABC):
 
         `blocks`: the client takes big array selections as stored blocks.
         """
+
+    def query_table(self, key: Key, query: TableQuery) -> FetchResult:
+        """The rows of a table a filter and a sort keep, then the row range `key`.
+
+        Only tables (`ctables.TableDataset`) sort; every other dataset says so.
+        """
+        raise BadRequest(f"{self.logical} is not a table: only tables sort (sort_by)")
+
+    def table_window(self, start: int, stop: int, query: TableQuery) -> tuple[np.ndarray, int]:
+        """Rows [start, stop) of what `query` keeps of a table, as values, and how many it keeps."""
+        raise BadRequest(f"{self.logical} is not a table")
 
     @abc.abstractmethod
     def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:

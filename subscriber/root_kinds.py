@@ -14,13 +14,17 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from ..common.errors import NotFound
+import numpy as np
+
+from ..common.b2z_files import B2Z_SUFFIX, b2z_kind
+from ..common.errors import BadRequest, NotFound
 from ..common.paths import is_hdf5, join_logical
 from ..common.slices import Key
+from .ctables import TableDataset
 from .datasets import CONTAINERS, RawHDF5Dataset, StoredDataset, require_file
 from .hdf5_shells import ShellDataset
 from .local_roots import LocalRoots, Location
-from .root_interface import Dataset, Download, FetchResult, Root
+from .root_interface import Dataset, Download, FetchResult, Root, TableQuery
 from .store import User
 
 if TYPE_CHECKING:
@@ -33,6 +37,8 @@ def local_dataset(loc: Location, user: User | None, expressions: Expressions | N
     path = require_file(loc)
     if is_hdf5(path.name):
         return RawHDF5Dataset(loc)
+    if path.name.endswith(B2Z_SUFFIX) and b2z_kind(path) == "ctable":
+        return TableDataset(loc, expressions.runner if expressions is not None else None)
     try:
         opened = CONTAINERS.get(path, loc.found)
     except FileNotFoundError:
@@ -66,6 +72,12 @@ class LocalDataset(Dataset):
         self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
     ) -> FetchResult:
         return self.kind.fetch(key, field, filter_, blocks)
+
+    def query_table(self, key: Key, query: TableQuery) -> FetchResult:
+        return self.kind.query_table(key, query)
+
+    def table_window(self, start: int, stop: int, query: TableQuery) -> tuple[np.ndarray, int]:
+        return self.kind.table_window(start, stop, query)
 
     def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
         return self.kind.chunk(nchunk, if_match)
@@ -116,7 +128,21 @@ class RemoteDataset(Dataset):
     def fetch(
         self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
     ) -> FetchResult:
+        if filter_:
+            self._no_remote_tables()
         return self.remote.fetch(self.root, self.relpath, key, field, filter_, blocks)
+
+    def query_table(self, key: Key, query: TableQuery) -> FetchResult:
+        self._no_remote_tables()
+        return super().query_table(key, query)
+
+    def _no_remote_tables(self) -> None:
+        """Tables of remote roots come as their files only (see the README's "Tables")."""
+        if self.relpath.endswith(B2Z_SUFFIX):
+            raise BadRequest(
+                f"{self.logical} is in a remote root, where tables are served as files only "
+                "(no filter or sort yet): download it, or copy it to a local root"
+            )
 
     def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
         return self.remote.chunk(self.root, self.relpath, nchunk, if_match)

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import falcon
 
 from ...common.errors import BadRequest, Caterva2Error, NotFound
-from . import previews, views
+from . import previews, table_pages, views
 from .access import Node
 from .commands import friendly
 from .site import MAX_LISTED, Page, Web, crumbs, guarded, parent_of
@@ -133,7 +133,7 @@ class BrowsePage(Page):
         vlmeta = (info.get("schunk") or info).get("vlmeta") if isinstance(info, dict) else None
         spec = previews.image_spec(meta, vlmeta)
         tabs = []
-        if meta.kind in ("array", "lazy"):
+        if meta.kind in ("array", "lazy", "table"):
             tabs.append(("data", "Data"))
         if spec is not None:
             tabs.append(("image", "Stack" if spec.stack else "Image"))
@@ -153,12 +153,17 @@ class BrowsePage(Page):
             spec=spec,
             panel_error=None,
             table=None,
+            rows_page=None,
             content=None,
             image=None,
             urlbase=req.prefix,
         )
         try:
-            if view == "data":
+            if view == "data" and meta.kind == "table":
+                columns = [name for name, _ in meta.fields]
+                page = table_pages.rows_page(web.access.registry, node.path, user, columns, params)
+                ctx["rows_page"] = page
+            elif view == "data":
                 ctx["table"] = views.table_view(web.access, node.path, user, meta, params)
             elif view == "image":
                 stamp = web.access.stamp(node.path, user)

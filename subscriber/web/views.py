@@ -151,6 +151,8 @@ def summarize(info: dict, name: str) -> Meta:
         for var, op in (info.get("missing_ops") or {}).items():
             meta.rows.append((f"Missing operand {var}", str(op)))
         return meta
+    if info.get("kind") == "ctable":
+        return table_meta(info)
     if "size" in info and "nbytes" not in info and "shape" not in info:
         return Meta(
             "hdf5",
@@ -199,6 +201,27 @@ def summarize(info: dict, name: str) -> Meta:
         for key, value in (sc.get("vlmeta") or {}).items():
             text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
             meta.vlmeta.append((str(key), text if len(text) < 2000 else text[:2000] + " …"))
+    return meta
+
+
+def table_meta(info: dict) -> Meta:
+    """What the Info tab shows of a table (a CTable `.b2z`)."""
+    meta = Meta("table", nbytes=info.get("nbytes"), cbytes=info.get("cbytes"))
+    meta.cratio = info.get("cratio")
+    meta.rows += [
+        ("Kind", "Table (Blosc2 CTable)"),
+        ("Rows", f"{info['nrows']:,}"),
+        ("Columns", str(info.get("ncols", len(info.get("columns", []))))),
+        ("Modified", fmt_time(info.get("mtime"))),
+    ]
+    if info.get("size") is not None:
+        meta.rows.append(("File size", f"{human_size(info['size'])} ({info['size']:,} bytes)"))
+    for column in (info.get("schema_dict") or {}).get("columns", []):
+        extra = {k: v for k, v in column.items() if k not in ("name", "kind")}
+        kind = str(column.get("kind", "?")) + (f" {extra}" if extra else "")
+        meta.fields.append((str(column.get("name")), kind))
+    for key, value in (info.get("vlmeta") or {}).items():
+        meta.vlmeta.append((str(key), value if isinstance(value, str) else json.dumps(value)))
     return meta
 
 
