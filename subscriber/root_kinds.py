@@ -14,9 +14,10 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from ..common.errors import NotFound
+from ..common.errors import BadRequest, NotFound
 from ..common.paths import is_hdf5, join_logical
 from ..common.slices import Key
+from . import containers
 from .datasets import CONTAINERS, RawHDF5Dataset, StoredDataset, require_file
 from .hdf5_shells import ShellDataset
 from .local_roots import LocalRoots, Location
@@ -60,6 +61,13 @@ class LocalDataset(Dataset):
         return local_dataset(self.loc, self.user, self.expressions)
 
     def info(self) -> tuple[dict, str | None]:
+        if containers.is_container_name(self.loc.path.name):
+            try:
+                container = containers.container_at(self.loc)
+            except BadRequest:
+                container = None  # unreadable: described as the file it is
+            if container is not None:
+                return container.node("").info()
         return self.kind.info()
 
     def fetch(
@@ -95,10 +103,65 @@ class LocalRoot(Root):
         return self.roots.locate(join_logical(self.name, relpath), self.user)
 
     def listing(self, relpath: str) -> list[str]:
-        return self.roots.listing(self.locate(relpath))
+        """A folder's files; a container's or an inner group's leaves; one file's name."""
+        outer, inner = containers.split_container(relpath)
+        loc = self.locate(outer)
+        if inner is None and not (
+            containers.is_container_name(loc.path.name) and loc.path.is_file()
+        ):
+            return self.roots.listing(loc)
+        try:
+            container = containers.container_at(loc)
+        except BadRequest:
+            if inner is not None:
+                raise
+            container = None  # unreadable: listed as the file it is
+        if container is None:
+            if inner is not None:
+                raise NotFound(f"{loc.logical} is not a container")
+            return self.roots.listing(loc)
+        inner = (inner or "").strip("/")
+        if container.is_group(inner):
+            return container.leaves(inner)
+        if inner in container.leaf_set:
+            return [inner.rsplit("/", 1)[-1]]
+        raise NotFound(f"{loc.logical} has no member {inner}")
 
-    def dataset(self, relpath: str) -> LocalDataset:
+    def dataset(self, relpath: str) -> Dataset:
+        outer, inner = containers.split_container(relpath)
+        if inner is not None:
+            return ContainerMember(self.locate(outer), inner)
         return LocalDataset(self.locate(relpath), self.user, self.expressions)
+
+
+class ContainerMember(Dataset):
+    """A group or leaf inside a container file, found at its first read (rights first)."""
+
+    def __init__(self, loc: Location, inner: str) -> None:
+        self.loc = loc
+        self.inner = inner
+        self.logical = join_logical(loc.root, f"{loc.relpath}/{inner}")
+
+    @functools.cached_property
+    def kind(self) -> Dataset:
+        container = containers.container_at(self.loc)
+        if container is None:
+            raise NotFound(f"{self.loc.logical} is not a container")
+        return container.node(self.inner)
+
+    def info(self) -> tuple[dict, str | None]:
+        return self.kind.info()
+
+    def fetch(
+        self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
+    ) -> FetchResult:
+        return self.kind.fetch(key, field, filter_, blocks)
+
+    def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
+        return self.kind.chunk(nchunk, if_match)
+
+    def download(self) -> Download:
+        return self.kind.download()
 
 
 class RemoteDataset(Dataset):
