@@ -1,6 +1,6 @@
 """Caterva2: on-demand access to Blosc2 and HDF5 datasets."""
 
-from caterva2.client import BasicAuth, Client, Dataset, File, Root
+from caterva2.client import BasicAuth, Client, Dataset, File, Group, Root
 from caterva2.http_errors import APIError
 
 __version__ = "2025.8.7"
@@ -14,6 +14,7 @@ __all__ = [
     "Client",
     "Dataset",
     "File",
+    "Group",
     "Root",
     "__version__",
     "sub_urlbase_default",

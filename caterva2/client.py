@@ -135,8 +135,8 @@ class Client:
         """Return the roots the server offers, keyed by name."""
         return self._get(self._url("roots"))
 
-    def get(self, path: str | os.PathLike) -> Root | File | Dataset:
-        """Return a `Root` for a root name, else the `File`/`Dataset` at ``path``."""
+    def get(self, path: str | os.PathLike) -> Root | Group | File | Dataset:
+        """Return a `Root` for a root name, else the `Group`/`File`/`Dataset` at ``path``."""
         root, _, rest = _as_path(path).partition("/")
         if not rest:
             return Root(self, root)
@@ -376,11 +376,19 @@ class Root:
     def __str__(self) -> str:
         return self.name
 
-    def __getitem__(self, path: str | os.PathLike) -> File | Dataset:
+    def __getitem__(self, path: str | os.PathLike) -> Group | File | Dataset:
+        """The dataset, file or group (a container or a group inside one) at ``path``."""
         path = _as_path(path)
         if path.endswith((".b2nd", ".b2frame")):
             return Dataset(self, path)
-        return File(self, path)
+        # No reliable suffix (a leaf inside a container has none): the server's
+        # metadata tells the kind, as upstream's client reads it.
+        meta = self.client.get_info(f"{self.name}/{path}")
+        if meta.get("kind") == "group":
+            return Group(self, path, meta)
+        if "shape" in meta:
+            return Dataset(self, path, meta)
+        return File(self, path, meta)
 
     def __contains__(self, path: object) -> bool:
         return str(path) in self.file_list
@@ -409,14 +417,56 @@ class Root:
         return self[stored.relative_to(self.name).as_posix()]
 
 
-class File:
-    """A file in a root; its metadata is fetched on creation."""
+class Group:
+    """A container file (TreeStore/DictStore `.b2z`, HDF5) or a group inside one.
 
-    def __init__(self, root: Root, path: str | os.PathLike) -> None:
+    Iterating gives the paths of its leaves (deep, relative to it);
+    ``group["a/x"]`` is the group, dataset or file at that inner path.
+    """
+
+    def __init__(self, root: Root, path: str | os.PathLike, meta: dict | None = None) -> None:
         self.root = root
         self.name = _as_path(path)
         self.path = pathlib.PurePosixPath(f"{root.name}/{self.name}")
-        self.meta = self.client.get_info(self.path)
+        self.meta = meta if meta is not None else self.root.client.get_info(self.path)
+
+    def __repr__(self) -> str:
+        return f"<Group: {self.path}>"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def client(self) -> Client:
+        return self.root.client
+
+    @property
+    def file_list(self) -> list[str]:
+        """Paths of the leaves below this group, relative to it."""
+        return self.client.get_list(self.path)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.file_list)
+
+    def __len__(self) -> int:
+        return len(self.file_list)
+
+    def __contains__(self, item: object) -> bool:
+        item = item.as_posix() if isinstance(item, pathlib.PurePath) else str(item)
+        return item.strip("/") in self.file_list
+
+    def __getitem__(self, item: str | os.PathLike) -> Group | File | Dataset:
+        return self.root[f"{self.name}/{_as_path(item).strip('/')}"]
+
+
+class File:
+    """A file in a root; its metadata is fetched on creation unless given."""
+
+    def __init__(self, root: Root, path: str | os.PathLike, meta: dict | None = None) -> None:
+        self.root = root
+        self.name = _as_path(path)
+        self.path = pathlib.PurePosixPath(f"{root.name}/{self.name}")
+        self.meta = meta if meta is not None else self.client.get_info(self.path)
 
     def __repr__(self) -> str:
         return f"<File: {self.path}>"
