@@ -130,9 +130,11 @@ class GroupDataset(Dataset):
     def info(self) -> tuple[dict, str | None]:
         st = self.container.stat
         whole = self.inner == ""
+        # A whole HDF5 file keeps the number the older contract (2025.8.7) gives its mtime.
+        numeric = whole and isinstance(self.container, HDF5Container)
         return {
             "kind": "group",
-            "mtime": b2meta.iso_mtime(st.st_mtime),
+            "mtime": st.st_mtime if numeric else b2meta.iso_mtime(st.st_mtime),
             # The file's size for a whole container; an inner group's is not cheap to know.
             "size": st.st_size if whole else None,
             "nfiles": len(self.container.leaves(self.inner)),
