@@ -11,7 +11,7 @@ import secrets
 import string
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import blosc2
@@ -170,6 +170,29 @@ def _pretty(data: Any) -> None:
     pprint(data)
 
 
+def _plain_values(data: Any) -> Any:
+    """An array or byte stream as JSON values: nested lists, or the text of a byte stream."""
+    if isinstance(data, blosc2.NDArray):
+        data = data[()] if data.ndim == 0 else data[:]
+    elif isinstance(data, blosc2.SChunk):
+        data = data[:]
+    if isinstance(data, bytes):
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            raise CLIError("binary data has no JSON form: use `download` instead") from None
+    return data.tolist() if hasattr(data, "tolist") else data
+
+
+def _json_value(value: Any) -> Any:
+    # Fields of structured arrays come out of `tolist` as bytes or NumPy scalars.
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
 def _print_data(data: Any) -> None:
     """Print an array, or the text of a byte stream (``Binary data`` if not text)."""
     if isinstance(data, blosc2.NDArray):
@@ -271,9 +294,15 @@ def cmd_info(session: _Session, args: argparse.Namespace) -> None:
 
 def cmd_show(session: _Session, args: argparse.Namespace) -> None:
     """Print the data of a dataset, a slice (``ds[0:5]``) or a filter (``ds[a < 5]``)."""
+    show = _print_data
+    if args.json:
+
+        def show(data: Any) -> None:
+            print(json.dumps(_plain_values(data), default=_json_value))
+
     match = _SHOW_ARG.match(args.dataset)
     if match is None:
-        _print_data(session.client.fetch(args.dataset))
+        show(session.client.fetch(args.dataset))
         return
     path, text = match.group("path"), match.group("key")
     try:
@@ -281,13 +310,64 @@ def cmd_show(session: _Session, args: argparse.Namespace) -> None:
     except ValueError:
         key = None
     else:
-        _print_data(session.client.fetch(path, slice_=key))
+        show(session.client.fetch(path, slice_=key))
         return
     # Not a slice: a field name or a filter over a structured array.
     dataset = session.client.get(path)
     if not hasattr(dataset, "dtype"):
         raise CLIError(f"{path} is not an array: fields and filters need a structured array")
-    _print_data(dataset[text.strip()])
+    show(dataset[text.strip()])
+
+
+CONTAINER_SUFFIXES = (".b2z", ".h5", ".hdf5")
+
+
+def _expanded_paths(client: caterva2.Client, path: str) -> list[str]:
+    """The datasets below `path`, the leaves of container files (`.b2z`, HDF5) included."""
+    names = []
+    for name in client.get_list(path):
+        names.append(name)
+        if not name.lower().endswith(CONTAINER_SUFFIXES) or path.endswith("/" + name):
+            continue
+        leaves = client.get_list(f"{path.rstrip('/')}/{name}")
+        if leaves != [name.rsplit("/", 1)[-1]]:  # a container: its leaves, not itself
+            names.pop()
+            names.extend(f"{name}/{leaf}" for leaf in leaves)
+    return names
+
+
+def _nested(paths: Sequence[str]) -> dict:
+    tree: dict = {}
+    for path in paths:
+        node = tree
+        parts = path.split("/")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node.setdefault(parts[-1], None)
+    return tree
+
+
+def _tree_lines(node: dict, prefix: str = "") -> Iterator[str]:
+    items = sorted(node.items())
+    for i, (name, child) in enumerate(items):
+        last = i == len(items) - 1
+        yield f"{prefix}{'└── ' if last else '├── '}{name}"
+        if child is not None:
+            yield from _tree_lines(child, prefix + ("    " if last else "│   "))
+
+
+def cmd_tree(session: _Session, args: argparse.Namespace) -> None:
+    """Print the datasets below a root, folder or container as a tree, like tree(1)."""
+    paths = _expanded_paths(session.client, args.path)
+    if args.json:
+        _print_json(paths)
+        return
+    tree = _nested(paths)
+    print(args.path)
+    for line in _tree_lines(tree):
+        print(line)
+    groups = sum(1 for line in _tree_lines(tree)) - len(paths)
+    print(f"\n{groups} {'group' if groups == 1 else 'groups'}, {len(paths)} datasets")
 
 
 def cmd_copy(session: _Session, args: argparse.Namespace) -> None:
@@ -394,7 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(sub, "url", cmd_url, json_flag=True).add_argument("dataset", help=DATASET_HELP)
     _add(sub, "info", cmd_info, json_flag=True).add_argument("dataset", help=DATASET_HELP)
-    _add(sub, "show", cmd_show).add_argument("dataset", help="DATASET or DATASET[SLICE|FILTER]")
+    _add(sub, "show", cmd_show, json_flag=True).add_argument(
+        "dataset", help="DATASET or DATASET[SLICE|FILTER]"
+    )
+    _add(sub, "tree", cmd_tree, ["tr"], json_flag=True).add_argument(
+        "path", help="a root, folder or container, e.g. @public or @public/dir/tree.b2z"
+    )
     for name, func, aliases in (("copy", cmd_copy, ["cp"]), ("move", cmd_move, ["mv"])):
         p = _add(sub, name, func, aliases)
         p.add_argument("dataset", help="dataset or directory to " + name)
