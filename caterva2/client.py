@@ -20,6 +20,7 @@ from caterva2.api_utils import Progress
 from caterva2.common.b2meta import str_to_dtype
 from caterva2.common.coordinates import encode_indices
 from caterva2.common.http_transport import Transport
+from caterva2.groups import Group
 
 # Uploads and downloads wait for the server to compress or read whole files,
 # so their read timeout is never shorter than this (seconds).
@@ -257,6 +258,19 @@ class Client:
 
     # --- writing ----------------------------------------------------------
 
+    def load_from_url(self, url: str, dataset: str | os.PathLike) -> Group | File | Dataset:
+        """Have the server fetch ``url`` (http/https) into ``dataset`` (a folder: the URL's name).
+
+        The server refuses private and loopback addresses unless configured to
+        allow them, and content bigger than its limit or the quota.
+        """
+        stored = self._post(
+            self._url("load_from_url", _as_path(dataset)),
+            data={"remote_url": url},
+            timeout=self._transfer_timeout(),
+        )
+        return self.get(stored)
+
     def upload(
         self,
         localpath: str | os.PathLike,
@@ -399,6 +413,13 @@ class Root:
     def __len__(self) -> int:
         return len(self.file_list)
 
+    def load_from_url(
+        self, url: str, remotepath: str | os.PathLike | None = None
+    ) -> Group | File | Dataset:
+        """Have the server fetch ``url`` into this root (at ``remotepath``, else under its name)."""
+        target = f"{self.name}/{_as_path(remotepath)}" if remotepath else self.name
+        return self.client.load_from_url(url, target)
+
     def upload(
         self,
         localpath: str | os.PathLike,
@@ -415,48 +436,6 @@ class Root:
             remotepath = pathlib.PurePath(localpath).as_posix()
         stored = self.client.upload(localpath, f"{self.name}/{remotepath}", progress=progress)
         return self[stored.relative_to(self.name).as_posix()]
-
-
-class Group:
-    """A container file (TreeStore/DictStore `.b2z`, HDF5) or a group inside one.
-
-    Iterating gives the paths of its leaves (deep, relative to it);
-    ``group["a/x"]`` is the group, dataset or file at that inner path.
-    """
-
-    def __init__(self, root: Root, path: str | os.PathLike, meta: dict | None = None) -> None:
-        self.root = root
-        self.name = _as_path(path)
-        self.path = pathlib.PurePosixPath(f"{root.name}/{self.name}")
-        self.meta = meta if meta is not None else self.root.client.get_info(self.path)
-
-    def __repr__(self) -> str:
-        return f"<Group: {self.path}>"
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-    @property
-    def client(self) -> Client:
-        return self.root.client
-
-    @property
-    def file_list(self) -> list[str]:
-        """Paths of the leaves below this group, relative to it."""
-        return self.client.get_list(self.path)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.file_list)
-
-    def __len__(self) -> int:
-        return len(self.file_list)
-
-    def __contains__(self, item: object) -> bool:
-        item = item.as_posix() if isinstance(item, pathlib.PurePath) else str(item)
-        return item.strip("/") in self.file_list
-
-    def __getitem__(self, item: str | os.PathLike) -> Group | File | Dataset:
-        return self.root[f"{self.name}/{_as_path(item).strip('/')}"]
 
 
 class File:
