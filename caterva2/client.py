@@ -264,10 +264,12 @@ class Client:
         The server refuses private and loopback addresses unless configured to
         allow them, and content bigger than its limit or the quota.
         """
-        stored = self._post(
+        stored = api_utils.post(
             self._url("load_from_url", _as_path(dataset)),
             data={"remote_url": url},
+            auth_cookie=self.cookie,
             timeout=self._transfer_timeout(),
+            client=self.http,
         )
         return self.get(stored)
 
