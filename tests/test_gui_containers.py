@@ -67,7 +67,8 @@ def test_a_container_shows_its_tree_and_a_leaf_its_values(tab):
 
 def test_an_hdf5_file_is_a_folder_whose_datasets_open_like_arrays(tab):
     tab.goto("/roots/@public/dir/data.h5")
-    assert "1 datasets" in tab.inner_text("section.panel")
+    assert "HDF5 file" in tab.inner_text("#container-kind")
+    assert tab.locator("section.panel a[download]").get_attribute("href").endswith("data.h5")
     tab.click("#path-list a[data-path='@public/dir/data.h5/grp/grid']")
     tab.wait_for_selector("#data-table")
     assert table_cell(tab, 0, 0) == "1" and table_cell(tab, 1, 0) == "81"
