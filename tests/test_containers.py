@@ -22,7 +22,7 @@ import caterva2 as cat2
 from bench import peers
 from caterva2.subscriber import hdf5_shells
 
-from .app_support import in_process_subscriber, served
+from .app_support import USER, in_process_subscriber, served
 
 BIG = np.arange(300 * 400, dtype=np.float64).reshape(300, 400)
 SMALL = np.arange(10, dtype=np.int32)
@@ -59,7 +59,7 @@ def state(tmp_path_factory):
     """(base URL, @public directory) of a subscriber serving the files."""
     statedir = tmp_path_factory.mktemp("containers") / "state"
     write_files(statedir / "public")
-    app = in_process_subscriber(statedir, login=False)
+    app = in_process_subscriber(statedir)  # logins on: expressions are saved in @personal
     try:
         with served(app.subscriber.app) as base:
             yield base, statedir / "public"
@@ -264,3 +264,33 @@ def test_the_newest_upstream_client_browses_our_containers(url):
     np.testing.assert_array_equal(got["cube_row"], CUBE[1])
     np.testing.assert_array_equal(got["h5_big_box"], BIG[100:103, 7:11])
     np.testing.assert_array_equal(got["h5_cube"], CUBE)
+
+
+def test_leaves_are_operands_of_expressions(url):
+    with cat2.Client(url, USER) as client:
+        operands = {
+            "t": "@public/dir/tree.b2z/a/big",
+            "h": "@public/dir/data.h5/grp/big",
+            "d": "@public/dir/dict.b2z/q/r",
+        }
+        path = client.lazyexpr("from-containers", "t + h * 2 - d", operands)
+        got = client.get(path)[10:20, 30:40]
+        np.testing.assert_array_equal(got, (BIG + BIG * 2 - BIG)[10:20, 30:40])
+        computed = client.lazyexpr("sum-computed", "t + h", operands, compute=True)
+        np.testing.assert_array_equal(client.get(computed)[:], BIG * 2)
+
+
+@pytest.mark.parametrize(
+    "operand, words",
+    [
+        ("@public/dir/tree.b2z/a", "not an array"),
+        ("@public/dir/bad.b2z/x", "not a readable"),
+        ("@public/dir/tree.b2z/a/nope", "not found"),
+    ],
+)
+def test_a_group_or_broken_container_is_refused_as_operand(url, operand, words):
+    with cat2.Client(url, USER) as client:
+        with pytest.raises(cat2.APIError) as caught:
+            client.lazyexpr("bad-operand", "x + 1", {"x": operand})
+    assert caught.value.status_code == 400
+    assert words in caught.value.detail
