@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from caterva2.client import Client, Dataset, File, Root
@@ -52,6 +52,16 @@ class Group:
     def __contains__(self, item: object) -> bool:
         item = item.as_posix() if isinstance(item, pathlib.PurePath) else str(item)
         return item.strip("/") in self.file_list
+
+    # What a container file answers as the file it is (an inner group has no file of its own).
+    FILE_OPERATIONS = ("get_download_url", "download", "unfold", "move", "copy", "remove")
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.FILE_OPERATIONS:
+            from caterva2.client import File  # the client imports this module
+
+            return getattr(File(self.root, self.name, self.meta), name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __getitem__(self, item: str | os.PathLike) -> Group | File | Dataset:
         return self.root[f"{self.name}/{_as_path(item).strip('/')}"]

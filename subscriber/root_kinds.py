@@ -21,7 +21,7 @@ from . import containers
 from .datasets import CONTAINERS, RawHDF5Dataset, StoredDataset, require_file
 from .hdf5_shells import ShellDataset
 from .local_roots import LocalRoots, Location
-from .root_interface import Dataset, Download, FetchResult, Root
+from .root_interface import Dataset, Download, FetchResult, Root, WholeFile
 from .store import User
 
 if TYPE_CHECKING:
@@ -73,6 +73,16 @@ class LocalDataset(Dataset):
     def fetch(
         self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
     ) -> FetchResult:
+        if self.loc.path.name.lower().endswith(containers.B2Z_SUFFIXES):
+            try:
+                container = containers.container_at(self.loc)
+            except BadRequest:
+                container = None  # unreadable: its own kind says so
+            if container is not None:
+                # A whole TreeStore/DictStore file is fetched as stored (how clients download).
+                if key is None and not field and not filter_:
+                    return WholeFile(self.loc.path)
+                raise BadRequest(containers.NOT_A_DATASET.format(self.logical))
         return self.kind.fetch(key, field, filter_, blocks)
 
     def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:

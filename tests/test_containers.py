@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import pathlib
 import subprocess
 from pathlib import Path
 
@@ -294,3 +295,20 @@ def test_a_group_or_broken_container_is_refused_as_operand(url, operand, words):
             client.lazyexpr("bad-operand", "x + 1", {"x": operand})
     assert caught.value.status_code == 400
     assert words in caught.value.detail
+
+
+def test_a_container_group_still_downloads_as_its_file(url, public, tmp_path):
+    with cat2.Client(url) as client:
+        tree = client.get("@public/dir/tree.b2z")
+        local = tree.download(tmp_path / "copy.b2z")
+        assert pathlib.Path(local).read_bytes() == (public / "dir" / "tree.b2z").read_bytes()
+        with pytest.raises(AttributeError):
+            tree.no_such_operation  # noqa: B018 - the lookup is what is tested
+
+
+def test_a_whole_container_is_fetched_as_stored_and_a_slice_of_it_refused(url, public):
+    r = httpx.get(f"{url}/api/fetch/@public/dir/dict.b2z")
+    assert r.status_code == 200
+    assert r.content == (public / "dir" / "dict.b2z").read_bytes()
+    r = httpx.get(f"{url}/api/fetch/@public/dir/dict.b2z", params={"slice_": "0:2"})
+    assert r.status_code == 400 and "is a group" in r.json()["detail"]
