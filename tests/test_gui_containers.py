@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import blosc2
 import h5py
+import httpx
 import numpy as np
 import pytest
 
@@ -72,3 +73,11 @@ def test_an_hdf5_file_is_a_folder_whose_datasets_open_like_arrays(tab):
     tab.click("#path-list a[data-path='@public/dir/data.h5/grp/grid']")
     tab.wait_for_selector("#data-table")
     assert table_cell(tab, 0, 0) == "1" and table_cell(tab, 1, 0) == "81"
+
+
+def test_a_leaf_page_watches_its_container_file(url):
+    def stamp(path):
+        return httpx.get(f"{url}/web/changes", params={"path": path}).json()["stamp"]
+
+    leaf = stamp("@public/dir/tree.b2z/a/grid")
+    assert leaf == stamp("@public/dir/tree.b2z") and leaf != "missing"

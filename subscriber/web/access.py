@@ -300,7 +300,8 @@ class Access:
                 if not relpath or p == relpath or p.startswith(prefix):
                     digest.update(f"{p}\0{etag}\n".encode())
             return digest.hexdigest()
-        loc = self.roots.locate(join_logical(root, relpath), user)
+        # Inside a container file, what changes is the file.
+        loc = self.roots.locate(join_logical(root, containers.split_container(relpath)[0]), user)
         if loc.path.is_file():
             st = loc.path.stat()
             digest.update(f"{st.st_mtime_ns}|{st.st_size}".encode())
