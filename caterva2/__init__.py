@@ -2,6 +2,7 @@
 
 from caterva2.client import BasicAuth, Client, Dataset, File, Group, Root
 from caterva2.http_errors import APIError
+from caterva2.ingestion import ChunkAlreadyWritten
 
 __version__ = "2025.8.7"
 
@@ -11,6 +12,7 @@ sub_urlbase_default = "http://localhost:8000"
 __all__ = [
     "APIError",
     "BasicAuth",
+    "ChunkAlreadyWritten",
     "Client",
     "Dataset",
     "File",

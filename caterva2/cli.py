@@ -11,14 +11,15 @@ import secrets
 import string
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import blosc2
 import httpx
+import numpy as np
 
 import caterva2
-from caterva2 import api_utils
+from caterva2 import api_utils, cli_tree
 from caterva2.common import config
 from caterva2.http_errors import APIError
 
@@ -170,29 +171,6 @@ def _pretty(data: Any) -> None:
     pprint(data)
 
 
-def _plain_values(data: Any) -> Any:
-    """An array or byte stream as JSON values: nested lists, or the text of a byte stream."""
-    if isinstance(data, blosc2.NDArray):
-        data = data[()] if data.ndim == 0 else data[:]
-    elif isinstance(data, blosc2.SChunk):
-        data = data[:]
-    if isinstance(data, bytes):
-        try:
-            return data.decode()
-        except UnicodeDecodeError:
-            raise CLIError("binary data has no JSON form: use `download` instead") from None
-    return data.tolist() if hasattr(data, "tolist") else data
-
-
-def _json_value(value: Any) -> Any:
-    # Fields of structured arrays come out of `tolist` as bytes or NumPy scalars.
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} has no JSON form")
-
-
 def _print_data(data: Any) -> None:
     """Print an array, or the text of a byte stream (``Binary data`` if not text)."""
     if isinstance(data, blosc2.NDArray):
@@ -298,7 +276,7 @@ def cmd_show(session: _Session, args: argparse.Namespace) -> None:
     if args.json:
 
         def show(data: Any) -> None:
-            print(json.dumps(_plain_values(data), default=_json_value))
+            print(json.dumps(cli_tree.plain_values(data), default=cli_tree.json_value))
 
     match = _SHOW_ARG.match(args.dataset)
     if match is None:
@@ -319,55 +297,14 @@ def cmd_show(session: _Session, args: argparse.Namespace) -> None:
     show(dataset[text.strip()])
 
 
-CONTAINER_SUFFIXES = (".b2z", ".h5", ".hdf5")
-
-
-def _expanded_paths(client: caterva2.Client, path: str) -> list[str]:
-    """The datasets below `path`, the leaves of container files (`.b2z`, HDF5) included."""
-    names = []
-    for name in client.get_list(path):
-        names.append(name)
-        if not name.lower().endswith(CONTAINER_SUFFIXES) or path.endswith("/" + name):
-            continue
-        leaves = client.get_list(f"{path.rstrip('/')}/{name}")
-        if leaves != [name.rsplit("/", 1)[-1]]:  # a container: its leaves, not itself
-            names.pop()
-            names.extend(f"{name}/{leaf}" for leaf in leaves)
-    return names
-
-
-def _nested(paths: Sequence[str]) -> dict:
-    tree: dict = {}
-    for path in paths:
-        node = tree
-        parts = path.split("/")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node.setdefault(parts[-1], None)
-    return tree
-
-
-def _tree_lines(node: dict, prefix: str = "") -> Iterator[str]:
-    items = sorted(node.items())
-    for i, (name, child) in enumerate(items):
-        last = i == len(items) - 1
-        yield f"{prefix}{'└── ' if last else '├── '}{name}"
-        if child is not None:
-            yield from _tree_lines(child, prefix + ("    " if last else "│   "))
-
-
 def cmd_tree(session: _Session, args: argparse.Namespace) -> None:
     """Print the datasets below a root, folder or container as a tree, like tree(1)."""
-    paths = _expanded_paths(session.client, args.path)
+    paths = cli_tree.expanded_paths(session.client, args.path)
     if args.json:
         _print_json(paths)
         return
-    tree = _nested(paths)
-    print(args.path)
-    for line in _tree_lines(tree):
+    for line in cli_tree.drawing(args.path, paths):
         print(line)
-    groups = sum(1 for line in _tree_lines(tree)) - len(paths)
-    print(f"\n{groups} {'group' if groups == 1 else 'groups'}, {len(paths)} datasets")
 
 
 def cmd_copy(session: _Session, args: argparse.Namespace) -> None:
@@ -409,6 +346,56 @@ def cmd_upload(session: _Session, args: argparse.Namespace) -> None:
     finally:
         bar.close()
     print(f"Dataset stored in {path}")
+
+
+def _integers(text: str | None, what: str) -> tuple[int, ...] | None:
+    """`1000,20` as (1000, 20); None stays None."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise CLIError(f"{what} must be integers separated by commas, not {text!r}") from None
+
+
+def cmd_lay_out(session: _Session, args: argparse.Namespace) -> None:
+    """Lay out an empty array to fill by chunks (unseen by readers until published)."""
+    try:
+        dtype = np.dtype(args.dtype)
+    except TypeError:
+        raise CLIError(f"{args.dtype!r} is not a NumPy dtype") from None
+    shape = _integers(args.shape, "SHAPE")
+    chunks, blocks = _integers(args.chunks, "--chunks"), _integers(args.blocks, "--blocks")
+    array = session.client.lay_out(args.dataset, shape, dtype, chunks=chunks, blocks=blocks)
+    print(
+        f"Laid out {array.path}: shape {array.shape}, chunks {array.chunks}, "
+        f"blocks {array.blocks}, {array.meta['nchunks']} chunks to fill"
+    )
+
+
+def cmd_fill_chunk(session: _Session, args: argparse.Namespace) -> None:
+    """Write one compressed chunk (a file) into an unwritten slot of a laid-out array."""
+    chunk = pathlib.Path(args.chunkfile).read_bytes()
+    answer = session.client.fill_chunk(args.dataset, args.nchunk, chunk)
+    print(
+        f"Chunk {answer['nchunk']} written: {answer['written']}/{answer['nchunks']} "
+        f"chunks, {answer['state']}"
+    )
+
+
+def cmd_written(session: _Session, args: argparse.Namespace) -> None:
+    """Say which chunks of a laid-out array are written."""
+    written = session.client.written_chunks(args.dataset)
+    if args.json:
+        _print_json(written.tolist())
+        return
+    marks = "".join("1" if done else "0" for done in written)
+    print(f"{int(written.sum())}/{written.size} chunks written: {marks}")
+
+
+def cmd_publish(session: _Session, args: argparse.Namespace) -> None:
+    """Make a laid-out array, every chunk written, visible to readers."""
+    print(f"Published {session.client.publish(args.dataset)}")
 
 
 def cmd_adduser(session: _Session, args: argparse.Namespace) -> None:
@@ -495,6 +482,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "upload", cmd_upload)
     p.add_argument("localpath", help="local file to upload")
     p.add_argument("dataset", help="where to store it, e.g. @personal/x.b2nd or a directory")
+    p = _add(sub, "lay-out", cmd_lay_out)
+    p.add_argument("dataset", help="where, e.g. @personal/run.b2nd")
+    p.add_argument("shape", help="the array's shape, e.g. 1000,20")
+    p.add_argument("dtype", help="its NumPy dtype, e.g. float32")
+    p.add_argument("--chunks", help="chunk shape, e.g. 100,20")
+    p.add_argument("--blocks", help="block shape, e.g. 10,20")
+    p = _add(sub, "fill-chunk", cmd_fill_chunk)
+    p.add_argument("dataset", help="a laid-out array")
+    p.add_argument("nchunk", type=int, help="which chunk")
+    p.add_argument("chunkfile", help="a file holding the compressed chunk (blosc2.compress2)")
+    _add(sub, "written", cmd_written, json_flag=True).add_argument(
+        "dataset", help="a laid-out array"
+    )
+    _add(sub, "publish", cmd_publish).add_argument("dataset", help="a laid-out, filled array")
     p = _add(sub, "adduser", cmd_adduser)
     p.add_argument("--superuser", "-S", action="store_true", help="make a superuser")
     p.add_argument("newuser", help="the new user's email address")

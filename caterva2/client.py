@@ -21,6 +21,7 @@ from caterva2.common.b2meta import str_to_dtype
 from caterva2.common.coordinates import encode_indices
 from caterva2.common.http_transport import Transport
 from caterva2.groups import Group
+from caterva2.ingestion import ArrayIngestion, ClientIngestion
 
 # Uploads and downloads wait for the server to compress or read whole files,
 # so their read timeout is never shorter than this (seconds).
@@ -38,7 +39,7 @@ def _as_path(path: str | os.PathLike) -> str:
     return str(path).strip("/") if isinstance(path, str) else str(path)
 
 
-class Client:
+class Client(ClientIngestion):
     """Connection to a subscriber; keeps one keep-alive HTTP connection pool."""
 
     def __init__(self, urlbase: str, auth: Any = None, timeout: float = 5) -> None:
@@ -546,7 +547,7 @@ class File:
         return self.client.remove(self.path)
 
 
-class Dataset(File):
+class Dataset(ArrayIngestion, File):
     """A Blosc2 dataset (``.b2nd`` array or ``.b2frame`` byte stream)."""
 
     def __repr__(self) -> str:

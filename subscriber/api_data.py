@@ -6,10 +6,8 @@ import json
 import threading
 
 import falcon
-import numpy as np
 
 from ..common import block_stream
-from ..common.coordinates import parse_indices
 from ..common.errors import (
     BadRequest,
     ContentTooLarge,
@@ -21,10 +19,9 @@ from ..common.falcon_app import set_attachment, set_body, set_etag
 from ..common.paths import split_logical_path
 from ..common.slices import parse_slice
 from .auth import check_follow
-from .fetch_values import values_of
+from .coordinate_gather import gather
 from .file_ops import FileOps
 from .http_answers import accepts, answer_fetch
-from .root_interface import ArrayResult, Dataset
 from .root_registry import RootRegistry
 from .upload_stream import spooled_file_part
 
@@ -144,22 +141,6 @@ class FetchResource(ReadResource):
         resp.content_type = "application/octet-stream"
         resp.vary = ("Accept",)
         answer_fetch(result, req, resp)
-
-
-ARRAYS_ONLY = "Coordinates (indices) select in arrays of one dimension or more only"
-
-
-def gather(dataset: Dataset, indices: str) -> ArrayResult:
-    """The values at coordinates: the box they span read as a slice, then indexed."""
-    meta, _tag = dataset.info()
-    shape = meta.get("shape")
-    if not shape or "dtype" not in meta:
-        raise BadRequest(ARRAYS_ONLY)
-    box, inner = parse_indices(indices, tuple(shape))
-    values = values_of(dataset.fetch(box))
-    if not isinstance(values, np.ndarray):
-        raise BadRequest(ARRAYS_ONLY)
-    return ArrayResult(np.ascontiguousarray(values[inner]))
 
 
 class ChunkResource(ReadResource):

@@ -10,8 +10,19 @@ import falcon
 
 from ..common.access_log import AccessLog
 from ..common.falcon_app import new_app
-from . import api_compute, api_data, api_docs, api_users, hdf5_shells, hdf5_unfold, url_loading, web
+from . import (
+    api_compute,
+    api_data,
+    api_docs,
+    api_ingest,
+    api_users,
+    hdf5_shells,
+    hdf5_unfold,
+    url_loading,
+    web,
+)
 from .auth import AuthMiddleware
+from .chunked_ingestion import Ingestion
 from .compute_budget import Runner
 from .file_ops import FileOps
 from .follower import Follower
@@ -83,6 +94,8 @@ def create_subscriber(
             queue_expiry=settings.queue_expiry,
         )
     ops = FileOps(roots, settings.quota)
+    ingestion = Ingestion(ops)
+    ops.claim_upload = ingestion.claim_upload  # an upload of an empty array lays one out
     app = new_app(
         middleware=[
             AccessLog(),  # first: its time covers the other middleware too
@@ -98,14 +111,16 @@ def create_subscriber(
     app.add_route("/api/roots", api_data.RootsResource(registry))
     for verb, resource in (
         ("list", api_data.ListResource(registry)),
-        ("info", api_data.InfoResource(registry)),
-        ("fetch", api_data.FetchResource(registry)),
-        ("chunk", api_data.ChunkResource(registry)),
+        # Info and fetch show a staged array to its writers; chunk also takes writes.
+        ("info", api_ingest.StagedInfo(api_data.InfoResource(registry), ingestion)),
+        ("fetch", api_ingest.StagedFetch(api_data.FetchResource(registry), ingestion)),
+        ("chunk", api_ingest.ChunkRoute(api_data.ChunkResource(registry), ingestion)),
         ("download", api_data.DownloadResource(registry)),
         ("upload", api_data.UploadResource(ops)),
-        ("remove", api_data.RemoveResource(ops)),
+        ("remove", api_ingest.StagedRemove(api_data.RemoveResource(ops), ingestion)),
     ):
         app.add_route(f"/api/{verb}/{{path:path}}", resource)
+    api_ingest.register(app, ingestion)
     app.add_route("/api/move", api_data.TransferResource(ops, move=True))
     app.add_route("/api/copy", api_data.TransferResource(ops, move=False))
     app.add_route("/api/unfold/{path:path}", hdf5_unfold.UnfoldResource(ops))

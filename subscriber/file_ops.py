@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -123,6 +124,9 @@ class FileOps:
         self.roots = roots
         self.quota = quota
         self.usage = UsageLedger(lambda: roots.disk_usage(with_tmp=False))
+        # Set by chunked ingestion: stages an upload that lays out an empty array
+        # (its logical path), or answers None for any other upload.
+        self.claim_upload: Callable[[Location, Path], str | None] | None = None
 
     def room(self, replacing: Path | None) -> int | None:
         """Bytes that may still be written, counting a file about to be replaced as free."""
@@ -172,6 +176,8 @@ class FileOps:
                     validate_hdf5_file(tmp, relpath)
                 else:
                     validate_blosc2_file(tmp, relpath)
+                    if self.claim_upload is not None and (staged := self.claim_upload(loc, tmp)):
+                        return staged
             else:
                 raw, tmp = tmp, self.roots.new_tmp_path(target.name)
                 try:

@@ -79,6 +79,34 @@ PATH = _path_param(
     ["@public/ds-1d.b2nd", "@public/dir1/ds-3d.b2nd", "@public/README.md", "@personal"],
 )
 ROOT_NAME = _path_param("name", "A root's name")
+NCHUNK = {
+    "name": "nchunk",
+    "in": "query",
+    "required": True,
+    "description": "The chunk's number",
+    "schema": {"type": "integer"},
+}
+FILL_STATE = {"type": "string", "enum": ["filling", "complete", "published"]}
+FILL_ANSWER = {
+    "type": "object",
+    "required": ["nchunk", "written", "nchunks", "state"],
+    "properties": {
+        "nchunk": {"type": "integer"},
+        "written": {"type": "integer"},
+        "nchunks": {"type": "integer"},
+        "state": FILL_STATE,
+    },
+}
+PROGRESS = {
+    "type": "object",
+    "required": ["nchunks", "written", "state", "chunks"],
+    "properties": {
+        "nchunks": {"type": "integer"},
+        "written": {"type": "integer"},
+        "state": FILL_STATE,
+        "chunks": {"type": "string", "pattern": "^[01]*$"},
+    },
+}
 
 
 def _query(name: str, what: str, schema: dict | None = None, required: bool = False) -> dict:
@@ -202,11 +230,29 @@ def _data_paths() -> dict[str, dict]:
             "get": _operation(
                 "One chunk as stored (compressed); `If-Match` names the version wanted",
                 _answer("The chunk", binary, OCTETS),
-                parameters=[
-                    PATH,
-                    _query("nchunk", "The chunk's number", {"type": "integer"}, required=True),
-                ],
+                parameters=[PATH, NCHUNK],
                 busy=True,
+            ),
+            "post": _operation(
+                "Write one compressed chunk (the body) into an unwritten slot of a laid-out "
+                "array (409 when it is written already; 400 for another geometry)",
+                _answer("The array's progress", FILL_ANSWER),
+                parameters=[PATH, NCHUNK],
+                body={"required": True, "content": {OCTETS: {"schema": binary}}},
+            ),
+        },
+        "/api/written_chunks/{path}": {
+            "get": _operation(
+                "Which chunks of a laid-out, unpublished array are written",
+                _answer("Its progress, `chunks` one 0/1 a chunk", PROGRESS),
+                parameters=[PATH],
+            )
+        },
+        "/api/publish/{path}": {
+            "post": _operation(
+                "Move a laid-out array, every chunk written, into its root: visible at once",
+                _answer("Where it is", _object(["published"], published=STRING)),
+                parameters=[PATH],
             )
         },
         "/api/download/{path}": {
@@ -219,7 +265,9 @@ def _data_paths() -> dict[str, dict]:
         },
         "/api/upload/{path}": {
             "post": _operation(
-                "Store a file at a logical path (a folder: under the file's own name)",
+                "Store a file at a logical path (a folder: under the file's own name); an "
+                "array with no chunk written (`blosc2.uninit`) is laid out for chunked "
+                "ingestion instead, unseen by readers until published",
                 _answer("Where it was stored", STRING),
                 parameters=[PATH],
                 body=_multipart_file(),

@@ -21,6 +21,8 @@ from bench import peers
 from caterva2.common.coordinates import encode_indices
 from caterva2.subscriber.api_data import FetchResource
 from caterva2.subscriber.app import create_subscriber
+from caterva2.subscriber.coordinate_gather import gather
+from caterva2.subscriber.root_registry import RootRegistry
 from caterva2.subscriber.settings import SubscriberSettings
 
 from .app_support import in_process_subscriber, served
@@ -29,6 +31,8 @@ from .inprocess_publisher import ROOT, ROWS, running_publisher, subscriber
 UPSTREAM_VERSION = "2026.9.2"
 DRIVER = Path(__file__).resolve().parent / "interop" / "coordinates_2026.py"
 VALUES = np.arange(7 * 11 * 13, dtype=np.float64).reshape(7, 11, 13)
+WIDE = np.arange(200 * 300 * 3, dtype=np.int32).reshape(200, 300, 3)
+"""Chunks of 10 x 20 x 3: points far apart touch few of the 300 chunks their box spans."""
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,7 @@ def url(tmp_path_factory):
     public.mkdir(parents=True)
     blosc2.asarray(VALUES, urlpath=str(public / "cube.b2nd"), chunks=(3, 4, 5), blocks=(2, 2, 3))
     blosc2.asarray(VALUES[0, 0], urlpath=str(public / "line.b2nd"), chunks=(4,))
+    blosc2.asarray(WIDE, urlpath=str(public / "wide.b2nd"), chunks=(10, 20, 3), blocks=(5, 10, 3))
     blosc2.SChunk(data=b"bytes, not an array" * 10, urlpath=str(public / "raw.b2frame"))
     app = in_process_subscriber(statedir, login=False)
     try:
@@ -61,13 +66,70 @@ KEYS = {
 }
 
 
-@pytest.mark.parametrize("key", KEYS.values(), ids=KEYS.keys())
-def test_coordinates_answer_what_numpy_answers(url, key):
+SPARSE = {
+    "two far points": ([0, 199], [0, 299]),
+    "far points, then a slice": ([3, 150, 3, 199], [7, 250, 8, 0], slice(1, 3)),
+    "points apart (axes move first)": ([0, 190, 45], slice(100, 290), [2, 0, 1]),
+    "an integer between lists": ([5, 180], 7, [2, 0]),
+    "one list, repeated and unsorted": ([199, 0, 100, 0],),
+    "list after a slice": (slice(0, 2), [0, 299, 150]),
+    "many scattered points": (
+        np.random.default_rng(5).integers(0, 200, 500),
+        np.random.default_rng(6).integers(0, 300, 500),
+    ),
+}
+
+
+CASES = [("cube.b2nd", VALUES, key) for key in KEYS.values()]
+CASES += [("wide.b2nd", WIDE, key) for key in SPARSE.values()]  # sparse: read chunk by chunk
+
+
+@pytest.mark.parametrize("name,values,key", CASES, ids=[*KEYS, *(f"sparse: {k}" for k in SPARSE)])
+def test_coordinates_answer_what_numpy_answers(url, name, values, key):
     with cat2.Client(url) as client:
-        got = client.get("@public/cube.b2nd")[key]
-    want = VALUES[key]
+        got = client.get(f"@public/{name}")[key]
+    want = values[key]
     assert got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+
+
+def boxes_read(tmp_path, indices: list) -> tuple[np.ndarray, list]:
+    """The values `indices` gathers from a local `wide.b2nd`, and the boxes read for them."""
+    public = tmp_path / "public"
+    public.mkdir()
+    blosc2.asarray(WIDE, urlpath=str(public / "wide.b2nd"), chunks=(10, 20, 3))
+    app = in_process_subscriber(tmp_path, login=False)
+    try:
+        dataset = RootRegistry(app.subscriber.roots).dataset("@public/wide.b2nd", None)
+        boxes = []
+        fetch = dataset.fetch  # the real read, recorded on its way
+        dataset.fetch = lambda key, *rest: boxes.append(key) or fetch(key, *rest)
+        return gather(dataset, json.dumps(indices)).values, boxes
+    finally:
+        app.subscriber.close()
+
+
+def test_sparse_coordinates_read_the_boxes_of_their_chunks_only(tmp_path):
+    got, boxes = boxes_read(tmp_path, [[0, 199, 5], [0, 299, 1]])
+    np.testing.assert_array_equal(got, WIDE[[0, 199, 5], [0, 299, 1]])
+    assert sorted(boxes, key=str) == [
+        (slice(0, 6), slice(0, 2)),
+        (slice(199, 200), slice(299, 300)),
+    ]
+
+
+def test_dense_coordinates_read_their_box_once(tmp_path):
+    rows = list(range(0, 30, 2))
+    got, boxes = boxes_read(tmp_path, [rows])
+    np.testing.assert_array_equal(got, WIDE[rows])
+    assert boxes == [(slice(0, 29),)]
+
+
+def test_coordinate_lists_that_do_not_broadcast_are_a_400(url):
+    resp = httpx.get(
+        f"{url}/api/fetch/@public/wide.b2nd", params={"indices": "[[0, 1], [0, 1, 2]]"}
+    )
+    assert resp.status_code == 400 and "do not broadcast" in resp.json()["detail"]
 
 
 def test_one_axis_coordinates_on_a_1d_array(url):
@@ -130,7 +192,7 @@ def test_the_client_refuses_what_has_no_spelling():
     assert encode_indices((slice(1, 3), 2)) is None  # no list: an ordinary slice_
 
 
-def test_coordinates_on_a_remote_root_read_only_the_chunks_of_their_box(tmp_path):
+def test_coordinates_on_a_remote_root_read_only_the_chunks_they_touch(tmp_path):
     with running_publisher(tmp_path) as publisher:
         remote = subscriber(tmp_path / "sub", publisher, None)
         app = create_subscriber(
@@ -142,7 +204,7 @@ def test_coordinates_on_a_remote_root_read_only_the_chunks_of_their_box(tmp_path
                 got = client.get(f"{ROOT}/a.b2nd")[rows, cols]
             np.testing.assert_array_equal(got, publisher.data[rows, cols])
             fetched = {n for n in range(ROWS) if publisher.transfers(n)}
-            assert fetched == set(range(17, 24))  # one chunk a row: rows 17 to 23
+            assert fetched == {17, 20, 23}  # one chunk a row: the rows of the points only
         finally:
             app.close()
 
