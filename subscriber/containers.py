@@ -1,8 +1,9 @@
 """Container files browsed as folders: TreeStore/DictStore `.b2z` files and HDF5 files.
 
 A path may go on past a container file (`dir/tree.b2z/a/x`, `data.h5/grp/dset`):
-`split_container` cuts it at the first container name, and the part after it is
-the inner path of a group or a leaf.  Nothing is copied or converted:
+`inside_container` cuts it at the first container name that is a regular file
+(a folder named `results.h5/` stays a folder), and the part after it is the
+inner path of a group or a leaf.  Nothing is copied or converted:
 
 - a `.b2z` is opened read-only with blosc2 (the shared `datasets.CONTAINERS`
   cache) and a leaf is one of its arrays, big ones read in place from the zip,
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,17 +63,24 @@ def is_container_name(name: str) -> bool:
     return name.lower().endswith(FOLDER_SUFFIXES)
 
 
-def split_container(relpath: str) -> tuple[str, str | None]:
-    """(path of the container file, inner path) when `relpath` goes on past one.
+def inside_container(
+    relpath: str, locate: Callable[[str], Location]
+) -> tuple[Location, str] | None:
+    """(the container file's location, inner path) of a path that goes into one, else None.
 
-    `"d/t.b2z/a/x"` → `("d/t.b2z", "a/x")`; a path that does not go into a
-    container is answered `(relpath, None)`.
+    `locate` resolves a relative path of the same root (rights checked). A folder
+    named like a container (`results.h5/`) is a folder: the split is tried at
+    each container name until one is a regular file.
     """
     parts = relpath.split("/")
     for i, part in enumerate(parts[:-1]):
         if is_container_name(part):
-            return "/".join(parts[: i + 1]), "/".join(parts[i + 1 :])
-    return relpath, None
+            loc = locate("/".join(parts[: i + 1]))
+            if loc.path.is_file():
+                return loc, "/".join(parts[i + 1 :])
+            if not loc.path.is_dir():
+                return None  # nothing there: the path is missing
+    return None
 
 
 def ancestors(key: str) -> list[str]:

@@ -233,9 +233,14 @@ class Resolver:
             raise _operand_error(label, logical, exc.detail) from None
         if self.remote is not None and not self.roots.is_local(root):
             return self._remote(label, logical, root, relpath)
-        outer, inner = containers.split_container(relpath)
-        if inner is not None:
-            return self._container_leaf(label, logical, join_logical(root, outer), inner)
+        try:
+            found = containers.inside_container(
+                relpath, lambda rel: self.roots.locate(join_logical(root, rel), self.user)
+            )
+        except Caterva2Error as exc:
+            raise _operand_error(label, logical, exc.detail) from None
+        if found is not None:
+            return self._container_leaf(label, logical, *found)
         try:
             loc = self.roots.locate(logical, self.user)
         except Caterva2Error as exc:
@@ -272,21 +277,17 @@ class Resolver:
             )
         return self._resolved[key]
 
-    def _container_leaf(self, label: str, logical: str, outer: str, inner: str) -> Operand:
+    def _container_leaf(self, label: str, logical: str, loc: Location, inner: str) -> Operand:
         """An array inside a `.b2z` or HDF5 file browsed as a folder."""
         try:
-            loc = self.roots.locate(outer, self.user)
-            found = loc.path.is_file()
-            container = containers.container_at(loc) if found else None
+            container = containers.container_at(loc)
             node = container.node(inner) if container is not None else None
         except NotFound:
             raise _Missing from None
         except Caterva2Error as exc:
             raise _operand_error(label, logical, exc.detail) from None
-        if not found:
-            raise _Missing
         if node is None:
-            raise _operand_error(label, logical, f"{outer} is not a container")
+            raise _operand_error(label, logical, f"{loc.logical} is not a container")
         if isinstance(node, containers.HDF5Leaf):
             return ShellOperand(logical, loc, node.shell, node.source())
         if isinstance(node, containers.B2zLeaf) and isinstance(node.obj, blosc2.NDArray):

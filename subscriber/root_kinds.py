@@ -114,23 +114,23 @@ class LocalRoot(Root):
 
     def listing(self, relpath: str) -> list[str]:
         """A folder's files; a container's or an inner group's leaves; one file's name."""
-        outer, inner = containers.split_container(relpath)
-        loc = self.locate(outer)
-        if inner is None and not (
-            containers.is_container_name(loc.path.name) and loc.path.is_file()
-        ):
-            return self.roots.listing(loc)
-        try:
+        found = containers.inside_container(relpath, self.locate)
+        if found is not None:
+            loc, inner = found
             container = containers.container_at(loc)
-        except BadRequest:
-            if inner is not None:
-                raise
-            container = None  # unreadable: listed as the file it is
-        if container is None:
-            if inner is not None:
+            if container is None:
                 raise NotFound(f"{loc.logical} is not a container")
-            return self.roots.listing(loc)
-        inner = (inner or "").strip("/")
+        else:
+            loc, inner = self.locate(relpath), ""
+            if not (containers.is_container_name(loc.path.name) and loc.path.is_file()):
+                return self.roots.listing(loc)
+            try:
+                container = containers.container_at(loc)
+            except BadRequest:
+                container = None  # unreadable: listed as the file it is
+            if container is None:
+                return self.roots.listing(loc)
+        inner = inner.strip("/")
         if container.is_group(inner):
             return container.leaves(inner)
         if inner in container.leaf_set:
@@ -138,9 +138,9 @@ class LocalRoot(Root):
         raise NotFound(f"{loc.logical} has no member {inner}")
 
     def dataset(self, relpath: str) -> Dataset:
-        outer, inner = containers.split_container(relpath)
-        if inner is not None:
-            return ContainerMember(self.locate(outer), inner)
+        found = containers.inside_container(relpath, self.locate)
+        if found is not None:
+            return ContainerMember(*found)
         return LocalDataset(self.locate(relpath), self.user, self.expressions)
 
 

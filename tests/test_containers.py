@@ -53,6 +53,11 @@ def write_files(public) -> None:
     (folder / "bad.b2z").write_bytes(b"not a zip at all" * 10)
     (folder / "bad.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 50)
     blosc2.asarray(SMALL, urlpath=str(public / "plain.b2nd"))
+    # A folder named like a container is a folder (a container may sit inside it).
+    (public / "results.h5").mkdir()
+    blosc2.asarray(SMALL, urlpath=str(public / "results.h5" / "run.b2nd"))
+    with blosc2.TreeStore(str(public / "results.h5" / "inner.b2z"), mode="w") as tree:
+        tree["/g/v"] = SMALL
 
 
 @pytest.fixture(scope="module")
@@ -312,3 +317,12 @@ def test_a_whole_container_is_fetched_as_stored_and_a_slice_of_it_refused(url, p
     assert r.content == (public / "dir" / "dict.b2z").read_bytes()
     r = httpx.get(f"{url}/api/fetch/@public/dir/dict.b2z", params={"slice_": "0:2"})
     assert r.status_code == 400 and "is a group" in r.json()["detail"]
+
+
+def test_a_folder_named_like_a_container_stays_a_folder(url):
+    assert httpx.get(f"{url}/api/list/@public/results.h5").json() == ["inner.b2z", "run.b2nd"]
+    with cat2.Client(url) as client:
+        np.testing.assert_array_equal(client.get("@public/results.h5/run.b2nd")[:], SMALL)
+        assert list(client.get("@public/results.h5/inner.b2z")) == ["g/v"]
+        leaf = client.get("@public/results.h5/inner.b2z/g/v")
+        np.testing.assert_array_equal(leaf[2:4], SMALL[2:4])

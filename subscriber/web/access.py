@@ -108,6 +108,7 @@ class Node:
     kind: str  # root | dir | group (a container, or a group in one) | file | missing | unsubscribed
     local: bool
     entries: list[Entry] = field(default_factory=list)
+    in_container: bool = False  # a container file or inside one: read-only in the pages
 
 
 def kind_of(name: str) -> str:
@@ -165,12 +166,8 @@ class Access:
                 )
         return entries
 
-    def writable(self, root: str, user: User | None, relpath: str = "") -> bool:
-        """Whether `user` may upload, move or delete in `root` (never inside a container)."""
-        if containers.is_container_name(relpath.rsplit("/", 1)[-1]):
-            return False
-        if containers.split_container(relpath)[1] is not None:
-            return False
+    def writable(self, root: str, user: User | None) -> bool:
+        """Whether `user` may upload, move or delete in `root`."""
         return user is not None and self.roots.is_local(root)
 
     def follow(self, root: str, user: User | None) -> None:
@@ -193,12 +190,14 @@ class Access:
         path = join_logical(root, relpath)
         if self.is_remote(root):
             return self._remote_node(path, root, relpath, list_entries)
-        outer, inner = containers.split_container(relpath)
-        loc = self.roots.locate(join_logical(root, outer), user)
-        if loc.path.is_file() and (inner is not None or containers.is_container_name(outer)):
-            return self._container_node(path, loc, inner or "")
-        if inner is not None:
-            return Node(path, root, relpath, "missing", True)
+        found = containers.inside_container(
+            relpath, lambda rel: self.roots.locate(join_logical(root, rel), user)
+        )
+        if found is not None:
+            return self._container_node(path, *found)
+        loc = self.roots.locate(path, user)
+        if loc.path.is_file() and containers.is_container_name(relpath):
+            return self._container_node(path, loc, "")
         if loc.path.is_file():
             return Node(path, root, relpath, "file", True)
         if not loc.path.is_dir():
@@ -240,10 +239,10 @@ class Access:
             return Node(path, root, relpath, kind, True)
         inner = inner.strip("/")
         if inner in container.leaf_set:
-            return Node(path, root, relpath, "file", True)
+            return Node(path, root, relpath, "file", True, in_container=True)
         if not container.is_group(inner):
             return Node(path, root, relpath, "missing", True)
-        node = Node(path, root, relpath, "group", True)
+        node = Node(path, root, relpath, "group", True, in_container=True)
         node.entries = [Entry(leaf, None, "array") for leaf in container.leaves(inner)]
         return node
 
@@ -301,7 +300,10 @@ class Access:
                     digest.update(f"{p}\0{etag}\n".encode())
             return digest.hexdigest()
         # Inside a container file, what changes is the file.
-        loc = self.roots.locate(join_logical(root, containers.split_container(relpath)[0]), user)
+        found = containers.inside_container(
+            relpath, lambda rel: self.roots.locate(join_logical(root, rel), user)
+        )
+        loc = found[0] if found else self.roots.locate(join_logical(root, relpath), user)
         if loc.path.is_file():
             st = loc.path.stat()
             digest.update(f"{st.st_mtime_ns}|{st.st_size}".encode())

@@ -112,7 +112,7 @@ class BrowsePage(Page):
             "more": max(0, len(shown) - MAX_LISTED),
             "subdirs": subdirs,
             "crumbs": crumbs(path),
-            "writable": web.access.writable(node.root, user, node.relpath),
+            "writable": web.access.writable(node.root, user) and not node.in_container,
             "watch": folder.path,
             "stamp": web.access.stamp(folder.path, user),
             "cwd": folder.path,
