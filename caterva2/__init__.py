@@ -1,6 +1,6 @@
 """Caterva2: on-demand access to Blosc2 and HDF5 datasets."""
 
-from caterva2.client import BasicAuth, Client, Dataset, File, Root
+from caterva2.client import BasicAuth, Client, Dataset, File, Group, Root
 from caterva2.http_errors import APIError
 from caterva2.ingestion import ChunkAlreadyWritten
 from caterva2.tables import Table
@@ -17,6 +17,7 @@ __all__ = [
     "Client",
     "Dataset",
     "File",
+    "Group",
     "Root",
     "Table",
     "__version__",

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 
 import caterva2
-from caterva2 import api_utils
+from caterva2 import api_utils, cli_tree
 from caterva2.common import config
 from caterva2.http_errors import APIError
 
@@ -272,33 +272,52 @@ def cmd_info(session: _Session, args: argparse.Namespace) -> None:
 
 def cmd_show(session: _Session, args: argparse.Namespace) -> None:
     """Print the data of a dataset, a slice (``ds[0:5]``) or a filter (``ds[a < 5]``)."""
+    show = _print_data
+    if args.json:
+
+        def show(data: Any) -> None:
+            print(json.dumps(cli_tree.plain_values(data), default=cli_tree.json_value))
+
     match = _SHOW_ARG.match(args.dataset)
     path, text = (args.dataset, None) if match is None else (match.group("path"), match["key"])
     if path.endswith(".b2z") or args.sort_by:
-        _show_table(session.client.get(path), text, args.sort_by, args.descending)
+        _show_table(session.client.get(path), text, args, show)
         return
     if match is None:
-        _print_data(session.client.fetch(args.dataset))
+        show(session.client.fetch(args.dataset))
         return
     try:
         key = api_utils.parse_slice(text)
     except ValueError:
         key = None
     else:
-        _print_data(session.client.fetch(path, slice_=key))
+        show(session.client.fetch(path, slice_=key))
         return
     # Not a slice: a field name or a filter over a structured array.
     dataset = session.client.get(path)
     if not hasattr(dataset, "dtype"):
         raise CLIError(f"{path} is not an array: fields and filters need a structured array")
-    _print_data(dataset[text.strip()])
+    show(dataset[text.strip()])
+
+
+def cmd_tree(session: _Session, args: argparse.Namespace) -> None:
+    """Print the datasets below a root, folder or container as a tree, like tree(1)."""
+    paths = cli_tree.expanded_paths(session.client, args.path)
+    if args.json:
+        _print_json(paths)
+        return
+    for line in cli_tree.drawing(args.path, paths):
+        print(line)
 
 
 TABLE_HEAD = 10  # rows `show` prints of a table named without a selection
 
 
-def _show_table(table: Any, text: str | None, sort_by: str | None, descending: bool) -> None:
-    """Print rows of a table: the first ones, a slice, or the rows a filter keeps, sorted."""
+def _show_table(table: Any, text: str | None, args: argparse.Namespace, show: Any) -> None:
+    """Print rows of a table: the first ones, a slice, or the rows a filter keeps, sorted.
+
+    With --json, the rows as `{"columns": [...], "rows": [[...], ...]}`.
+    """
     if not isinstance(table, caterva2.Table):
         raise CLIError(f"{table.path} is not a table: --sort-by sorts table rows only")
     rows: Any = slice(0, TABLE_HEAD) if text is None else None
@@ -308,7 +327,10 @@ def _show_table(table: Any, text: str | None, sort_by: str | None, descending: b
             rows = api_utils.parse_slice(text)
         except ValueError:
             where = text.strip()  # not a slice: a filter
-    got = table.where(where, sort_by=sort_by, ascending=not descending, rows=rows)
+    got = table.where(where, sort_by=args.sort_by, ascending=not args.descending, rows=rows)
+    if args.json:
+        show({"columns": list(table.columns), "rows": [list(row) for row in got]})
+        return
     print(got)
     if text is None and table.nrows > got.nrows:
         print(f"... ({table.nrows} rows; show {table.path}[START:STOP] for others)")
@@ -468,10 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(sub, "url", cmd_url, json_flag=True).add_argument("dataset", help=DATASET_HELP)
     _add(sub, "info", cmd_info, json_flag=True).add_argument("dataset", help=DATASET_HELP)
-    show = _add(sub, "show", cmd_show)
+    show = _add(sub, "show", cmd_show, json_flag=True)
     show.add_argument("dataset", help="DATASET or DATASET[SLICE|FILTER]")
     show.add_argument("--sort-by", help="tables: sort the rows by these columns (comma-separated)")
     show.add_argument("--descending", action="store_true", help="with --sort-by: largest first")
+    _add(sub, "tree", cmd_tree, ["tr"], json_flag=True).add_argument(
+        "path", help="a root, folder or container, e.g. @public or @public/dir/tree.b2z"
+    )
     for name, func, aliases in (("copy", cmd_copy, ["cp"]), ("move", cmd_move, ["mv"])):
         p = _add(sub, name, func, aliases)
         p.add_argument("dataset", help="dataset or directory to " + name)

@@ -20,6 +20,7 @@ from caterva2.api_utils import Progress
 from caterva2.common.b2meta import str_to_dtype
 from caterva2.common.coordinates import encode_indices
 from caterva2.common.http_transport import Transport
+from caterva2.groups import Group
 from caterva2.ingestion import ArrayIngestion, ClientIngestion
 
 # Uploads and downloads wait for the server to compress or read whole files,
@@ -136,8 +137,8 @@ class Client(ClientIngestion):
         """Return the roots the server offers, keyed by name."""
         return self._get(self._url("roots"))
 
-    def get(self, path: str | os.PathLike) -> Root | File | Dataset:
-        """Return a `Root` for a root name, else the `File`/`Dataset`/`Table` at ``path``."""
+    def get(self, path: str | os.PathLike) -> Root | Group | File | Dataset:
+        """A `Root` for a root name, else the `Group`/`File`/`Dataset`/`Table` at ``path``."""
         root, _, rest = _as_path(path).partition("/")
         if not rest:
             return Root(self, root)
@@ -260,6 +261,21 @@ class Client(ClientIngestion):
 
     # --- writing ----------------------------------------------------------
 
+    def load_from_url(self, url: str, dataset: str | os.PathLike) -> Group | File | Dataset:
+        """Have the server fetch ``url`` (http/https) into ``dataset`` (a folder: the URL's name).
+
+        The server refuses private and loopback addresses unless configured to
+        allow them, and content bigger than its limit or the quota.
+        """
+        stored = api_utils.post(
+            self._url("load_from_url", _as_path(dataset)),
+            data={"remote_url": url},
+            auth_cookie=self.cookie,
+            timeout=self._transfer_timeout(),
+            client=self.http,
+        )
+        return self.get(stored)
+
     def upload(
         self,
         localpath: str | os.PathLike,
@@ -379,17 +395,23 @@ class Root:
     def __str__(self) -> str:
         return self.name
 
-    def __getitem__(self, path: str | os.PathLike) -> File | Dataset:
-        """The dataset or file at ``path``; a table (a CTable ``.b2z``) is a `tables.Table`."""
+    def __getitem__(self, path: str | os.PathLike) -> Group | File | Dataset:
+        """The dataset, file, table (a CTable ``.b2z``) or group (a container or a group
+        inside one) at ``path``."""
         path = _as_path(path)
         if path.endswith((".b2nd", ".b2frame")):
             return Dataset(self, path)
-        # Other files say what they are in their metadata (a table: kind "ctable").
+        # No reliable suffix (a leaf inside a container has none): the server's
+        # metadata tells the kind, as upstream's client reads it.
         meta = self.client.get_info(f"{self.name}/{path}")
+        if meta.get("kind") == "group":
+            return Group(self, path, meta)
         if meta.get("kind") == "ctable":
             from caterva2.tables import Table  # a `File`: imported once this module is
 
             return Table(self, path, meta)
+        if "shape" in meta:
+            return Dataset(self, path, meta)
         return File(self, path, meta)
 
     def __contains__(self, path: object) -> bool:
@@ -400,6 +422,13 @@ class Root:
 
     def __len__(self) -> int:
         return len(self.file_list)
+
+    def load_from_url(
+        self, url: str, remotepath: str | os.PathLike | None = None
+    ) -> Group | File | Dataset:
+        """Have the server fetch ``url`` into this root (at ``remotepath``, else under its name)."""
+        target = f"{self.name}/{_as_path(remotepath)}" if remotepath else self.name
+        return self.client.load_from_url(url, target)
 
     def upload(
         self,
@@ -420,13 +449,13 @@ class Root:
 
 
 class File:
-    """A file in a root; its metadata is fetched on creation."""
+    """A file in a root; its metadata is fetched on creation unless given."""
 
     def __init__(self, root: Root, path: str | os.PathLike, meta: dict | None = None) -> None:
         self.root = root
         self.name = _as_path(path)
         self.path = pathlib.PurePosixPath(f"{root.name}/{self.name}")
-        self.meta = self.client.get_info(self.path) if meta is None else meta
+        self.meta = meta if meta is not None else self.client.get_info(self.path)
 
     def __repr__(self) -> str:
         return f"<File: {self.path}>"

@@ -10,7 +10,17 @@ import falcon
 
 from ..common.access_log import AccessLog
 from ..common.falcon_app import new_app
-from . import api_compute, api_data, api_docs, api_ingest, api_users, hdf5_shells, hdf5_unfold, web
+from . import (
+    api_compute,
+    api_data,
+    api_docs,
+    api_ingest,
+    api_users,
+    hdf5_shells,
+    hdf5_unfold,
+    url_loading,
+    web,
+)
 from .auth import AuthMiddleware
 from .chunked_ingestion import Ingestion
 from .compute_budget import Runner
@@ -114,6 +124,12 @@ def create_subscriber(
     app.add_route("/api/move", api_data.TransferResource(ops, move=True))
     app.add_route("/api/copy", api_data.TransferResource(ops, move=False))
     app.add_route("/api/unfold/{path:path}", hdf5_unfold.UnfoldResource(ops))
+    policy = url_loading.UrlPolicy.from_hosts(
+        settings.load_from_url_hosts,
+        settings.load_from_url_max_size,
+        settings.load_from_url_timeout,
+    )
+    app.add_route("/api/load_from_url/{path:path}", url_loading.LoadFromUrlResource(ops, policy))
     app.add_route("/api/subscribe/{name:path}", api_data.SubscribeResource(registry))
     app.add_route("/api/unsubscribe/{name:path}", api_data.UnsubscribeResource(registry))
 

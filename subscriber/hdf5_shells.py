@@ -222,6 +222,13 @@ class ShellDataset(Dataset):
         self.shell = shell
         self.mtime = mtime
 
+    def source(self) -> Source:
+        """Where the data lives (the HDF5 file next to the shell)."""
+        return source(self.loc, self.shell)
+
+    def download_name(self) -> str:
+        return self.loc.relpath.rsplit("/", 1)[-1]
+
     def info(self) -> tuple[dict, str | None]:
         return info(self.shell, self.loc.stored_logical, self.mtime), None
 
@@ -231,7 +238,7 @@ class ShellDataset(Dataset):
         """A slice read from HDF5: a frame, or a stream for big selections."""
         if field and filter_:
             raise BadRequest("Cannot use 'field' and 'filter' together")
-        src = source(self.loc, self.shell)
+        src = self.source()
         shape = tuple(self.shell.shape)
         if filter_:
             from .datasets import filtered_result  # datasets imports this module
@@ -252,11 +259,11 @@ class ShellDataset(Dataset):
         nchunks = hdf5_convert.nchunks_of(self.shell.shape, self.shell.chunks)
         if not 0 <= nchunk < nchunks:
             raise BadRequest(f"Chunk {nchunk} out of range (the dataset has {nchunks} chunks)")
-        return run(chunk_task, source(self.loc, self.shell), nchunk), None
+        return run(chunk_task, self.source(), nchunk), None
 
     def download(self) -> Download:
         """The whole dataset as a `.b2nd` frame, streamed."""
-        filename = self.loc.relpath.rsplit("/", 1)[-1]
-        stream = _streamed(self.loc, source(self.loc, self.shell), None, _user_vlmeta(self.shell))
+        filename = self.download_name()
+        stream = _streamed(self.loc, self.source(), None, _user_vlmeta(self.shell))
         ctype = mimetypes.guess_type(filename)[0]
         return Download(filename, ctype, stream.blocks, stream.length)

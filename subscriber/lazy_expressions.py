@@ -27,9 +27,9 @@ import numpy as np
 
 from ..common.chunk_plan import chunk_region
 from ..common.errors import BadRequest, Caterva2Error, NotFound, ServiceUnavailable
-from ..common.paths import split_logical_path
+from ..common.paths import join_logical, split_logical_path
 from ..common.slices import Key, normalise_key
-from . import datasets, hdf5_shells
+from . import containers, datasets, hdf5_shells
 from .chunk_cache import FETCH_CONCURRENCY
 from .compute_budget import (
     Budget,
@@ -95,6 +95,7 @@ class ShellOperand:
     logical: str
     loc: Location
     shell: blosc2.NDArray
+    src: hdf5_shells.Source | None = None  # known already (a dataset inside an .h5)
 
 
 @dataclass
@@ -233,6 +234,14 @@ class Resolver:
         if self.remote is not None and not self.roots.is_local(root):
             return self._remote(label, logical, root, relpath)
         try:
+            found = containers.inside_container(
+                relpath, lambda rel: self.roots.locate(join_logical(root, rel), self.user)
+            )
+        except Caterva2Error as exc:
+            raise _operand_error(label, logical, exc.detail) from None
+        if found is not None:
+            return self._container_leaf(label, logical, *found)
+        try:
             loc = self.roots.locate(logical, self.user)
         except Caterva2Error as exc:
             raise _operand_error(label, logical, exc.detail) from None
@@ -267,6 +276,23 @@ class Resolver:
                 logical, definition[0], definition[1], chain | {real}
             )
         return self._resolved[key]
+
+    def _container_leaf(self, label: str, logical: str, loc: Location, inner: str) -> Operand:
+        """An array inside a `.b2z` or HDF5 file browsed as a folder."""
+        try:
+            container = containers.container_at(loc)
+            node = container.node(inner) if container is not None else None
+        except NotFound:
+            raise _Missing from None
+        except Caterva2Error as exc:
+            raise _operand_error(label, logical, exc.detail) from None
+        if node is None:
+            raise _operand_error(label, logical, f"{loc.logical} is not a container")
+        if isinstance(node, containers.HDF5Leaf):
+            return ShellOperand(logical, loc, node.shell, node.source())
+        if isinstance(node, containers.B2zLeaf) and isinstance(node.obj, blosc2.NDArray):
+            return ArrayOperand(logical, node.obj)
+        raise _operand_error(label, logical, "is not an array")
 
     def _remote(self, label: str, logical: str, root: str, relpath: str) -> RemoteOperand:
         try:
@@ -318,7 +344,7 @@ class ShellSource(blosc2.ProxyNDSource):
 
     def __init__(self, op: ShellOperand) -> None:
         self.shell = op.shell
-        self.source = hdf5_shells.source(op.loc, op.shell)
+        self.source = op.src or hdf5_shells.source(op.loc, op.shell)
 
     @property
     def shape(self) -> tuple:

@@ -62,6 +62,7 @@ SORT_BY = (
     "primary key first), after `filter` and before `slice_`, which then selects sorted rows"
 )
 ASCENDING = "With `sort_by`: `true` (the default) for ascending order, `false` for descending"
+URL_SCHEMA = {"type": "string", "format": "uri", "examples": ["https://example.org/data.b2nd"]}
 
 
 INDICES = (
@@ -182,7 +183,8 @@ def _data_paths() -> dict[str, dict]:
         },
         "/api/list/{path}": {
             "get": _operation(
-                "The datasets below a root or folder (or the name of one dataset)",
+                "The datasets below a root or folder (or the name of one dataset); a container "
+                "file (.b2z TreeStore/DictStore, .h5) or a group in one: its leaves",
                 _answer("Logical names", {"type": "array", "items": STRING}),
                 parameters=[PATH],
                 busy=True,
@@ -190,7 +192,8 @@ def _data_paths() -> dict[str, dict]:
         },
         "/api/info/{path}": {
             "get": _operation(
-                "A dataset's metadata; Blosc2 arrays also answer an ETag",
+                "A dataset's metadata; Blosc2 arrays also answer an ETag; a container or a "
+                'group in one answers `{"kind": "group", "mtime", "size", "nfiles"}`',
                 _answer("Metadata", {"type": "object"}),
                 parameters=[PATH],
                 busy=True,
@@ -316,6 +319,21 @@ def _data_paths() -> dict[str, dict]:
                 "Copy a dataset",
                 _answer("The new path", STRING),
                 body=_json_body(_object(["src", "dst"], src=STRING, dst=STRING)),
+            )
+        },
+        "/api/load_from_url/{path}": {
+            "post": _operation(
+                "Fetch a dataset from an http(s) URL into a writable path (a folder: under the "
+                "URL's file name); private addresses are refused unless configured",
+                _answer("Where it was stored", STRING),
+                parameters=[PATH],
+                body={
+                    "required": True,
+                    "content": {
+                        media: {"schema": _object(["remote_url"], remote_url=URL_SCHEMA)}
+                        for media in ("application/x-www-form-urlencoded", JSON)
+                    },
+                },
             )
         },
         "/api/unfold/{path}": {

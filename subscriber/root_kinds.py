@@ -20,11 +20,12 @@ from ..common.b2z_files import B2Z_SUFFIX, b2z_kind
 from ..common.errors import BadRequest, NotFound
 from ..common.paths import is_hdf5, join_logical
 from ..common.slices import Key
+from . import containers
 from .ctables import TableDataset
 from .datasets import CONTAINERS, RawHDF5Dataset, StoredDataset, require_file
 from .hdf5_shells import ShellDataset
 from .local_roots import LocalRoots, Location
-from .root_interface import Dataset, Download, FetchResult, Root, TableQuery
+from .root_interface import Dataset, Download, FetchResult, Root, TableQuery, WholeFile
 from .store import User
 
 if TYPE_CHECKING:
@@ -66,11 +67,28 @@ class LocalDataset(Dataset):
         return local_dataset(self.loc, self.user, self.expressions)
 
     def info(self) -> tuple[dict, str | None]:
+        if containers.is_container_name(self.loc.path.name):
+            try:
+                container = containers.container_at(self.loc)
+            except BadRequest:
+                container = None  # unreadable: described as the file it is
+            if container is not None:
+                return container.node("").info()
         return self.kind.info()
 
     def fetch(
         self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
     ) -> FetchResult:
+        if self.loc.path.name.lower().endswith(containers.B2Z_SUFFIXES):
+            try:
+                container = containers.container_at(self.loc)
+            except BadRequest:
+                container = None  # unreadable: its own kind says so
+            if container is not None:
+                # A whole TreeStore/DictStore file is fetched as stored (how clients download).
+                if key is None and not field and not filter_:
+                    return WholeFile(self.loc.path)
+                raise BadRequest(containers.NOT_A_DATASET.format(self.logical))
         return self.kind.fetch(key, field, filter_, blocks)
 
     def query_table(self, key: Key, query: TableQuery) -> FetchResult:
@@ -107,10 +125,65 @@ class LocalRoot(Root):
         return self.roots.locate(join_logical(self.name, relpath), self.user)
 
     def listing(self, relpath: str) -> list[str]:
-        return self.roots.listing(self.locate(relpath))
+        """A folder's files; a container's or an inner group's leaves; one file's name."""
+        found = containers.inside_container(relpath, self.locate)
+        if found is not None:
+            loc, inner = found
+            container = containers.container_at(loc)
+            if container is None:
+                raise NotFound(f"{loc.logical} is not a container")
+        else:
+            loc, inner = self.locate(relpath), ""
+            if not (containers.is_container_name(loc.path.name) and loc.path.is_file()):
+                return self.roots.listing(loc)
+            try:
+                container = containers.container_at(loc)
+            except BadRequest:
+                container = None  # unreadable: listed as the file it is
+            if container is None:
+                return self.roots.listing(loc)
+        inner = inner.strip("/")
+        if container.is_group(inner):
+            return container.leaves(inner)
+        if inner in container.leaf_set:
+            return [inner.rsplit("/", 1)[-1]]
+        raise NotFound(f"{loc.logical} has no member {inner}")
 
-    def dataset(self, relpath: str) -> LocalDataset:
+    def dataset(self, relpath: str) -> Dataset:
+        found = containers.inside_container(relpath, self.locate)
+        if found is not None:
+            return ContainerMember(*found)
         return LocalDataset(self.locate(relpath), self.user, self.expressions)
+
+
+class ContainerMember(Dataset):
+    """A group or leaf inside a container file, found at its first read (rights first)."""
+
+    def __init__(self, loc: Location, inner: str) -> None:
+        self.loc = loc
+        self.inner = inner
+        self.logical = join_logical(loc.root, f"{loc.relpath}/{inner}")
+
+    @functools.cached_property
+    def kind(self) -> Dataset:
+        container = containers.container_at(self.loc)
+        if container is None:
+            raise NotFound(f"{self.loc.logical} is not a container")
+        return container.node(self.inner)
+
+    def info(self) -> tuple[dict, str | None]:
+        return self.kind.info()
+
+    def fetch(
+        self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
+    ) -> FetchResult:
+        return self.kind.fetch(key, field, filter_, blocks)
+
+    def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
+        return self.kind.chunk(nchunk, if_match)
+
+    def download(self) -> Download:
+        return self.kind.download()
 
 
 class RemoteDataset(Dataset):

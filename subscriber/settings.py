@@ -76,6 +76,11 @@ class SubscriberSettings:
     idle_timeout: int = 30
     # The reverse proxy's address: its X-Forwarded-* headers name the real client.
     trusted_proxy: str | None = None
+    # `/api/load_from_url`: networks reachable although private/loopback (see README,
+    # Security), the most bytes one load brings, seconds to connect and per read.
+    load_from_url_hosts: list[str] = field(default_factory=list)
+    load_from_url_max_size: int = 1024**3
+    load_from_url_timeout: float = 30.0
 
     @property
     def url_prefix(self) -> str:
@@ -118,6 +123,24 @@ class SubscriberSettings:
                 raise ConfigError(f"{where} is this subscriber itself (its urlbase)")
         if self.max_connections_per_client < 0:
             raise ConfigError("max_connections_per_client must not be negative (0: no limit)")
+
+
+def _hosts(value: Any) -> list[str]:
+    """`load_from_url_hosts`: a list of addresses or networks ("127.0.0.1", "10.0.0.0/8")."""
+    import ipaddress
+
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ConfigError("load_from_url_hosts must be a list of addresses or networks")
+    hosts = [str(item).strip() for item in items if str(item).strip()]
+    for host in hosts:
+        try:
+            ipaddress.ip_network(host, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"load_from_url_hosts: {host!r} is not an IP address or network"
+            ) from None
+    return hosts
 
 
 def _bool(value: Any, name: str) -> bool:
@@ -250,6 +273,11 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         max_connections_per_client=int(values.get("max_connections_per_client", 64)),
         idle_timeout=int(values.get("idle_timeout", 30)),
         trusted_proxy=str(values["trusted_proxy"]) if values.get("trusted_proxy") else None,
+        load_from_url_hosts=_hosts(values.get("load_from_url_hosts", [])),
+        load_from_url_max_size=parse_size(values.get("load_from_url_max_size")) or 1024**3,
+        load_from_url_timeout=_seconds(
+            values.get("load_from_url_timeout", 30), "load_from_url_timeout"
+        ),
     )
     if settings.publisher_ca_file and not Path(settings.publisher_ca_file).is_file():
         raise ConfigError(f"publisher_ca_file not found: {settings.publisher_ca_file}")

@@ -14,6 +14,7 @@ import shutil
 import threading
 from typing import Any
 
+import blosc2
 import h5py
 import numpy as np
 import pytest
@@ -224,3 +225,43 @@ def test_the_layout_the_suite_relies_on_is_the_one_it_writes(tmp_path):
     assert array.chunks == CHUNKS and array.blocks == BLOCKS
     assert array.schunk.nchunks == 6
     assert os.path.getsize(tmp_path / "x.b2nd") > 0
+
+
+class InContainer:
+    """A root seen from inside one container file: `data/a.b2nd` is the leaf `box/data/a.b2nd`."""
+
+    def __init__(self, root: Any, container: str) -> None:
+        self.root = root
+        self.container = container
+
+    def inner(self, relpath: str) -> str:
+        return f"{self.container}/{relpath}" if relpath else self.container
+
+    def listing(self, relpath: str) -> list[str]:
+        return self.root.listing(self.inner(relpath))
+
+    def dataset(self, relpath: str) -> Any:
+        return self.root.dataset(self.inner(relpath))
+
+
+class TestTreeStoreLeaf(SelectionConformance):
+    @pytest.fixture
+    def kind(self, tmp_path):
+        registry = local_registry(tmp_path)
+        public = registry.local.statedir / "public"
+        values = blosc2.asarray(EXPECTED, chunks=CHUNKS, blocks=BLOCKS)
+        with blosc2.TreeStore(str(public / "box.b2z"), mode="w") as tree:
+            tree[f"/{DATASET}"] = values
+            tree["/data/small"] = np.arange(3)  # an embedded leaf next to it
+        return Kind(InContainer(registry.root("@public", None), "box.b2z"), result_values)
+
+
+class TestHDF5ContainerLeaf(SelectionConformance):
+    @pytest.fixture
+    def kind(self, tmp_path, hdf5_workers):
+        registry = local_registry(tmp_path)
+        public = registry.local.statedir / "public"
+        with h5py.File(public / "box.h5", "w") as f:
+            f.create_dataset(DATASET, data=EXPECTED, chunks=CHUNKS)
+        root = InContainer(registry.root("@public", None), "box.h5")
+        return Kind(root, result_values, versioned=False)

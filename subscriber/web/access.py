@@ -7,9 +7,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...common.errors import NotFound
+from ...common.errors import BadRequest, NotFound
 from ...common.paths import join_logical, split_logical_path, stored_name
 from ...common.slices import Key
+from .. import containers
 from ..auth import check_follow
 from ..fetch_values import values_of
 from ..file_ops import FileOps
@@ -50,6 +51,8 @@ class Entry:
     relpath: str
     size: int | None = None
     kind: str = "file"
+    # A container file's groups and leaves (`TreeItem`s), shown as an expandable folder.
+    tree: list[TreeItem] | None = None
 
     @property
     def name(self) -> str:
@@ -61,15 +64,51 @@ class Entry:
 
 
 @dataclass
+class TreeItem:
+    """A group (with children) or a leaf in the tree of a container; `path` relative to it."""
+
+    name: str
+    path: str
+    children: list[TreeItem] = field(default_factory=list)
+
+    @property
+    def is_group(self) -> bool:
+        return bool(self.children)
+
+
+def leaf_tree(leaves: list[str]) -> list[TreeItem]:
+    """The nested groups and leaves that a container's leaf paths make."""
+    top: list[TreeItem] = []
+    groups: dict[str, TreeItem] = {}
+    for leaf in sorted(leaves):
+        siblings, parts = top, leaf.split("/")
+        for depth, name in enumerate(parts):
+            path = "/".join(parts[: depth + 1])
+            if depth == len(parts) - 1:
+                siblings.append(TreeItem(name, path))
+                break
+            if path not in groups:
+                groups[path] = TreeItem(name, path)
+                siblings.append(groups[path])
+            siblings = groups[path].children
+    return top
+
+
+# Containers whose tree is shown expanded in a listing; more are plain links.
+MAX_TREES = 50
+
+
+@dataclass
 class Node:
     """What a logical path is: a root, a folder, a dataset, or nothing."""
 
     path: str
     root: str
     relpath: str
-    kind: str  # root | dir | file | missing | unsubscribed
+    kind: str  # root | dir | group (a container, or a group in one) | file | missing | unsubscribed
     local: bool
     entries: list[Entry] = field(default_factory=list)
+    in_container: bool = False  # a container file or inside one: read-only in the pages
 
 
 def kind_of(name: str) -> str:
@@ -151,19 +190,60 @@ class Access:
         path = join_logical(root, relpath)
         if self.is_remote(root):
             return self._remote_node(path, root, relpath, list_entries)
+        found = containers.inside_container(
+            relpath, lambda rel: self.roots.locate(join_logical(root, rel), user)
+        )
+        if found is not None:
+            return self._container_node(path, *found)
         loc = self.roots.locate(path, user)
+        if loc.path.is_file() and containers.is_container_name(relpath):
+            return self._container_node(path, loc, "")
         if loc.path.is_file():
             return Node(path, root, relpath, "file", True)
         if not loc.path.is_dir():
             return Node(path, root, relpath, "missing", True)
         node = Node(path, root, relpath, "dir" if relpath else "root", True)
         if list_entries:
+            trees = 0
             for name in self.roots.listing(loc):
                 try:
                     size = (loc.path / stored_name(name)).stat().st_size
                 except OSError:
                     size = None
-                node.entries.append(Entry(name, size, kind_of(name)))
+                entry = Entry(name, size, kind_of(name))
+                if containers.is_container_name(name) and trees < MAX_TREES:
+                    inside = f"{relpath}/{name}" if relpath else name
+                    entry.tree = self._tree(join_logical(root, inside), user)
+                    trees += entry.tree is not None
+                    entry.kind = "group" if entry.tree is not None else entry.kind
+                node.entries.append(entry)
+        return node
+
+    def _tree(self, path: str, user: User | None) -> list[TreeItem] | None:
+        """The tree of the container at `path`; None when it is not one or cannot be read."""
+        try:
+            container = containers.container_at(self.roots.locate(path, user))
+        except (BadRequest, NotFound):
+            return None
+        return None if container is None else leaf_tree(container.leaves())
+
+    def _container_node(self, path: str, loc: Any, inner: str) -> Node:
+        """A container file, or a group or leaf inside one."""
+        root, relpath = split_logical_path(path)
+        try:
+            container = containers.container_at(loc)
+        except BadRequest:
+            container = None
+        if container is None:  # a CTable, a plain or unreadable file: shown as a file
+            kind = "file" if not inner else "missing"
+            return Node(path, root, relpath, kind, True)
+        inner = inner.strip("/")
+        if inner in container.leaf_set:
+            return Node(path, root, relpath, "file", True, in_container=True)
+        if not container.is_group(inner):
+            return Node(path, root, relpath, "missing", True)
+        node = Node(path, root, relpath, "group", True, in_container=True)
+        node.entries = [Entry(leaf, None, "array") for leaf in container.leaves(inner)]
         return node
 
     def _remote_node(self, path: str, root: str, relpath: str, list_entries: bool) -> Node:
@@ -219,7 +299,11 @@ class Access:
                 if not relpath or p == relpath or p.startswith(prefix):
                     digest.update(f"{p}\0{etag}\n".encode())
             return digest.hexdigest()
-        loc = self.roots.locate(join_logical(root, relpath), user)
+        # Inside a container file, what changes is the file.
+        found = containers.inside_container(
+            relpath, lambda rel: self.roots.locate(join_logical(root, rel), user)
+        )
+        loc = found[0] if found else self.roots.locate(join_logical(root, relpath), user)
         if loc.path.is_file():
             st = loc.path.stat()
             digest.update(f"{st.st_mtime_ns}|{st.st_size}".encode())

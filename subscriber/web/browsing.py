@@ -94,7 +94,11 @@ class BrowsePage(Page):
             return
         if node.kind == "missing":
             raise NotFound("Not Found")
-        folder = node if node.kind in ("root", "dir") else web.access.node(parent_of(path), user)
+        folder = (
+            node
+            if node.kind in ("root", "dir", "group")
+            else web.access.node(parent_of(path), user)
+        )
         q = (req.get_param("q") or "").strip()
         shown = (
             [e for e in folder.entries if q.lower() in e.relpath.lower()] if q else folder.entries
@@ -108,7 +112,7 @@ class BrowsePage(Page):
             "more": max(0, len(shown) - MAX_LISTED),
             "subdirs": subdirs,
             "crumbs": crumbs(path),
-            "writable": web.access.writable(node.root, user),
+            "writable": web.access.writable(node.root, user) and not node.in_container,
             "watch": folder.path,
             "stamp": web.access.stamp(folder.path, user),
             "cwd": folder.path,
