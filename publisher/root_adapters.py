@@ -23,6 +23,8 @@ from ..common import b2files, b2meta
 from ..common.errors import BadRequest, Caterva2Error, NotFound, ServiceUnavailable
 from ..common.paths import CONTAINER_SUFFIXES, check_relpath, check_remote_path
 from ..common.stored_chunks import Identity, file_identity, file_version, read_chunk
+from . import b2z_groups
+from .b2z_groups import is_b2z_name
 
 """Blosc2 containers served as they are stored."""
 STORED_SUFFIX = ".b2"
@@ -146,7 +148,8 @@ class DirectoryRoot(RootAdapter):
     `.b2nd` and `.b2frame` files are served natively.  A `<name>.b2` file (a
     regular file compressed, as subscribers store them) is served natively as
     `<name>`.  Any other file is served through a compressed copy in the cache,
-    `<cachedir>/<relpath>.b2`, rebuilt whenever the source changes.
+    `<cachedir>/<relpath>.b2`, rebuilt whenever the source changes.  A TreeStore or
+    DictStore `.b2z` is served as its leaf arrays, `x.b2z/<inner path>` (`b2z_groups`).
     """
 
     def __init__(
@@ -170,6 +173,7 @@ class DirectoryRoot(RootAdapter):
         # Open native containers by path, with the identity of the file they read:
         # opening costs more than serving a chunk. Used under the dataset's lock.
         self._opened: OrderedDict[str, tuple[Identity, Any]] = OrderedDict()
+        self._groups = b2z_groups.B2zGroups()
         if self.cachedir.is_dir():
             # Copies half-built when a previous run was killed.
             for tmp in self.cachedir.rglob(".*.tmp"):
@@ -216,6 +220,9 @@ class DirectoryRoot(RootAdapter):
         """
         if not relpath or self.is_ignored(relpath):
             return None
+        if b2z_groups.is_b2z_name(relpath) or b2z_groups.split_leaf_path(relpath):
+            if self._group_file(relpath) or self._leaf_source(relpath):
+                return None  # a group container is its leaves; a leaf is no file
         if relpath.endswith(CONTAINER_SUFFIXES):
             path = self.rootdir / relpath
             return (path, True) if path.is_file() and self._inside(path) else None
@@ -227,6 +234,30 @@ class DirectoryRoot(RootAdapter):
             return None  # `x.b2` on disk is the dataset `x`, never `x.b2`
         path = self.rootdir / relpath
         return (path, False) if path.is_file() and self._inside(path) else None
+
+    def _group_file(self, relpath: str) -> Path | None:
+        """The file of a group container (TreeStore/DictStore `.b2z`) inside the root, or None."""
+        if self.is_ignored(relpath):
+            return None
+        path = self.rootdir / relpath
+        if path.is_file() and self._inside(path) and self._groups.is_group(path):
+            return path
+        return None
+
+    def _leaf_source(self, relpath: str) -> tuple[Path, str] | None:
+        """(container file, inner path) of a leaf of a group container, or None."""
+        split = b2z_groups.split_leaf_path(relpath)
+        if split is None:
+            return None
+        path = self._group_file(split[0])
+        if path is None or split[1] not in self._groups.leaves(path):
+            return None
+        return path, split[1]
+
+    def _leaves_of(self, relpath: str) -> list[str]:
+        """The dataset paths of the leaves of a group container file ([] for any other)."""
+        path = self._group_file(relpath)
+        return [f"{relpath}/{leaf}" for leaf in self._groups.leaves(path)] if path else []
 
     def _checked(self, relpath: str) -> str:
         relpath = check_relpath(relpath)
@@ -249,7 +280,8 @@ class DirectoryRoot(RootAdapter):
     def datasets(self) -> list[str]:
         """Every dataset path, sorted."""
         found = {self.logical_name(p) for p in self._walk(self.rootdir)}
-        return sorted(p for p in found if self._source(p) is not None)
+        leaves = [leaf for p in found if b2z_groups.is_b2z_name(p) for leaf in self._leaves_of(p)]
+        return sorted([p for p in found if self._source(p) is not None] + leaves)
 
     def scan(self) -> tuple[list[str], dict[str, DatasetStat]]:
         """Every dataset path, and the version of each plain Blosc2 container among them.
@@ -282,6 +314,12 @@ class DirectoryRoot(RootAdapter):
                         versions[fs_relpath] = _dataset_stat(entry.stat())
                         found.add(fs_relpath)
                         continue
+                    leaves = self._leaves_of(fs_relpath) if is_b2z_name(entry.name) else []
+                    if leaves:  # a group container: its leaves, of the file's version
+                        version = _dataset_stat(entry.stat())
+                        versions.update(dict.fromkeys(leaves, version))
+                        found.update(leaves)
+                        continue
                 except OSError:
                     continue
                 relpath = self.logical_name(fs_relpath)
@@ -296,6 +334,11 @@ class DirectoryRoot(RootAdapter):
             return set(known)
         name = self.logical_name(fs_relpath)
         paths = {name}
+        if b2z_groups.is_b2z_name(name):
+            # A container's leaves: those announced (some may be gone) and those it holds now.
+            prefix = name + "/"
+            paths.update(p for p in known if p.startswith(prefix))
+            paths.update(self._leaves_of(name))
         if name in known or os.path.isfile(os.path.join(self._root_s, fs_relpath)):
             # A file (or a dataset that was one): nothing below it. Looking through every
             # known dataset for each event made a burst in a big root quadratic.
@@ -317,7 +360,13 @@ class DirectoryRoot(RootAdapter):
 
     def stat(self, relpath: str) -> DatasetStat | None:
         """The version of the source file, or None."""
-        source = self._source(self._checked(relpath))
+        relpath = self._checked(relpath)
+        if (leaf := self._leaf_source(relpath)) is not None:
+            try:
+                return _dataset_stat(leaf[0].stat())
+            except FileNotFoundError:
+                return None
+        source = self._source(relpath)
         if source is None:
             return None
         try:
@@ -406,6 +455,11 @@ class DirectoryRoot(RootAdapter):
     def info(self, relpath: str) -> tuple[DatasetStat, dict[str, Any]]:
         """Metadata of the container (for regular files, of their compressed copy)."""
         relpath = self._checked(relpath)
+        if (leaf := self._leaf_source(relpath)) is not None:
+            st, meta = self._groups.read_leaf(
+                *leaf, lambda obj: b2meta.container_meta(obj, relpath, None)
+            )
+            return _dataset_stat(st), {**meta, "mtime": b2meta.iso_mtime(st.st_mtime)}
         with self._locked(relpath):
             try:
                 st, obj, stored = self._open(relpath)
@@ -427,6 +481,11 @@ class DirectoryRoot(RootAdapter):
         relpath = self._checked(relpath)
         if nchunk < 0:
             raise BadRequest("Chunk number required (a non-negative integer)")
+        if (leaf := self._leaf_source(relpath)) is not None:
+            st, data = self._groups.read_leaf(
+                *leaf, lambda obj: b2z_groups.leaf_chunk(obj, nchunk, relpath)
+            )
+            return _dataset_stat(st), data
         with self._locked(relpath):
             for _ in range(5):
                 st, obj, stored = self._open(relpath)
@@ -448,6 +507,10 @@ class DirectoryRoot(RootAdapter):
     def open_file(self, relpath: str) -> StoredFile:
         """The stored `.b2nd`/`.b2frame`/`.b2` file, or the compressed copy of a regular file."""
         relpath = self._checked(relpath)
+        if (leaf := self._leaf_source(relpath)) is not None:
+            st, (f, size) = self._groups.read_leaf(*leaf, b2z_groups.leaf_frame)
+            name = relpath.rsplit("/", 1)[-1] + ".b2nd"
+            return StoredFile(f, size, name, _dataset_stat(st))
         with self._locked(relpath):
             source = self._source(relpath)
             if source is None:
@@ -474,6 +537,8 @@ class DirectoryRoot(RootAdapter):
         with self._locks_guard:  # an open container keeps its deleted file on disk
             for name in (relpath, relpath + STORED_SUFFIX):
                 self._opened.pop(str(self.rootdir / name), None)
+        if (split := b2z_groups.split_leaf_path(relpath)) is not None:
+            self._groups.forget(self.rootdir / split[0])
         with self._locked(relpath):
             cached = self._cache_path(relpath)
             cached.unlink(missing_ok=True)

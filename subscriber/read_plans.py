@@ -16,6 +16,7 @@ from ..common.errors import BadRequest
 from ..common.paths import CONTAINER_SUFFIXES, logical_name
 from ..common.slices import Key, normalise_key
 from . import datasets
+from .remote_containers import in_container
 
 Plan = Callable[[dict], tuple[Any, Callable[[Any], Any]]]
 """Given the metadata of the version pinned for a read: (key of the chunks it needs, use)."""
@@ -49,6 +50,8 @@ def served_name(relpath: str) -> str:
     """The file name of what a publisher serves for a dataset: a container as it is, any
     other file (an .h5 too) as `<name>.b2`, which clients decompress."""
     name = logical_name(relpath.rsplit("/", 1)[-1])
+    if in_container(relpath):
+        return name + ".b2nd"  # a leaf of a container: an array of its own
     return name if name.endswith(CONTAINER_SUFFIXES) else name + ".b2"
 
 
@@ -60,7 +63,8 @@ def readable(meta: dict) -> None:
 
 def chunked_array(relpath: str, meta: dict) -> bool:
     """Whether clients may assemble reads of a dataset from its chunks (Blosc2 arrays only)."""
-    return relpath.endswith(".b2nd") and "shape" in meta and "blocks" in meta
+    array_path = relpath.endswith(".b2nd") or in_container(relpath)
+    return array_path and "shape" in meta and "blocks" in meta
 
 
 def schunk_of(container):

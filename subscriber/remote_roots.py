@@ -31,7 +31,7 @@ from ..common.errors import BadRequest, NotFound, PreconditionFailed, ServiceUna
 from ..common.falcon_app import etag_matches, file_part
 from ..common.paths import CONTAINER_SUFFIXES, check_remote_path, logical_name, stored_name
 from ..common.slices import Key
-from . import datasets
+from . import datasets, remote_containers
 from .chunk_cache import ChunkCache
 from .publisher_client import PublisherClient, PublisherPool, StaleDataset
 from .read_plans import (
@@ -44,6 +44,7 @@ from .read_plans import (
     selection_plan,
     served_name,
 )
+from .remote_containers import in_container
 from .replication import Replication, check_meta
 from .root_interface import StreamedFile as RemoteFile
 from .store import Store
@@ -358,7 +359,8 @@ class RemoteRoots:
             raise NotFound("Not Found")
         return found
 
-    def listing(self, root: str, relpath: str) -> list[str]:
+    def _paths(self, root: str) -> list[str]:
+        """Every dataset path of a followed root, sorted."""
         self.ensure_followed(root)
         with self._guard:
             generation = self._changes.get(root, 0)
@@ -371,12 +373,18 @@ class RemoteRoots:
             paths = self.store.dataset_paths(root)
             with self._guard:
                 self._listings[root] = (generation, paths)
-        if not relpath:
-            return paths
-        if relpath in paths:
-            return [relpath.rsplit("/", 1)[-1]]
-        prefix = relpath + "/"
-        return [p[len(prefix) :] for p in paths if p.startswith(prefix)]
+        return paths
+
+    def listing(self, root: str, relpath: str) -> list[str]:
+        """A folder's datasets (a container named once), a container's leaves, or one name."""
+        return remote_containers.listed(self._paths(root), relpath)
+
+    def group_info(self, root: str, relpath: str) -> dict | None:
+        """The info of a container or inner group of a followed root; None for any other path."""
+        if not relpath or not remote_containers.is_group_path(relpath):
+            return None
+        self.ensure_followed(root)
+        return remote_containers.group_of(self.store, root, relpath, self._paths(root))
 
     def info(self, root: str, relpath: str) -> dict:
         return self.versioned_info(root, relpath)[0]
@@ -518,7 +526,8 @@ class RemoteRoots:
         """The content: frames as stored, regular files decompressed (through the cache)."""
         _etag, meta = self.dataset(root, relpath)
         readable(meta)
-        filename = logical_name(relpath).rsplit("/", 1)[-1]
+        filename = served_name(relpath) if in_container(relpath) else logical_name(relpath)
+        filename = filename.rsplit("/", 1)[-1]
         ctype = mimetypes.guess_type(filename)[0]
         # Publishers serve every file but Blosc2 containers as a frame of its bytes, an
         # .h5 too (a publisher's `.h5` is no root of its own, unlike a subscriber's).

@@ -20,7 +20,7 @@ from ..common.b2z_files import B2Z_SUFFIX, b2z_kind
 from ..common.errors import BadRequest, NotFound
 from ..common.paths import is_hdf5, join_logical
 from ..common.slices import Key
-from . import containers
+from . import containers, remote_containers
 from .ctables import TableDataset
 from .datasets import CONTAINERS, RawHDF5Dataset, StoredDataset, require_file
 from .hdf5_shells import ShellDataset
@@ -196,11 +196,20 @@ class RemoteDataset(Dataset):
         self.logical = join_logical(root, relpath)
 
     def info(self) -> tuple[dict, str | None]:
+        group = self.remote.group_info(self.root, self.relpath)
+        if group is not None:
+            return group, None
         return self.remote.versioned_info(self.root, self.relpath)
+
+    def _not_a_group(self) -> None:
+        """A container or a group inside one is listed or described, never read (400)."""
+        if self.remote.group_info(self.root, self.relpath) is not None:
+            remote_containers.refuse_group(self.logical)
 
     def fetch(
         self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
     ) -> FetchResult:
+        self._not_a_group()
         if filter_:
             self._no_remote_tables()
         return self.remote.fetch(self.root, self.relpath, key, field, filter_, blocks)
@@ -218,9 +227,11 @@ class RemoteDataset(Dataset):
             )
 
     def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
+        self._not_a_group()
         return self.remote.chunk(self.root, self.relpath, nchunk, if_match)
 
     def download(self) -> Download:
+        self._not_a_group()
         return self.remote.download(self.root, self.relpath)
 
 

@@ -1,0 +1,278 @@
+"""Containers (TreeStore/DictStore `.b2z`) in a publisher's root, browsed through a subscriber.
+
+A real publisher served from a thread holds real files written by blosc2; a
+subscriber follows its root (`sync` stands for the resync a heartbeat starts)
+and is served from another thread.  Read through our client and plain HTTP, and
+compared with what blosc2 reads from the same files; the publisher's transfer
+counters prove only the chunks a read touches travel.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import blosc2
+import httpx
+import numpy as np
+import pytest
+
+import caterva2 as cat2
+from caterva2.publisher.root_adapters import DirectoryRoot
+from caterva2.subscriber.app import create_subscriber
+from caterva2.subscriber.remote_roots import RemoteRoots
+from caterva2.subscriber.settings import SubscriberSettings
+
+from .app_support import served
+from .inprocess_publisher import ROOT, Publisher, running_publisher, subscriber
+from .table_support import table_values, write_table
+
+BIG = np.arange(300 * 400, dtype=np.float64).reshape(300, 400)
+SMALL = np.arange(10, dtype=np.int32)
+CUBE = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+TREE_LEAVES = ["a/b/cube", "a/big", "a/small", "top"]
+BIG_LEAF = "dir/tree.b2z/a/big"
+
+
+def write_tree(path: Path, big: np.ndarray) -> None:
+    """A TreeStore at `path` (swapped in whole): big leaves in the zip, small ones embedded."""
+    tmp = path.with_name("tmp-" + path.name)
+    # threshold: leaves under 1000 bytes are packed into the store's embed.b2e.
+    with blosc2.TreeStore(str(tmp), mode="w", threshold=1000) as tree:
+        tree["/a/big"] = blosc2.asarray(big, chunks=(100, 100), blocks=(20, 50))
+        tree["/a/small"] = SMALL
+        tree["/a/b/cube"] = CUBE
+        tree["/top"] = np.arange(5.0)
+    os.replace(tmp, path)
+
+
+def write_files(rootdir: Path) -> None:
+    folder = rootdir / "dir"
+    folder.mkdir()
+    write_tree(folder / "tree.b2z", BIG)
+    with blosc2.DictStore(str(folder / "dict.b2z"), mode="w", threshold=1000) as store:
+        store["/p"] = SMALL
+        store["/q/r"] = blosc2.asarray(BIG, chunks=(150, 400))
+    write_table(folder / "table.b2z", table_values(50, seed=1))
+    (folder / "bad.b2z").write_bytes(b"not a zip at all" * 10)
+
+
+@dataclass
+class Remote:
+    url: str
+    publisher: Publisher
+    remote: RemoteRoots
+    rootdir: Path
+
+    def transfers(self, relpath: str) -> set[int]:
+        """The chunks of a dataset the publisher has sent."""
+        return {n for (path, n), count in self.publisher.stats.chunks.items() if path == relpath}
+
+
+@contextmanager
+def remote_root(tmp_path: Path) -> Iterator[Remote]:
+    """A publisher of containers, followed by a subscriber served over HTTP."""
+    with running_publisher(tmp_path) as publisher:
+        rootdir = publisher.file.parent
+        write_files(rootdir)
+        remote = subscriber(tmp_path / "sub", publisher, None)
+        app = create_subscriber(
+            SubscriberSettings(statedir=tmp_path / "sub", login=False), lambda _s: remote
+        )
+        try:
+            with served(app.app) as base:
+                yield Remote(base, publisher, remote, rootdir)
+        finally:
+            app.close()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Iterator[Remote]:
+    with remote_root(tmp_path_factory.mktemp("remote-containers")) as found:
+        yield found
+
+
+@pytest.fixture
+def url(shared: Remote) -> str:
+    return shared.url
+
+
+def get(url: str, route: str, path: str, **params) -> httpx.Response:
+    return httpx.get(f"{url}/api/{route}/{ROOT}/{path}", params=params)
+
+
+# -- the publisher ---------------------------------------------------------------
+
+
+def test_the_publisher_serves_a_group_container_as_its_leaves_and_a_table_as_a_file(tmp_path):
+    rootdir = tmp_path / "root"
+    rootdir.mkdir()
+    write_files(rootdir)
+    adapter = DirectoryRoot(rootdir, tmp_path / "cache")
+    expected = [f"dir/tree.b2z/{leaf}" for leaf in TREE_LEAVES]
+    expected += ["dir/bad.b2z", "dir/dict.b2z/p", "dir/dict.b2z/q/r", "dir/table.b2z"]
+    assert adapter.datasets() == sorted(expected)
+    assert adapter.scan()[0] == sorted(expected)
+    assert adapter.stat("dir/tree.b2z") is None  # the container is its leaves only
+    assert adapter.stat("dir/tree.b2z/a") is None  # a group is no dataset
+    assert adapter.stat("dir/tree.b2z/nope") is None
+
+
+def test_a_leaf_chunk_is_served_as_the_container_stores_it(tmp_path):
+    rootdir = tmp_path / "root"
+    rootdir.mkdir()
+    write_files(rootdir)
+    adapter = DirectoryRoot(rootdir, tmp_path / "cache")
+    tree = blosc2.open(str(rootdir / "dir" / "tree.b2z"), mode="r")
+    for inner in ("a/big", "a/small"):
+        stat, chunk = adapter.chunk(f"dir/tree.b2z/{inner}", 0)
+        assert chunk == tree["/" + inner].schunk.get_chunk(0)  # never recompressed
+        assert stat == adapter.stat(f"dir/tree.b2z/{inner}")
+
+
+def test_a_container_change_concerns_its_old_and_new_leaves(tmp_path):
+    rootdir = tmp_path / "root"
+    rootdir.mkdir()
+    write_files(rootdir)
+    adapter = DirectoryRoot(rootdir, tmp_path / "cache")
+    known = ["dir/tree.b2z/gone", "dir/tree.b2z/a/big", "other.b2nd"]
+    affected = adapter.affected("dir/tree.b2z", known)
+    assert affected == {"dir/tree.b2z", "dir/tree.b2z/gone"} | {
+        f"dir/tree.b2z/{leaf}" for leaf in TREE_LEAVES
+    }
+
+
+def test_a_container_linked_from_outside_the_root_is_not_served(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_tree(outside / "secret.b2z", BIG)
+    rootdir = tmp_path / "root"
+    rootdir.mkdir()
+    (rootdir / "link.b2z").symlink_to(outside / "secret.b2z")
+    adapter = DirectoryRoot(rootdir, tmp_path / "cache")
+    assert adapter.datasets() == []
+    assert adapter.stat("link.b2z/a/big") is None
+
+
+# -- through the subscriber ------------------------------------------------------
+
+
+def test_listing_the_remote_root_names_container_files_not_their_leaves(url):
+    names = httpx.get(f"{url}/api/list/{ROOT}").json()
+    assert {"dir/tree.b2z", "dir/dict.b2z", "dir/table.b2z", "a.b2nd"} <= set(names)
+    assert not any("tree.b2z/" in name or "dict.b2z/" in name for name in names)
+    assert get(url, "list", "dir").json() == ["bad.b2z", "dict.b2z", "table.b2z", "tree.b2z"]
+
+
+@pytest.mark.parametrize(
+    "path, leaves",
+    [
+        ("dir/tree.b2z", TREE_LEAVES),
+        ("dir/tree.b2z/a", ["b/cube", "big", "small"]),
+        ("dir/tree.b2z/a/b", ["cube"]),
+        ("dir/tree.b2z/a/small", ["small"]),
+        ("dir/dict.b2z", ["p", "q/r"]),
+    ],
+)
+def test_listing_a_remote_container_or_group_names_its_leaves(url, path, leaves):
+    assert get(url, "list", path).json() == leaves
+
+
+@pytest.mark.parametrize(
+    "path, nfiles", [("dir/tree.b2z", 4), ("dir/tree.b2z/a", 3), ("dir/dict.b2z", 2)]
+)
+def test_remote_containers_and_inner_groups_are_groups_in_their_info(url, path, nfiles):
+    meta = get(url, "info", path).json()
+    assert meta["kind"] == "group"
+    assert meta["nfiles"] == nfiles
+    assert meta["mtime"]
+
+
+LEAVES = {
+    "tree big (external)": ("dir/tree.b2z/a/big", BIG),
+    "tree small (embedded)": ("dir/tree.b2z/a/small", SMALL),
+    "tree nested": ("dir/tree.b2z/a/b/cube", CUBE),
+    "dict big": ("dir/dict.b2z/q/r", BIG),
+    "dict small": ("dir/dict.b2z/p", SMALL),
+}
+
+
+@pytest.mark.parametrize("path, values", LEAVES.values(), ids=LEAVES.keys())
+def test_our_client_reads_remote_leaves_as_numpy_does(url, path, values):
+    with cat2.Client(url) as client:
+        dataset = client.get(f"{ROOT}/{path}")
+        assert isinstance(dataset, cat2.Dataset)
+        assert tuple(dataset.shape) == values.shape
+        np.testing.assert_array_equal(dataset[:], values)
+        key = tuple(slice(1, n - 1) for n in values.shape)
+        np.testing.assert_array_equal(dataset[key], values[key])
+
+
+@pytest.mark.parametrize("path, values", LEAVES.values(), ids=LEAVES.keys())
+def test_a_remote_leaf_downloads_as_a_b2nd_of_its_own(url, path, values):
+    r = get(url, "download", path)
+    assert r.status_code == 200
+    assert path.rsplit("/", 1)[-1] + ".b2nd" in r.headers["content-disposition"]
+    np.testing.assert_array_equal(blosc2.ndarray_from_cframe(r.content)[()], values)
+
+
+def test_our_client_gives_remote_groups_that_iterate_and_index(url):
+    with cat2.Client(url) as client:
+        tree = client.get(f"{ROOT}/dir/tree.b2z")
+        assert isinstance(tree, cat2.Group)
+        assert list(tree) == TREE_LEAVES
+        inner = tree["a"]
+        assert isinstance(inner, cat2.Group) and list(inner) == ["b/cube", "big", "small"]
+        np.testing.assert_array_equal(inner["b"]["cube"][2:, 1], CUBE[2:, 1])
+
+
+@pytest.mark.parametrize("route", ["fetch", "chunk", "download"])
+def test_a_remote_group_is_not_fetched_but_told_why(url, route):
+    r = get(url, route, "dir/tree.b2z/a", nchunk=0)
+    assert r.status_code == 400
+    assert "is a group" in r.json()["detail"]
+
+
+def test_a_missing_remote_member_is_404(url):
+    for route in ("info", "fetch"):
+        r = get(url, route, "dir/tree.b2z/a/nope")
+        assert r.status_code == 404, (route, r.text)
+
+
+def test_a_broken_b2z_stays_a_plain_remote_file(url):
+    meta = get(url, "info", "dir/bad.b2z").json()
+    assert meta.get("kind") != "group"
+    assert get(url, "download", "dir/bad.b2z").content == b"not a zip at all" * 10
+
+
+def test_a_slice_of_a_remote_leaf_fetches_only_the_chunks_it_touches(tmp_path):
+    with remote_root(tmp_path) as found, cat2.Client(found.url) as client:
+        got = client.get(f"{ROOT}/{BIG_LEAF}")[0:50, 150:250]
+        np.testing.assert_array_equal(got, BIG[0:50, 150:250])
+        # Chunks of 100x100 over 300x400: the slice lies in chunks 1 and 2 of row 0.
+        assert found.transfers(BIG_LEAF) == {1, 2}
+        got = client.get(f"{ROOT}/{BIG_LEAF}")[250:260, 0:10]
+        np.testing.assert_array_equal(got, BIG[250:260, 0:10])
+        assert found.transfers(BIG_LEAF) == {1, 2, 8}
+        assert not found.publisher.stats.files  # no whole file travelled
+
+
+def test_a_changed_remote_container_shows_its_new_values(tmp_path):
+    with remote_root(tmp_path) as found, cat2.Client(found.url) as client:
+        np.testing.assert_array_equal(client.get(f"{ROOT}/{BIG_LEAF}")[0:5, 0:5], BIG[0:5, 0:5])
+        write_tree(found.rootdir / "dir" / "tree.b2z", -BIG)
+        found.remote.sync(ROOT)
+        np.testing.assert_array_equal(client.get(f"{ROOT}/{BIG_LEAF}")[0:5, 0:5], -BIG[0:5, 0:5])
+
+
+def test_a_removed_remote_container_is_gone(tmp_path):
+    with remote_root(tmp_path) as found:
+        assert get(found.url, "info", "dir/dict.b2z").json()["kind"] == "group"
+        (found.rootdir / "dir" / "dict.b2z").unlink()
+        found.remote.sync(ROOT)
+        assert "dict.b2z" not in get(found.url, "list", "dir").json()
+        assert get(found.url, "info", "dir/dict.b2z").status_code == 404
+        assert get(found.url, "info", "dir/dict.b2z/p").status_code == 404
