@@ -32,7 +32,10 @@ def is_group_path(relpath: str) -> bool:
 
 
 def collapse(paths: list[str]) -> list[str]:
-    """A folder's listing: the leaves of each container stand for its file (`x.b2z`), once."""
+    """A folder's listing: the leaves of each container stand for its file (`x.b2z`), once.
+
+    `paths` itself when it holds no container (no copy of a big listing).
+    """
     seen: set[str] = set()
     listed = []
     for path in paths:
@@ -41,7 +44,7 @@ def collapse(paths: list[str]) -> list[str]:
         if name not in seen:
             seen.add(name)
             listed.append(name)
-    return listed
+    return listed if len(listed) < len(paths) else paths
 
 
 def leaves_below(paths: list[str], relpath: str) -> list[str]:

@@ -88,7 +88,8 @@ class RemoteRoots:
         # Mirroring: a root's change count, and the count its last complete mirror pass saw.
         self._changes: dict[str, int] = {}
         self._mirrored_at: dict[str, int] = {}
-        self._listings: dict[str, tuple[int, list[str]]] = {}  # root → (its change count, paths)
+        # root → (its change count, its paths, its top listing: each container named once)
+        self._listings: dict[str, tuple[int, list[str], list[str]]] = {}
         self.mirror_wanted = threading.Event()
         """Set when a mirrored root may have chunks left to fetch (wakes the mirror loop)."""
         self.replication = Replication(self)
@@ -359,32 +360,34 @@ class RemoteRoots:
             raise NotFound("Not Found")
         return found
 
-    def _paths(self, root: str) -> list[str]:
-        """Every dataset path of a followed root, sorted."""
+    def _paths(self, root: str) -> tuple[list[str], list[str]]:
+        """Every dataset path of a followed root, sorted, and its top listing (the same lists
+        until the root changes: a big listing's JSON is kept while its list is the same)."""
         self.ensure_followed(root)
         with self._guard:
             generation = self._changes.get(root, 0)
             kept = self._listings.get(root)
         if kept is not None and kept[0] == generation:
-            paths = kept[1]
-        else:
-            # Kept until the root's next change (a listing of 100,000 paths costs ~50 ms);
-            # under the generation read before it, so a change meanwhile discards it.
-            paths = self.store.dataset_paths(root)
-            with self._guard:
-                self._listings[root] = (generation, paths)
-        return paths
+            return kept[1], kept[2]
+        # Kept until the root's next change (a listing of 100,000 paths costs ~50 ms);
+        # under the generation read before it, so a change meanwhile discards it.
+        paths = self.store.dataset_paths(root)
+        top = remote_containers.collapse(paths)
+        with self._guard:
+            self._listings[root] = (generation, paths, top)
+        return paths, top
 
     def listing(self, root: str, relpath: str) -> list[str]:
         """A folder's datasets (a container named once), a container's leaves, or one name."""
-        return remote_containers.listed(self._paths(root), relpath)
+        paths, top = self._paths(root)
+        return top if not relpath else remote_containers.listed(paths, relpath)
 
     def group_info(self, root: str, relpath: str) -> dict | None:
         """The info of a container or inner group of a followed root; None for any other path."""
         if not relpath or not remote_containers.is_group_path(relpath):
             return None
         self.ensure_followed(root)
-        return remote_containers.group_of(self.store, root, relpath, self._paths(root))
+        return remote_containers.group_of(self.store, root, relpath, self._paths(root)[0])
 
     def info(self, root: str, relpath: str) -> dict:
         return self.versioned_info(root, relpath)[0]
