@@ -31,6 +31,12 @@ def is_group_path(relpath: str) -> bool:
     return in_container(relpath + "/")
 
 
+def split_container(relpath: str) -> tuple[str, str] | None:
+    """(`dir/x.b2z`, `a/v`) for a path into a container, None for any other path."""
+    found = _CONTAINER_PART.search(relpath)
+    return (relpath[: found.end() - 1], relpath[found.end() :]) if found else None
+
+
 def collapse(paths: list[str]) -> list[str]:
     """A folder's listing: the leaves of each container stand for its file (`x.b2z`), once.
 

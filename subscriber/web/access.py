@@ -10,7 +10,7 @@ from typing import Any
 from ...common.errors import BadRequest, NotFound
 from ...common.paths import join_logical, split_logical_path, stored_name
 from ...common.slices import Key
-from .. import containers
+from .. import containers, remote_containers
 from ..auth import check_follow
 from ..fetch_values import values_of
 from ..file_ops import FileOps
@@ -252,20 +252,43 @@ class Access:
         if root not in self.remote.store.subscriptions():
             return Node(path, root, relpath, "unsubscribed", False)
         etags = self.remote.store.dataset_etags(root)
+        inside = remote_containers.in_container(relpath)
         if relpath in etags:
-            return Node(path, root, relpath, "file", False)
+            return Node(path, root, relpath, "file", False, in_container=inside)
         prefix = relpath + "/" if relpath else ""
         below = sorted(p for p in etags if p.startswith(prefix))
         if relpath and not below:
             return Node(path, root, relpath, "missing", False)
+        if relpath and remote_containers.is_group_path(relpath):
+            # A container (its leaves announced one by one) or a group inside one.
+            node = Node(path, root, relpath, "group", False, in_container=True)
+            if list_entries:
+                node.entries = [Entry(p[len(prefix) :], None, "array") for p in below]
+            return node
         node = Node(path, root, relpath, "dir" if relpath else "root", False)
         if list_entries:
-            for p in below:
-                found = self.remote.store.dataset(root, p)
-                meta = found[1] if found else {}
-                size = meta.get("schunk", meta).get("cbytes") if isinstance(meta, dict) else None
-                node.entries.append(Entry(p[len(prefix) :], size, kind_of(p)))
+            self._remote_entries(node, root, prefix, below)
         return node
+
+    def _remote_entries(self, node: Node, root: str, prefix: str, below: list[str]) -> None:
+        """A remote folder's datasets; a container's leaves make one entry, with its tree."""
+        trees: dict[str, list[str]] = {}
+        for p in below:
+            name = p[len(prefix) :]
+            split = remote_containers.split_container(name)
+            if split is not None:
+                if split[0] not in trees:
+                    trees[split[0]] = []
+                    node.entries.append(Entry(split[0], None, "group"))
+                trees[split[0]].append(split[1])
+                continue
+            found = self.remote.store.dataset(root, p)
+            meta = found[1] if found else {}
+            size = meta.get("schunk", meta).get("cbytes") if isinstance(meta, dict) else None
+            node.entries.append(Entry(name, size, kind_of(p)))
+        for entry in node.entries:
+            if entry.relpath in trees and len(trees) <= MAX_TREES:
+                entry.tree = leaf_tree(trees[entry.relpath])
 
     def info(self, path: str, user: User | None) -> dict:
         """The `/api/info` object of a dataset."""
