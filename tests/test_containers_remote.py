@@ -9,7 +9,9 @@ counters prove only the chunks a read touches travel.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ import numpy as np
 import pytest
 
 import caterva2 as cat2
+from bench import peers
 from caterva2.publisher.root_adapters import DirectoryRoot
 from caterva2.subscriber.app import create_subscriber
 from caterva2.subscriber.remote_roots import RemoteRoots
@@ -35,6 +38,8 @@ SMALL = np.arange(10, dtype=np.int32)
 CUBE = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
 TREE_LEAVES = ["a/b/cube", "a/big", "a/small", "top"]
 BIG_LEAF = "dir/tree.b2z/a/big"
+UPSTREAM_VERSION = "2026.9.2"
+DRIVER = Path(__file__).resolve().parent / "interop" / "remote_containers_2026.py"
 
 
 def write_tree(path: Path, big: np.ndarray) -> None:
@@ -276,3 +281,28 @@ def test_a_removed_remote_container_is_gone(tmp_path):
         assert "dict.b2z" not in get(found.url, "list", "dir").json()
         assert get(found.url, "info", "dir/dict.b2z").status_code == 404
         assert get(found.url, "info", "dir/dict.b2z/p").status_code == 404
+
+
+def test_the_newest_upstream_client_browses_remote_containers(url):
+    venv = peers.ensure_venv(
+        UPSTREAM_VERSION, (f"caterva2[clients]=={UPSTREAM_VERSION}",), "upstream-client"
+    )
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), str(DRIVER), url, ROOT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=peers.clean_env(),
+        cwd=venv,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["version"].replace(".0", ".") == UPSTREAM_VERSION
+    assert got["tree_type"] == got["inner_type"] == got["dict_type"] == "Group"
+    assert got["tree_leaves"] == TREE_LEAVES and got["dict_leaves"] == ["p", "q/r"]
+    assert got["inner_leaves"] == ["b/cube", "big", "small"]
+    np.testing.assert_array_equal(got["small"], SMALL)
+    np.testing.assert_array_equal(got["big_box"], BIG[5:9, 10:20])
+    np.testing.assert_array_equal(got["cube_row"], CUBE[1])
+    np.testing.assert_array_equal(got["dict_big_box"], BIG[140:160, 3:5])
