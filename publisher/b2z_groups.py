@@ -55,6 +55,10 @@ def _leaf_keys(store: Any) -> list[str]:
             check_remote_path(key)  # a key subscribers would refuse is never announced
         except BadRequest:
             continue
+        # Hidden names are never announced (as in folders); `v.b2` would share the file
+        # a subscriber caches a leaf `v` in.
+        if any(part.startswith((".", "#")) for part in key.split("/")) or key.endswith(".b2"):
+            continue
         leaves.append(key)
     return leaves
 

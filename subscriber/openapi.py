@@ -184,7 +184,8 @@ def _data_paths() -> dict[str, dict]:
         "/api/list/{path}": {
             "get": _operation(
                 "The datasets below a root or folder (or the name of one dataset); a container "
-                "file (.b2z TreeStore/DictStore, .h5) or a group in one: its leaves",
+                "file (.b2z TreeStore/DictStore, .h5; in remote roots .b2z only) or a group "
+                "in one: its leaves",
                 _answer("Logical names", {"type": "array", "items": STRING}),
                 parameters=[PATH],
                 busy=True,

@@ -150,6 +150,18 @@ def test_a_container_change_concerns_its_old_and_new_leaves(tmp_path):
     }
 
 
+def test_leaf_names_a_subscriber_could_not_keep_apart_or_would_hide_are_not_served(tmp_path):
+    rootdir = tmp_path / "root"
+    rootdir.mkdir()
+    with blosc2.TreeStore(str(rootdir / "odd.b2z"), mode="w") as tree:
+        tree["/v"] = SMALL
+        tree["/v.b2"] = SMALL  # a subscriber caches `v` as `v.b2`
+        tree["/.hidden/w"] = SMALL
+    adapter = DirectoryRoot(rootdir, tmp_path / "cache")
+    assert adapter.datasets() == ["odd.b2z/v"]
+    assert adapter.stat("odd.b2z/v.b2") is None and adapter.stat("odd.b2z/.hidden/w") is None
+
+
 def test_a_container_linked_from_outside_the_root_is_not_served(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
