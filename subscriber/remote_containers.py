@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..common.errors import BadRequest
+from ..common.errors import BadRequest, NotFound
 
 # A component ending like a container and followed by more of the path.
 _CONTAINER_PART = re.compile(r"\.(?:b2z|h5|hdf5)/", re.IGNORECASE)
@@ -67,6 +67,8 @@ def listed(paths: list[str], relpath: str) -> list[str]:
         return [relpath.rsplit("/", 1)[-1]]
     below = leaves_below(paths, relpath)
     if is_group_path(relpath):
+        if not below:
+            raise NotFound(f"Not Found: no container or group {relpath}")
         return below  # a container or inner group: its leaves, as local roots list them
     return collapse(below)
 

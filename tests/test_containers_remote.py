@@ -24,6 +24,7 @@ import pytest
 
 import caterva2 as cat2
 from bench import peers
+from caterva2 import cli
 from caterva2.publisher.root_adapters import DirectoryRoot
 from caterva2.subscriber.app import create_subscriber
 from caterva2.subscriber.remote_roots import RemoteRoots
@@ -253,10 +254,19 @@ def test_a_remote_group_is_not_fetched_but_told_why(url, route):
     assert "is a group" in r.json()["detail"]
 
 
-def test_a_missing_remote_member_is_404(url):
-    for route in ("info", "fetch"):
-        r = get(url, route, "dir/tree.b2z/a/nope")
+@pytest.mark.parametrize("path", ["dir/tree.b2z/a/nope", "dir/tree.b2z/zz/top"])
+def test_a_missing_remote_member_is_404(url, path):
+    for route in ("info", "fetch", "list"):
+        r = get(url, route, path)
         assert r.status_code == 404, (route, r.text)
+        assert r.json()["detail"]
+
+
+def test_cat2cli_tree_draws_a_remote_container_expanded(url, capsys):
+    cli.main(["--subscriber", url, "tree", f"{ROOT}/dir/dict.b2z"])
+    assert capsys.readouterr().out == (
+        f"{ROOT}/dir/dict.b2z\n├── p\n└── q\n    └── r\n\n1 group, 2 datasets\n"
+    )
 
 
 def test_a_broken_b2z_stays_a_plain_remote_file(url):
