@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import blosc2
 import httpx
 import numpy as np
 
@@ -173,10 +172,7 @@ def _pretty(data: Any) -> None:
 
 def _print_data(data: Any) -> None:
     """Print an array, or the text of a byte stream (``Binary data`` if not text)."""
-    if isinstance(data, blosc2.NDArray):
-        data = data[()] if data.ndim == 0 else data[:]
-    elif isinstance(data, blosc2.SChunk):
-        data = data[:]
+    data = cli_tree.materialized(data)
     if isinstance(data, bytes):
         try:
             text = data.decode()

@@ -10,12 +10,18 @@ import blosc2
 import caterva2
 
 
+def materialized(data: Any) -> Any:
+    """A fetched Blosc2 array as NumPy values, a byte stream as bytes; anything else as is."""
+    if isinstance(data, blosc2.NDArray):
+        return data[()] if data.ndim == 0 else data[:]
+    if isinstance(data, blosc2.SChunk):
+        return data[:]
+    return data
+
+
 def plain_values(data: Any) -> Any:
     """An array or byte stream as JSON values: nested lists, or the text of a byte stream."""
-    if isinstance(data, blosc2.NDArray):
-        data = data[()] if data.ndim == 0 else data[:]
-    elif isinstance(data, blosc2.SChunk):
-        data = data[:]
+    data = materialized(data)
     if isinstance(data, bytes):
         try:
             return data.decode()

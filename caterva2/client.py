@@ -22,6 +22,8 @@ from caterva2.common.coordinates import encode_indices
 from caterva2.common.http_transport import Transport
 from caterva2.groups import Group
 from caterva2.ingestion import ArrayIngestion, ClientIngestion
+from caterva2.root_entries import RootEntry
+from caterva2.root_entries import as_path as _as_path
 
 # Uploads and downloads wait for the server to compress or read whole files,
 # so their read timeout is never shorter than this (seconds).
@@ -33,10 +35,6 @@ class BasicAuth(NamedTuple):
 
     username: str | None = None
     password: str | None = None
-
-
-def _as_path(path: str | os.PathLike) -> str:
-    return str(path).strip("/") if isinstance(path, str) else str(path)
 
 
 class Client(ClientIngestion):
@@ -448,25 +446,10 @@ class Root:
         return self[stored.relative_to(self.name).as_posix()]
 
 
-class File:
+class File(RootEntry):
     """A file in a root; its metadata is fetched on creation unless given."""
 
-    def __init__(self, root: Root, path: str | os.PathLike, meta: dict | None = None) -> None:
-        self.root = root
-        self.name = _as_path(path)
-        self.path = pathlib.PurePosixPath(f"{root.name}/{self.name}")
-        self.meta = meta if meta is not None else self.client.get_info(self.path)
-
-    def __repr__(self) -> str:
-        return f"<File: {self.path}>"
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-    @property
-    def client(self) -> Client:
-        """The client of the root."""
-        return self.root.client
+    label = "File"
 
     @property
     def urlbase(self) -> str:
@@ -557,8 +540,7 @@ class File:
 class Dataset(ArrayIngestion, File):
     """A Blosc2 dataset (``.b2nd`` array or ``.b2frame`` byte stream)."""
 
-    def __repr__(self) -> str:
-        return f"<Dataset: {self.path}>"
+    label = "Dataset"
 
     def _meta_tuple(self, key: str) -> tuple:
         try:

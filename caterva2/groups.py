@@ -7,36 +7,20 @@ import pathlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from caterva2.root_entries import RootEntry, as_path
+
 if TYPE_CHECKING:
-    from caterva2.client import Client, Dataset, File, Root
+    from caterva2.client import Dataset, File
 
 
-def _as_path(path: str | os.PathLike) -> str:
-    return str(path).strip("/") if isinstance(path, str) else str(path)
-
-
-class Group:
+class Group(RootEntry):
     """A container file (TreeStore/DictStore `.b2z`, HDF5) or a group inside one.
 
     Iterating gives the paths of its leaves (deep, relative to it);
     ``group["a/x"]`` is the group, dataset or file at that inner path.
     """
 
-    def __init__(self, root: Root, path: str | os.PathLike, meta: dict | None = None) -> None:
-        self.root = root
-        self.name = _as_path(path)
-        self.path = pathlib.PurePosixPath(f"{root.name}/{self.name}")
-        self.meta = meta if meta is not None else self.root.client.get_info(self.path)
-
-    def __repr__(self) -> str:
-        return f"<Group: {self.path}>"
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-    @property
-    def client(self) -> Client:
-        return self.root.client
+    label = "Group"
 
     @property
     def file_list(self) -> list[str]:
@@ -64,4 +48,4 @@ class Group:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __getitem__(self, item: str | os.PathLike) -> Group | File | Dataset:
-        return self.root[f"{self.name}/{_as_path(item).strip('/')}"]
+        return self.root[f"{self.name}/{as_path(item).strip('/')}"]

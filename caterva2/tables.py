@@ -136,5 +136,4 @@ class TableMixin:
 class Table(TableMixin, File):
     """A table (a Blosc2 CTable ``.b2z``): rows sliced, filtered and sorted by the server."""
 
-    def __repr__(self) -> str:
-        return f"<Table: {self.path}>"
+    label = "Table"

@@ -20,6 +20,7 @@ from .api_data import ChunkResource, FetchResource, InfoResource, RemoveResource
 from .chunked_ingestion import Ingestion
 from .datasets import StoredDataset
 from .http_answers import send_file
+from .local_roots import Location
 from .root_interface import WholeFile
 
 # The biggest chunk accepted: Blosc2 chunks are under 2 GiB, useful ones far smaller.
@@ -81,10 +82,10 @@ class WrittenChunksResource:
         resp.media = self.ingestion.progress(path, req.context.user)
 
 
-class StagedInfo:
-    """`/api/info`: a staged array's metadata plus its fill `state`, to its writers only."""
+class StagedRead:
+    """A read route that answers a staged array's writers itself, and everyone else as before."""
 
-    def __init__(self, read: InfoResource, ingestion: Ingestion) -> None:
+    def __init__(self, read: InfoResource | FetchResource, ingestion: Ingestion) -> None:
         self.read = read
         self.ingestion = ingestion
 
@@ -92,7 +93,17 @@ class StagedInfo:
         loc = self.ingestion.staged_for_writer(path, req.context.user)
         if loc is None:
             self.read.on_get(req, resp, path)
-            return
+        else:
+            self.staged(req, resp, path, loc)
+
+    def staged(self, req: falcon.Request, resp: falcon.Response, path: str, loc: Location) -> None:
+        raise NotImplementedError
+
+
+class StagedInfo(StagedRead):
+    """`/api/info`: a staged array's metadata plus its fill `state`, to its writers only."""
+
+    def staged(self, req: falcon.Request, resp: falcon.Response, path: str, loc: Location) -> None:
         meta, tag = StoredDataset(loc).info()
         meta.update(self.ingestion.state(loc.path))
         resp.media = meta
@@ -100,18 +111,10 @@ class StagedInfo:
             set_etag(resp, tag)
 
 
-class StagedFetch:
+class StagedFetch(StagedRead):
     """`/api/fetch`: byte ranges of a staged array's frame to its writers; else as before."""
 
-    def __init__(self, read: FetchResource, ingestion: Ingestion) -> None:
-        self.read = read
-        self.ingestion = ingestion
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
-        loc = self.ingestion.staged_for_writer(path, req.context.user)
-        if loc is None:
-            self.read.on_get(req, resp, path)
-            return
+    def staged(self, req: falcon.Request, resp: falcon.Response, path: str, loc: Location) -> None:
         header = req.get_header("Range")
         if header:
             # What a fill's progress is read from (the frame's offsets), never values.

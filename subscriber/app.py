@@ -92,6 +92,7 @@ def create_subscriber(
             mirror_rate=settings.mirror_rate,
             mirror_bandwidth=settings.mirror_bandwidth,
             queue_expiry=settings.queue_expiry,
+            silent_after=settings.silent_after,
         )
     ops = FileOps(roots, settings.quota)
     ingestion = Ingestion(ops)

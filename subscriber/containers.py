@@ -33,11 +33,11 @@ import blosc2
 import numpy as np
 
 from ..common import b2meta, hdf5_attrs, hdf5_convert, hdf5_workers
-from ..common.b2z_files import b2z_kind
+from ..common.b2z_files import B2Z_SUFFIX, b2z_kind
 from ..common.errors import BadRequest, NotFound, PreconditionFailed
 from ..common.falcon_app import etag_matches
 from ..common.hdf5_base import HDF5Error, file_signature
-from ..common.paths import join_logical
+from ..common.paths import HDF5_SUFFIXES, join_logical
 from ..common.slices import Key
 from . import hdf5_shells
 from .datasets import (
@@ -52,9 +52,7 @@ from .datasets import (
 from .local_roots import Location
 from .root_interface import Dataset, Download, FetchResult
 
-B2Z_SUFFIXES = (".b2z",)
-HDF5_SUFFIXES = (".h5", ".hdf5")
-FOLDER_SUFFIXES = B2Z_SUFFIXES + HDF5_SUFFIXES
+FOLDER_SUFFIXES = (B2Z_SUFFIX, *HDF5_SUFFIXES)
 NOT_A_DATASET = "{} is a group, not a dataset: list it or read one of its leaves"
 
 
@@ -339,7 +337,7 @@ def container_at(loc: Location) -> Container | None:
     name = path.name.lower()
     if name.endswith(HDF5_SUFFIXES):
         return HDF5Container(loc)
-    if not name.endswith(B2Z_SUFFIXES) or b2z_kind(path) != "group":
+    if not name.endswith(B2Z_SUFFIX) or b2z_kind(path) != "group":
         return None
     try:
         opened = CONTAINERS.get(path, loc.found)

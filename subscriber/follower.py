@@ -41,10 +41,12 @@ class Follower:
         mirror_rate: float = 200.0,
         mirror_bandwidth: float = 0.0,
         queue_expiry: float | None = DEFAULT_QUEUE_EXPIRY,
+        silent_after: float | None = None,
     ) -> None:
         self.remote = remote
         self.id = subscriber_id(remote, sub_id)
         self.mirror_rate = mirror_rate
+        self.silent_after = silent_after  # None: replication.SILENT_AFTER
         self.consumer = Consumer(
             broker_url,
             self.id,
@@ -96,9 +98,11 @@ class Follower:
 
     def _watch_silence(self) -> None:
         """Poll the publishers of followed roots whose heartbeats stopped coming."""
+        if self.silent_after == 0:  # configured off: the broker alone brings news
+            return
         while not self._closing.wait(SILENCE_CHECK):
             try:
-                self.remote.replication.poll_silent(time.time())
+                self.remote.replication.poll_silent(time.time(), self.silent_after)
             except Exception:  # noqa: BLE001 - a bad round must not end the watch
                 log.exception("looking for silent roots failed")
 

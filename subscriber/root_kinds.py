@@ -36,6 +36,19 @@ if TYPE_CHECKING:
 def local_dataset(loc: Location, user: User | None, expressions: Expressions | None) -> Dataset:
     """What the file at `loc` is, as a dataset read by `user`."""
     path = require_file(loc)
+    if containers.is_container_name(path.name):
+        try:
+            container = containers.container_at(loc)
+        except BadRequest:
+            container = None  # unreadable: described and read as the file it is
+        if container is not None:
+            return ContainerFile(loc, container, plain_dataset(loc, user, expressions))
+    return plain_dataset(loc, user, expressions)
+
+
+def plain_dataset(loc: Location, user: User | None, expressions: Expressions | None) -> Dataset:
+    """The file at `loc` as the one dataset it holds (a container file: its bytes)."""
+    path = require_file(loc)
     if is_hdf5(path.name):
         return RawHDF5Dataset(loc)
     if path.name.endswith(B2Z_SUFFIX) and b2z_kind(path) == "ctable":
@@ -67,28 +80,11 @@ class LocalDataset(Dataset):
         return local_dataset(self.loc, self.user, self.expressions)
 
     def info(self) -> tuple[dict, str | None]:
-        if containers.is_container_name(self.loc.path.name):
-            try:
-                container = containers.container_at(self.loc)
-            except BadRequest:
-                container = None  # unreadable: described as the file it is
-            if container is not None:
-                return container.node("").info()
         return self.kind.info()
 
     def fetch(
         self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
     ) -> FetchResult:
-        if self.loc.path.name.lower().endswith(containers.B2Z_SUFFIXES):
-            try:
-                container = containers.container_at(self.loc)
-            except BadRequest:
-                container = None  # unreadable: its own kind says so
-            if container is not None:
-                # A whole TreeStore/DictStore file is fetched as stored (how clients download).
-                if key is None and not field and not filter_:
-                    return WholeFile(self.loc.path)
-                raise BadRequest(containers.NOT_A_DATASET.format(self.logical))
         return self.kind.fetch(key, field, filter_, blocks)
 
     def query_table(self, key: Key, query: TableQuery) -> FetchResult:
@@ -184,6 +180,38 @@ class ContainerMember(Dataset):
 
     def download(self) -> Download:
         return self.kind.download()
+
+
+class ContainerFile(Dataset):
+    """A container file itself: described as a group, read as the file it is.
+
+    A whole TreeStore/DictStore `.b2z` is fetched as stored (how clients download
+    it) and has no slices; an HDF5 file keeps the reads of a raw HDF5 file.
+    """
+
+    def __init__(self, loc: Location, container: containers.Container, plain: Dataset) -> None:
+        self.loc = loc
+        self.logical = loc.logical
+        self.container = container
+        self.plain = plain
+
+    def info(self) -> tuple[dict, str | None]:
+        return self.container.node("").info()
+
+    def fetch(
+        self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
+    ) -> FetchResult:
+        if is_hdf5(self.loc.path.name):
+            return self.plain.fetch(key, field, filter_, blocks)
+        if key is None and not field and not filter_:
+            return WholeFile(self.loc.path)
+        raise BadRequest(containers.NOT_A_DATASET.format(self.logical))
+
+    def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
+        return self.plain.chunk(nchunk, if_match)
+
+    def download(self) -> Download:
+        return self.plain.download()
 
 
 class RemoteDataset(Dataset):

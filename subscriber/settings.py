@@ -63,6 +63,8 @@ class SubscriberSettings:
     """Root name → the broker user that owns it (`[root_owners]`); others are pinned."""
     # Seconds our broker queue outlives us while we are gone (0: forever); see README.
     queue_expiry: float = 7 * 24 * 3600.0
+    silent_after: float = 30.0
+    """Seconds without news of a followed root before its publisher is asked over HTTP."""
     # Per computing request (lazyexpr, concat, stack, append, reading expressions).
     compute_timeout: float = 60.0
     compute_max_size: int = 1024**3
@@ -261,6 +263,7 @@ def build_settings(conf: dict[str, Any], overrides: dict[str, Any]) -> Subscribe
         threads=int(values.get("threads", 8)),
         subscriber_id=values.get("id"),
         queue_expiry=_seconds(values.get("queue_expiry", 7 * 24 * 3600), "queue_expiry"),
+        silent_after=_seconds(values.get("silent_after", 30), "silent_after"),
         compute_timeout=float(values.get("compute_timeout", 60)),
         compute_max_size=parse_size(values.get("compute_max_size")) or 1024**3,
         publisher_ca_file=values.get("publisher_ca_file")

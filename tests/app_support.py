@@ -71,6 +71,17 @@ def in_process_subscriber(
 
 
 @contextmanager
+def serving(statedir: Path, remote_root: str | None = None, **settings: Any) -> Iterator[str]:
+    """`in_process_subscriber(...)` served on 127.0.0.1 by `served`, closed at exit: its URL."""
+    app = in_process_subscriber(statedir, remote_root, **settings)
+    try:
+        with served(app.subscriber.app) as base:
+            yield base
+    finally:
+        app.subscriber.close()
+
+
+@contextmanager
 def served(app: Any, threads: int = 4) -> Iterator[str]:
     """Serve a WSGI app with waitress in a thread of this process; yield its URL.
 

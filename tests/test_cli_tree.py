@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from caterva2 import cli
-from caterva2.subscriber import hdf5_shells
 
-from .app_support import in_process_subscriber, served
+from .app_support import serving
 
 GRID = np.arange(12, dtype=np.int64).reshape(3, 4)
 RECORDS = np.array(
@@ -35,13 +34,8 @@ def url(tmp_path_factory):
         tree["/z"] = np.arange(2)
     with h5py.File(public / "data.h5", "w") as f:
         f["g/d"] = GRID
-    app = in_process_subscriber(statedir, login=False)
-    try:
-        with served(app.subscriber.app) as base:
-            yield base
-    finally:
-        app.subscriber.close()
-        hdf5_shells.close_pool()
+    with serving(statedir, login=False) as base:
+        yield base
 
 
 def run(url, *args):

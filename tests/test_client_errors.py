@@ -14,7 +14,7 @@ import pytest
 import caterva2 as cat2
 from caterva2 import http_errors
 
-from .app_support import SUPERUSER, USER, in_process_subscriber, served
+from .app_support import SUPERUSER, USER, served, serving
 from .services import populate_from_examples
 
 
@@ -22,12 +22,8 @@ from .services import populate_from_examples
 def url(tmp_path_factory):
     statedir = tmp_path_factory.mktemp("errors") / "state"
     populate_from_examples(statedir / "public")
-    app = in_process_subscriber(statedir)
-    try:
-        with served(app.subscriber.app) as base:
-            yield base
-    finally:
-        app.subscriber.close()
+    with serving(statedir) as base:
+        yield base
 
 
 def test_missing_dataset_is_a_not_found_naming_status_url_and_path(url):

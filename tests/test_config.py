@@ -158,3 +158,11 @@ def test_an_unknown_key_is_named_not_ignored_silently(tmp_path, monkeypatch, cap
     subscriber_server.load_settings(args)
     unknown = [r.getMessage() for r in caplog.records if "unknown setting" in r.getMessage()]
     assert unknown == ["unknown setting 'qouta' in [subscriber] (ignored)"]  # url: cat2cli's
+
+
+def test_silent_after_is_seconds_and_a_negative_one_is_refused():
+    assert build_settings({}, {}).silent_after == 30
+    assert build_settings({"silent_after": 0}, {}).silent_after == 0  # never poll
+    assert build_settings({"silent_after": "90"}, {}).silent_after == 90
+    with pytest.raises(ConfigError, match="silent_after must not be negative"):
+        build_settings({"silent_after": -1}, {})

@@ -8,9 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from caterva2.subscriber import hdf5_shells
-
-from .app_support import in_process_subscriber, served
+from .app_support import serving
 from .gui_support import LAPTOP, chromium, shot, table_cell
 
 GRID = np.arange(6 * 8, dtype=np.int32).reshape(6, 8) * 10
@@ -27,13 +25,8 @@ def url(tmp_path_factory):
         tree["/top"] = np.arange(3)
     with h5py.File(folder / "data.h5", "w") as f:
         f["grp/grid"] = GRID + 1
-    app = in_process_subscriber(statedir, login=False)
-    try:
-        with served(app.subscriber.app) as base:
-            yield base
-    finally:
-        app.subscriber.close()
-        hdf5_shells.close_pool()
+    with serving(statedir, login=False) as base:
+        yield base
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from .app_support import in_process_subscriber, served
+from .app_support import serving
 from .gui_support import LAPTOP, chromium, shot, wait_until
 from .table_support import numpy_query, table_values, write_table
 
@@ -25,12 +25,8 @@ def url(tmp_path_factory) -> Iterator[str]:
     statedir = tmp_path_factory.mktemp("gui-tables") / "state"
     (statedir / "public").mkdir(parents=True)
     write_table(statedir / "public" / "t.b2z", VALUES)
-    app = in_process_subscriber(statedir, login=False)
-    try:
-        with served(app.subscriber.app) as base:
-            yield base
-    finally:
-        app.subscriber.close()
+    with serving(statedir, login=False) as base:
+        yield base
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 
 import caterva2 as cat2
 
-from .app_support import USER, in_process_subscriber, served
+from .app_support import USER, serving
 
 VALUES = np.linspace(0, 1, 5000).reshape(50, 100)
 LIMIT = 256 * 1024
@@ -57,12 +57,8 @@ def origin(tmp_path_factory):
 
 
 def subscriber(tmp_path_factory, name, **settings):
-    app = in_process_subscriber(tmp_path_factory.mktemp(name) / "state", **settings)
-    try:
-        with served(app.subscriber.app) as base:
-            yield base
-    finally:
-        app.subscriber.close()
+    with serving(tmp_path_factory.mktemp(name) / "state", **settings) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

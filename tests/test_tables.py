@@ -18,7 +18,7 @@ import caterva2 as cat2
 from caterva2 import cli
 from caterva2.tables import as_records
 
-from .app_support import USER, in_process_subscriber, served
+from .app_support import USER, in_process_subscriber, served, serving
 from .table_support import numpy_query, table_values, write_table
 
 NROWS = 5000
@@ -33,12 +33,8 @@ def url(tmp_path_factory):
     (public / "dir").mkdir(parents=True)
     write_table(public / "dir" / "t.b2z", VALUES)
     blosc2.asarray(np.arange(10), urlpath=str(public / "line.b2nd"))
-    app = in_process_subscriber(statedir, login=False)
-    try:
-        with served(app.subscriber.app) as base:
-            yield base
-    finally:
-        app.subscriber.close()
+    with serving(statedir, login=False) as base:
+        yield base
 
 
 @pytest.fixture

@@ -6,20 +6,13 @@ blosc2 and NumPy answer on the same values.
 
 from __future__ import annotations
 
-import json
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from bench import peers
-
-from .app_support import in_process_subscriber, served
+from .app_support import serving
 from .table_support import table_values, write_table
+from .upstream_client import run_driver
 
-UPSTREAM_VERSION = "2026.9.2"
-DRIVER = Path(__file__).resolve().parent / "interop" / "tables_2026.py"
 VALUES = table_values(2000, seed=5)
 
 
@@ -28,12 +21,8 @@ def url(tmp_path_factory):
     statedir = tmp_path_factory.mktemp("tables-interop") / "state"
     (statedir / "public" / "dir").mkdir(parents=True)
     write_table(statedir / "public" / "dir" / "t.b2z", VALUES)
-    app = in_process_subscriber(statedir, login=False)
-    try:
-        with served(app.subscriber.app) as base:
-            yield base
-    finally:
-        app.subscriber.close()
+    with serving(statedir, login=False) as base:
+        yield base
 
 
 def as_lists(values: np.ndarray) -> dict:
@@ -41,20 +30,7 @@ def as_lists(values: np.ndarray) -> dict:
 
 
 def test_the_newest_upstream_client_reads_a_table_from_us(url):
-    venv = peers.ensure_venv(
-        UPSTREAM_VERSION, (f"caterva2[clients]=={UPSTREAM_VERSION}",), "upstream-client"
-    )
-    done = subprocess.run(
-        [str(venv / "bin" / "python"), str(DRIVER), url, "dir/t.b2z"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=peers.clean_env(),
-        cwd=venv,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = run_driver("tables_2026.py", url, "dir/t.b2z")
     assert got["type"] == "Table"
     assert (got["nrows"], got["ncols"], got["columns"]) == (len(VALUES), 3, ["a", "b", "ok"])
     assert [c["kind"] for c in got["schema"]["columns"]] == ["int64", "float64", "bool"]
