@@ -9,9 +9,7 @@ counters prove only the chunks a read touches travel.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +21,6 @@ import numpy as np
 import pytest
 
 import caterva2 as cat2
-from bench import peers
 from caterva2 import cli
 from caterva2.publisher.root_adapters import DirectoryRoot
 from caterva2.subscriber.app import create_subscriber
@@ -33,14 +30,13 @@ from caterva2.subscriber.settings import SubscriberSettings
 from .app_support import served
 from .inprocess_publisher import ROOT, Publisher, running_publisher, subscriber
 from .table_support import table_values, write_table
+from .upstream_client import run_driver
 
 BIG = np.arange(300 * 400, dtype=np.float64).reshape(300, 400)
 SMALL = np.arange(10, dtype=np.int32)
 CUBE = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
 TREE_LEAVES = ["a/b/cube", "a/big", "a/small", "top"]
 BIG_LEAF = "dir/tree.b2z/a/big"
-UPSTREAM_VERSION = "2026.9.2"
-DRIVER = Path(__file__).resolve().parent / "interop" / "remote_containers_2026.py"
 
 
 def write_tree(path: Path, big: np.ndarray) -> None:
@@ -306,21 +302,7 @@ def test_a_removed_remote_container_is_gone(tmp_path):
 
 
 def test_the_newest_upstream_client_browses_remote_containers(url):
-    venv = peers.ensure_venv(
-        UPSTREAM_VERSION, (f"caterva2[clients]=={UPSTREAM_VERSION}",), "upstream-client"
-    )
-    done = subprocess.run(
-        [str(venv / "bin" / "python"), str(DRIVER), url, ROOT],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=peers.clean_env(),
-        cwd=venv,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    assert got["version"].replace(".0", ".") == UPSTREAM_VERSION
+    got = run_driver("remote_containers_2026.py", url, ROOT)
     assert got["tree_type"] == got["inner_type"] == got["dict_type"] == "Group"
     assert got["tree_leaves"] == TREE_LEAVES and got["dict_leaves"] == ["p", "q/r"]
     assert got["inner_leaves"] == ["b/cube", "big", "small"]
