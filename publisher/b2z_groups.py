@@ -79,6 +79,9 @@ class B2zGroups:
     def __init__(self) -> None:
         self._kept: OrderedDict[str, OpenStore] = OrderedDict()
         self._lock = threading.Lock()
+        # One reader at a time per container file: an open blosc2 store and its arrays
+        # are not safe to share between threads (as `DirectoryRoot._locked` for files).
+        self._readers: dict[str, threading.Lock] = {}
 
     @staticmethod
     def is_group(path: Path) -> bool:
@@ -152,10 +155,13 @@ class B2zGroups:
         A file replaced or written while read is read again (its new version), so
         an answer never mixes two versions; 503 when it keeps changing.
         """
+        with self._lock:
+            reader = self._readers.setdefault(str(path), threading.Lock())
         for _ in range(5):
             try:
-                before = path.stat()
-                result = use(self.leaf(path, before, inner))
+                with reader:
+                    before = path.stat()
+                    result = use(self.leaf(path, before, inner))
                 after = path.stat()
             except FileNotFoundError:
                 raise NotFound(f"Not Found: {path.name}") from None

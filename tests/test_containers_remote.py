@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,18 @@ def test_a_leaf_chunk_is_served_as_the_container_stores_it(tmp_path):
         stat, chunk = adapter.chunk(f"dir/tree.b2z/{inner}", 0)
         assert chunk == tree["/" + inner].schunk.get_chunk(0)  # never recompressed
         assert stat == adapter.stat(f"dir/tree.b2z/{inner}")
+
+
+def test_concurrent_chunk_reads_of_one_container_each_get_their_own_chunk(tmp_path):
+    rootdir = tmp_path / "root"
+    rootdir.mkdir()
+    write_files(rootdir)
+    adapter = DirectoryRoot(rootdir, tmp_path / "cache")
+    tree = blosc2.open(str(rootdir / "dir" / "tree.b2z"), mode="r")
+    expected = [tree["/a/big"].schunk.get_chunk(n) for n in range(12)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda n: adapter.chunk(BIG_LEAF, n % 12)[1], range(96)))
+    assert got == [expected[n % 12] for n in range(96)]
 
 
 def test_a_container_change_concerns_its_old_and_new_leaves(tmp_path):
