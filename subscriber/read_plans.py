@@ -46,13 +46,16 @@ def chunk_plan(nchunk: int) -> Plan:
     return plan
 
 
-def served_name(relpath: str) -> str:
+def served_name(relpath: str, meta: dict | None = None) -> str:
     """The file name of what a publisher serves for a dataset: a container as it is, any
-    other file (an .h5 too) as `<name>.b2`, which clients decompress."""
+    other file (an .h5 too) as `<name>.b2`, which clients decompress; an array inside a
+    container file (`meta` says it is an array) as `<name>.b2nd`."""
     name = logical_name(relpath.rsplit("/", 1)[-1])
-    if in_container(relpath):
+    if name.endswith(CONTAINER_SUFFIXES):
+        return name
+    if in_container(relpath) and "shape" in (meta or {}):
         return name + ".b2nd"  # a leaf of a container: an array of its own
-    return name if name.endswith(CONTAINER_SUFFIXES) else name + ".b2"
+    return name + ".b2"
 
 
 def readable(meta: dict) -> None:

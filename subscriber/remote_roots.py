@@ -360,9 +360,10 @@ class RemoteRoots:
             raise NotFound("Not Found")
         return found
 
-    def _paths(self, root: str) -> tuple[list[str], list[str]]:
-        """Every dataset path of a followed root, sorted, and its top listing (the same lists
-        until the root changes: a big listing's JSON is kept while its list is the same)."""
+    def dataset_paths(self, root: str) -> tuple[list[str], list[str]]:
+        """A followed root's dataset paths, sorted, and its top listing (the same lists until
+        the root changes: a big listing's JSON is kept while its list is the same one).
+        """
         self.ensure_followed(root)
         with self._guard:
             generation = self._changes.get(root, 0)
@@ -379,15 +380,8 @@ class RemoteRoots:
 
     def listing(self, root: str, relpath: str) -> list[str]:
         """A folder's datasets (a container named once), a container's leaves, or one name."""
-        paths, top = self._paths(root)
+        paths, top = self.dataset_paths(root)
         return top if not relpath else remote_containers.listed(paths, relpath)
-
-    def group_info(self, root: str, relpath: str) -> dict | None:
-        """The info of a container or inner group of a followed root; None for any other path."""
-        if not relpath or not remote_containers.is_group_path(relpath):
-            return None
-        self.ensure_followed(root)
-        return remote_containers.group_of(self.store, root, relpath, self._paths(root)[0])
 
     def info(self, root: str, relpath: str) -> dict:
         return self.versioned_info(root, relpath)[0]
@@ -523,14 +517,15 @@ class RemoteRoots:
             return whole, lambda c: self.cache.export(c, pinned)
 
         length, f = self._read(root, relpath, plan)
-        return RemoteFile(served_name(relpath), length, file_part(f))
+        name = served_name(relpath, self.dataset(root, relpath)[1])
+        return RemoteFile(name, length, file_part(f))
 
     def download(self, root: str, relpath: str) -> datasets.Download:
         """The content: frames as stored, regular files decompressed (through the cache)."""
         _etag, meta = self.dataset(root, relpath)
         readable(meta)
-        filename = served_name(relpath) if in_container(relpath) else logical_name(relpath)
-        filename = filename.rsplit("/", 1)[-1]
+        leaf = in_container(relpath) and "shape" in meta  # an array inside a container
+        filename = served_name(relpath, meta) if leaf else logical_name(relpath).rsplit("/")[-1]
         ctype = mimetypes.guess_type(filename)[0]
         # Publishers serve every file but Blosc2 containers as a frame of its bytes, an
         # .h5 too (a publisher's `.h5` is no root of its own, unlike a subscriber's).

@@ -223,15 +223,22 @@ class RemoteDataset(Dataset):
         self.relpath = relpath
         self.logical = join_logical(root, relpath)
 
+    def group_info(self) -> dict | None:
+        """The info of a container or a group inside one; None for any other path."""
+        if not self.relpath or not remote_containers.is_group_path(self.relpath):
+            return None
+        paths = self.remote.dataset_paths(self.root)[0]  # follows the root first
+        return remote_containers.group_of(self.remote.store, self.root, self.relpath, paths)
+
     def info(self) -> tuple[dict, str | None]:
-        group = self.remote.group_info(self.root, self.relpath)
+        group = self.group_info()
         if group is not None:
             return group, None
         return self.remote.versioned_info(self.root, self.relpath)
 
     def _not_a_group(self) -> None:
         """A container or a group inside one is listed or described, never read (400)."""
-        if self.remote.group_info(self.root, self.relpath) is not None:
+        if self.group_info() is not None:
             remote_containers.refuse_group(self.logical)
 
     def fetch(

@@ -61,6 +61,8 @@ def write_files(rootdir: Path) -> None:
         store["/q/r"] = blosc2.asarray(BIG, chunks=(150, 400))
     write_table(folder / "table.b2z", table_values(50, seed=1))
     (folder / "bad.b2z").write_bytes(b"not a zip at all" * 10)
+    (rootdir / "runs.h5").mkdir()  # a folder named like a container, an array in it
+    blosc2.asarray(SMALL, urlpath=str(rootdir / "runs.h5" / "run.b2nd"))
 
 
 @dataclass
@@ -117,6 +119,7 @@ def test_the_publisher_serves_a_group_container_as_its_leaves_and_a_table_as_a_f
     adapter = DirectoryRoot(rootdir, tmp_path / "cache")
     expected = [f"dir/tree.b2z/{leaf}" for leaf in TREE_LEAVES]
     expected += ["dir/bad.b2z", "dir/dict.b2z/p", "dir/dict.b2z/q/r", "dir/table.b2z"]
+    expected += ["runs.h5/run.b2nd"]
     assert adapter.datasets() == sorted(expected)
     assert adapter.scan()[0] == sorted(expected)
     assert adapter.stat("dir/tree.b2z") is None  # the container is its leaves only
@@ -282,6 +285,12 @@ def test_a_broken_b2z_stays_a_plain_remote_file(url):
     meta = get(url, "info", "dir/bad.b2z").json()
     assert meta.get("kind") != "group"
     assert get(url, "download", "dir/bad.b2z").content == b"not a zip at all" * 10
+
+
+def test_an_array_in_a_remote_folder_named_like_a_container_keeps_its_name(url):
+    run = get(url, "download", "runs.h5/run.b2nd")
+    assert 'filename="run.b2nd"' in run.headers["content-disposition"]
+    np.testing.assert_array_equal(blosc2.ndarray_from_cframe(run.content)[()], SMALL)
 
 
 def test_a_slice_of_a_remote_leaf_fetches_only_the_chunks_it_touches(tmp_path):
