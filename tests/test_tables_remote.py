@@ -1,46 +1,212 @@
-"""A table (CTable `.b2z`) in a publisher's root, read through a subscriber: what works today.
+"""A table (CTable `.b2z`) in a publisher's root, read and queried through a subscriber.
 
-A real publisher served from a thread, a subscriber following it: the table is
-listed and downloads whole (its bytes, as the publisher stores them), while a
-filter or sort is refused with a message saying why (remote tables are not queried yet).
+A real publisher served from a thread serves the table as its column arrays
+plus a description; a subscriber following it answers the table's info, rows,
+filters and sorts over the column chunks it caches, equal to blosc2 on the same
+file, and fetches only the chunks of the columns a query touches.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
 import blosc2
 import httpx
 import numpy as np
+import pytest
 
 import caterva2 as cat2
 from caterva2.subscriber.app import create_subscriber
+from caterva2.subscriber.remote_roots import RemoteRoots
 from caterva2.subscriber.settings import SubscriberSettings
-from caterva2.tables import as_records
+from caterva2.tables import Table, as_records
 
 from .app_support import served
-from .inprocess_publisher import ROOT, running_publisher, subscriber
-from .table_support import table_values, write_table
+from .inprocess_publisher import ROOT, Publisher, running_publisher, subscriber
+from .table_support import table_values
+
+NROWS, CHUNK = 1000, 100  # ten chunks per column
+TABLE = "tables/t.b2z"
 
 
-def test_a_remote_table_is_listed_downloads_whole_and_refuses_a_sort_clearly(tmp_path):
-    values = table_values(300, seed=2)
+@dataclass
+class ChunkedRow:
+    """The benchmark's row (`bench.tables.Row`) with small chunks, so a table has several."""
+
+    a: int = blosc2.field(blosc2.int64(), chunks=(CHUNK,), blocks=(50,))
+    b: float = blosc2.field(blosc2.float64(), chunks=(CHUNK,), blocks=(50,))
+    ok: bool = blosc2.field(blosc2.bool(), chunks=(CHUNK,), blocks=(50,))
+
+
+def write_chunked_table(path: Path, values: np.ndarray) -> None:
+    """A CTable `.b2z` of `values` at `path`, written by blosc2 and swapped in whole."""
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name("tmp-" + path.name)  # blosc2 writes a zip for a `.b2z` name only
+    table = blosc2.CTable(
+        ChunkedRow, new_data=values, urlpath=str(tmp), mode="w", expected_size=len(values)
+    )
+    table.close()
+    os.replace(tmp, path)
+
+
+@dataclass
+class Remote:
+    url: str
+    publisher: Publisher
+    remote: RemoteRoots
+    rootdir: Path
+
+    def transfers(self, column: str) -> set[int]:
+        """The chunks of a column of the table the publisher has sent."""
+        member = f"{TABLE}/_cols/{column}"
+        return {n for (path, n) in self.publisher.stats.chunks if path == member}
+
+    def local(self) -> blosc2.CTable:
+        """The table as blosc2 opens it on the publisher's side (the reference answers)."""
+        return blosc2.open(str(self.rootdir / TABLE), mode="r")
+
+
+@contextmanager
+def remote_table(tmp_path: Path, values: np.ndarray) -> Iterator[Remote]:
+    """A publisher with a chunked table, followed by a subscriber served over HTTP."""
     with running_publisher(tmp_path) as publisher:
-        write_table(publisher.file.parent / "t.b2z", values)
+        rootdir = publisher.file.parent
+        write_chunked_table(rootdir / TABLE, values)
         remote = subscriber(tmp_path / "sub", publisher, None)
         app = create_subscriber(
             SubscriberSettings(statedir=tmp_path / "sub", login=False), lambda _s: remote
         )
         try:
-            with served(app.app) as base, cat2.Client(base) as client:
-                assert "t.b2z" in client.get_list(ROOT)
-                local = client.download(f"{ROOT}/t.b2z", tmp_path / "copy.b2z")
-                url = f"{base}/api/fetch/{ROOT}/t.b2z"
-                refused = [
-                    httpx.get(url, params={"sort_by": "b"}),
-                    httpx.get(url, params={"filter": "a > 1"}),
-                ]
-            np.testing.assert_array_equal(as_records(blosc2.open(str(local), mode="r")), values)
-            for answer in refused:
-                assert answer.status_code == 400
-                assert "remote root" in answer.json()["detail"]
+            with served(app.app) as base:
+                yield Remote(base, publisher, remote, rootdir)
         finally:
             app.close()
+
+
+VALUES = table_values(NROWS, seed=4)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Iterator[Remote]:
+    with remote_table(tmp_path_factory.mktemp("remote-tables"), VALUES) as found:
+        yield found
+
+
+@pytest.fixture
+def table(shared: Remote) -> Iterator[Table]:
+    with cat2.Client(shared.url) as client:
+        yield client.get(f"{ROOT}/{TABLE}")
+
+
+def api(url: str, route: str, path: str = TABLE, **params) -> httpx.Response:
+    return httpx.get(f"{url}/api/{route}/{ROOT}/{path}", params=params)
+
+
+def test_a_remote_table_answers_the_info_of_a_local_one(shared):
+    info = api(shared.url, "info").json()
+    local = shared.local()
+    assert info["kind"] == "ctable"
+    assert info["nrows"] == NROWS and info["ncols"] == 3
+    assert info["columns"] == ["a", "b", "ok"]
+    assert info["schema_dict"] == local.schema_dict()
+    assert info["size"] == (shared.rootdir / TABLE).stat().st_size
+    assert info["mtime"]
+
+
+def test_a_remote_table_is_listed_as_one_dataset(shared):
+    assert api(shared.url, "list", "tables").json() == ["t.b2z"]
+    assert f"{TABLE}" in httpx.get(f"{shared.url}/api/list/{ROOT}").json()
+    assert api(shared.url, "list").json() == ["t.b2z"]
+
+
+def test_the_client_gets_a_remote_table_as_a_table(table):
+    assert isinstance(table, Table)
+    assert table.nrows == NROWS and table.columns == ["a", "b", "ok"]
+
+
+@pytest.mark.parametrize("rows", [slice(0, 10), slice(95, 105), slice(990, 2000), slice(None)])
+def test_row_slices_of_a_remote_table_equal_blosc2s(table, shared, rows):
+    want = as_records(shared.local().slice(*rows.indices(NROWS)[:2]))
+    np.testing.assert_array_equal(table.slice(rows, as_blosc2=False), want)
+
+
+def test_a_filter_on_a_remote_table_equals_blosc2s(table, shared):
+    got = as_records(table.where("(a > 40) & (b < 0.5)"))
+    np.testing.assert_array_equal(got, as_records(shared.local().where("(a > 40) & (b < 0.5)")))
+    assert len(got) > 10
+
+
+@pytest.mark.parametrize("ascending", [True, False])
+def test_a_sort_of_a_remote_table_equals_blosc2s(table, shared, ascending):
+    got = as_records(table.sort_by(["a", "b"], ascending=ascending))
+    want = shared.local().sort_by(["a", "b"], ascending=ascending, view=True)
+    np.testing.assert_array_equal(got, as_records(want))
+
+
+@pytest.mark.parametrize("ascending", [True, False])
+def test_a_filter_sort_and_slice_of_a_remote_table_equal_blosc2s(table, shared, ascending):
+    got = table.where("(a * 2 >= 60) | ok", sort_by="a", ascending=ascending, rows=slice(5, 25))
+    local = shared.local().where("(a * 2 >= 60) | ok")
+    want = local.sort_by(["a"], ascending=ascending, view=True).slice(5, 25)
+    np.testing.assert_array_equal(as_records(got), as_records(want))
+
+
+def test_a_bad_query_on_a_remote_table_is_a_clear_400(shared):
+    for params in ({"filter": "zz > 1"}, {"sort_by": "zz"}, {"filter": "__import__('os')"}):
+        answer = api(shared.url, "fetch", **params)
+        assert answer.status_code == 400, params
+        assert answer.json()["detail"]
+
+
+def test_a_row_slice_fetches_one_chunk_per_column(tmp_path):
+    with remote_table(tmp_path, VALUES) as found, cat2.Client(found.url) as client:
+        got = client.get(f"{ROOT}/{TABLE}").slice(slice(310, 320), as_blosc2=False)
+        np.testing.assert_array_equal(got, VALUES[310:320])
+        assert {col: found.transfers(col) for col in ("a", "b", "ok")} == {
+            "a": {3},
+            "b": {3},
+            "ok": {3},
+        }
+        assert not found.publisher.stats.files  # the table file never travels
+
+
+def test_a_filter_reads_its_columns_whole_and_only_the_rows_returned_of_the_others(tmp_path):
+    with remote_table(tmp_path, VALUES) as found, cat2.Client(found.url) as client:
+        table = client.get(f"{ROOT}/{TABLE}")
+        got = as_records(table.where("b < 0.05", rows=slice(0, 3)))
+        want = as_records(found.local().where("b < 0.05").slice(0, 3))
+        np.testing.assert_array_equal(got, want)
+        assert found.transfers("b") == set(range(NROWS // CHUNK))
+        # The other columns: only the chunks holding the three rows returned.
+        rows = np.flatnonzero(VALUES["b"] < 0.05)[:3]
+        assert found.transfers("a") == found.transfers("ok") == set(rows // CHUNK)
+        assert len(found.transfers("a")) < NROWS // CHUNK
+
+
+def test_a_replaced_remote_table_answers_its_new_rows(tmp_path):
+    with remote_table(tmp_path, VALUES) as found, cat2.Client(found.url) as client:
+        np.testing.assert_array_equal(
+            client.get(f"{ROOT}/{TABLE}").slice(slice(0, 5), as_blosc2=False), VALUES[:5]
+        )
+        newer = table_values(300, seed=9)
+        write_chunked_table(found.rootdir / TABLE, newer)
+        found.remote.sync(ROOT)
+        table = client.get(f"{ROOT}/{TABLE}")
+        assert table.nrows == 300
+        np.testing.assert_array_equal(table.slice(slice(0, 5), as_blosc2=False), newer[:5])
+        got = as_records(table.sort_by("b", ascending=False))
+        np.testing.assert_array_equal(got, newer[np.argsort(newer["b"])[::-1]])
+
+
+def test_a_removed_remote_table_is_gone(tmp_path):
+    with remote_table(tmp_path, VALUES) as found:
+        assert api(found.url, "info").json()["kind"] == "ctable"
+        (found.rootdir / TABLE).unlink()
+        found.remote.sync(ROOT)
+        assert api(found.url, "info").status_code == 404
+        assert api(found.url, "fetch", sort_by="a").status_code == 404
+        assert "t.b2z" not in httpx.get(f"{found.url}/api/list/{ROOT}").json()
