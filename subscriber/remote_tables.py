@@ -115,17 +115,25 @@ def hidden_name(columns: list[str]) -> str:
 
 
 def in_memory_table(schema: dict, valid: np.ndarray, columns: dict[str, np.ndarray]) -> Any:
-    """A blosc2 CTable in memory: `columns` (physical rows, as stored) under `schema`."""
+    """A blosc2 CTable in memory: `columns` (physical rows, as stored) under `schema`.
+
+    The schema comes from a publisher: one blosc2 refuses (or that does not fit the
+    columns' own types) is a 400 naming the table's description, never a 500.
+    """
     store = blosc2.EmbedStore(urlpath=None, mode="w")
     meta = blosc2.SChunk()
     meta.vlmeta["kind"] = "ctable"  # the manifest blosc2 writes for a table (`to_cframe`)
     meta.vlmeta["version"] = 1
-    meta.vlmeta["schema"] = json.dumps(schema)
-    store["/_meta"] = meta
-    store["/" + TABLE_VALID_ROWS] = blosc2.asarray(valid)
-    for name, values in columns.items():
-        store["/_cols/" + _column_name_to_relpath(name)] = blosc2.asarray(values)
-    return blosc2.CTable._open_from_storage(EmbedStoreTableStorage(store))
+    try:
+        meta.vlmeta["schema"] = json.dumps(schema)
+        store["/_meta"] = meta
+        store["/" + TABLE_VALID_ROWS] = blosc2.asarray(valid)
+        for name, values in columns.items():
+            store["/_cols/" + _column_name_to_relpath(name)] = blosc2.asarray(values)
+        table = blosc2.CTable._open_from_storage(EmbedStoreTableStorage(store))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise BadRequest(f"The table's description does not fit its columns: {exc}") from None
+    return table
 
 
 class RemoteTable(Dataset):
@@ -161,11 +169,21 @@ class RemoteTable(Dataset):
     def _row_dtype(self) -> np.dtype:
         """The columns as one structured dtype, from the members' own metadata (checked)."""
         fields = []
-        for name in self.columns:
+        kinds = [column.get("kind") for column in self.description["schema_dict"]["columns"]]
+        for name, kind in zip(self.columns, kinds, strict=True):
             meta = self._member_meta(self.description["members"][name])
             dtype = str_to_dtype(meta.get("dtype", ""))
             if dtype.fields is not None or dtype.hasobject or len(meta.get("shape", [])) != 1:
                 raise BadRequest(f"{self.logical}: column {name!r} is no plain 1-D array")
+            try:
+                described = np.dtype(kind)
+            except TypeError:
+                described = None
+            if described != dtype:
+                raise BadRequest(
+                    f"The publisher describes the table {self.relpath} wrongly: column {name!r} "
+                    f"is {kind!r} in its schema, {dtype} in its array"
+                )
             fields.append((name, dtype))
         return np.dtype(fields)
 

@@ -8,6 +8,7 @@ file, and fetches only the chunks of the columns a query touches.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from caterva2.tables import Table, as_records
 from .app_support import served
 from .inprocess_publisher import ROOT, Publisher, running_publisher, subscriber
 from .table_support import table_values
+from .upstream_client import run_driver
 
 NROWS, CHUNK = 1000, 100  # ten chunks per column
 TABLE = "tables/t.b2z"
@@ -210,3 +212,65 @@ def test_a_removed_remote_table_is_gone(tmp_path):
         assert api(found.url, "info").status_code == 404
         assert api(found.url, "fetch", sort_by="a").status_code == 404
         assert "t.b2z" not in httpx.get(f"{found.url}/api/list/{ROOT}").json()
+
+
+def as_lists(values: np.ndarray) -> dict:
+    return {name: values[name].tolist() for name in values.dtype.names}
+
+
+def test_the_newest_upstream_client_reads_a_remote_table_from_us(shared):
+    got = run_driver("tables_2026.py", shared.url, TABLE, ROOT)
+    assert got["type"] == "Table"
+    assert (got["nrows"], got["ncols"], got["columns"]) == (NROWS, 3, ["a", "b", "ok"])
+    assert got["head"] == [list(row) for row in VALUES[:4].tolist()]
+    assert got["rows"] == [list(row) for row in VALUES[10:13].tolist()]
+    assert got["slice"] == as_lists(VALUES[100:110])
+    assert got["getitem"] == as_lists(VALUES[20:23])
+    assert got["filter"] == as_lists(VALUES[(VALUES["a"] > 40) & (VALUES["b"] < 0.5)])
+
+
+def corrupt(description: dict, how: str) -> object:
+    """The description a publisher sent, spoilt in one way."""
+    spoilt = json.loads(json.dumps(description))
+    if how == "not-an-object":
+        return ["nrows", 3]
+    if how == "columns-unlike-schema":
+        spoilt["columns"] = ["a", "b"]
+    elif how == "member-outside":
+        spoilt["members"]["a"] = "../../a.b2nd"
+    elif how == "member-not-announced":
+        spoilt["members"]["a"] = "_cols/zz"
+    elif how == "negative-rows":
+        spoilt["nrows"] = -1
+    elif how == "kind-unlike-array":
+        spoilt["schema_dict"]["columns"][0]["kind"] = "float64"
+    return spoilt
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "not-an-object",
+        "columns-unlike-schema",
+        "member-outside",
+        "member-not-announced",
+        "negative-rows",
+        "kind-unlike-array",
+    ],
+)
+def test_a_publisher_describing_its_table_wrongly_gets_a_clear_400(tmp_path, how):
+    with remote_table(tmp_path, VALUES) as found:
+        mask = f"{TABLE}/_valid_rows"
+        etag, meta = found.remote.store.dataset(ROOT, mask)
+        found.remote.store.put_dataset(
+            ROOT, mask, etag, {**meta, "table": corrupt(meta["table"], how)}
+        )
+        answers = [api(found.url, "fetch", sort_by="a")]
+        if how != "kind-unlike-array":  # the description itself is wrong: even its info
+            answers.append(api(found.url, "info"))
+        for answer in answers:
+            assert answer.status_code == 400, (how, answer.text)
+            assert "table" in answer.json()["detail"] or "Invalid path" in answer.json()["detail"]
+        # A column is still readable as the array it is, whole.
+        with cat2.Client(found.url) as client:
+            np.testing.assert_array_equal(client.get(f"{ROOT}/{TABLE}/_cols/a")[:], VALUES["a"])
