@@ -90,6 +90,14 @@ def checked_description(relpath: str, found: Any, paths: set[str]) -> dict:
     return found
 
 
+def announced_table(store: Any, root: str, relpath: str) -> bool:
+    """Whether a publisher announced a table at `relpath` (its mask carries a description)."""
+    if not relpath.lower().endswith(".b2z"):
+        return False
+    found = store.dataset(root, f"{relpath}/{TABLE_VALID_ROWS}")
+    return found is not None and TABLE_DESCRIPTION in found[1]
+
+
 def description_of(remote: RemoteRoots, root: str, relpath: str) -> dict | None:
     """The checked description of the remote table at `relpath`; None when it is no table."""
     found = remote.store.dataset(root, f"{relpath}/{TABLE_VALID_ROWS}")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import blosc2
 import httpx
@@ -73,14 +75,15 @@ class Remote:
 
 
 @contextmanager
-def remote_table(tmp_path: Path, values: np.ndarray) -> Iterator[Remote]:
+def remote_table(tmp_path: Path, values: np.ndarray, **settings: Any) -> Iterator[Remote]:
     """A publisher with a chunked table, followed by a subscriber served over HTTP."""
     with running_publisher(tmp_path) as publisher:
         rootdir = publisher.file.parent
         write_chunked_table(rootdir / TABLE, values)
         remote = subscriber(tmp_path / "sub", publisher, None)
         app = create_subscriber(
-            SubscriberSettings(statedir=tmp_path / "sub", login=False), lambda _s: remote
+            SubscriberSettings(statedir=tmp_path / "sub", login=False, **settings),
+            lambda _s: remote,
         )
         try:
             with served(app.app) as base:
@@ -274,3 +277,34 @@ def test_a_publisher_describing_its_table_wrongly_gets_a_clear_400(tmp_path, how
         # A column is still readable as the array it is, whole.
         with cat2.Client(found.url) as client:
             np.testing.assert_array_equal(client.get(f"{ROOT}/{TABLE}/_cols/a")[:], VALUES["a"])
+
+
+def test_the_web_table_view_filters_and_sorts_a_remote_table(shared):
+    params = {"view": "data", "filter": "a > 40", "sort": "b", "desc": "1", "rows": "5"}
+    page = httpx.get(f"{shared.url}/roots/{ROOT}/{TABLE}", params=params).text
+    cells = re.findall(r"<tr><th scope=\"row\">\d+</th><td>(\d+)</td><td>([\d.]+)</td>", page)
+    kept = VALUES[VALUES["a"] > 40]
+    want = kept[np.argsort(kept["b"], kind="stable")[::-1]][:5]
+    assert [int(a) for a, _ in cells] == want["a"].tolist()
+    np.testing.assert_allclose([float(b) for _, b in cells], want["b"], atol=1e-3)
+    assert f"{len(kept)} rows match" in page
+
+
+def test_the_web_folder_of_a_remote_table_shows_it_as_one_file(shared):
+    page = httpx.get(f"{shared.url}/roots/{ROOT}/tables").text
+    assert f'href="/roots/{ROOT}/{TABLE}"' in page
+    assert "_valid_rows" not in page and "_cols" not in page
+
+
+def test_a_remote_result_over_the_size_limit_is_refused_before_its_rows_are_fetched(tmp_path):
+    with remote_table(tmp_path, VALUES, compute_max_size=5_000) as found:
+        whole = api(found.url, "fetch", sort_by="b")
+        assert whole.status_code == 400
+        assert "compute_max_size" in whole.json()["detail"]
+        assert found.transfers("a") == found.transfers("ok") == set()  # no row was gathered
+        small = api(found.url, "fetch", filter="a < 5", sort_by="b")
+        assert small.status_code == 200
+        want = found.local().where("a < 5").sort_by(["b"], view=True)
+        np.testing.assert_array_equal(
+            as_records(blosc2.ctable_from_cframe(small.content)), as_records(want)
+        )
