@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import blosc2
 import numpy as np
 from blosc2.ctable_storage import EmbedStoreTableStorage, _column_name_to_relpath
+from blosc2.schema_compiler import schema_from_dict
 
 from ..common.b2meta import str_to_dtype
 from ..common.b2z_files import TABLE_DESCRIPTION, TABLE_VALID_ROWS
@@ -108,6 +109,15 @@ def description_of(remote: RemoteRoots, root: str, relpath: str) -> dict | None:
     return {**description, "mtime": found[1].get("mtime")}
 
 
+def described_dtypes(relpath: str, schema: dict) -> dict[str, np.dtype]:
+    """Column name -> the dtype blosc2 gives it under `schema` (400 for a schema it refuses)."""
+    try:
+        compiled = schema_from_dict(schema)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise _wrong(relpath, f"blosc2 refuses its schema: {exc}") from None
+    return {column.name: np.dtype(column.dtype) for column in compiled.columns}
+
+
 def filter_names(text: str) -> set[str]:
     """The column names a (checked) filter text reads."""
     tree = ast.parse(text, mode="eval")
@@ -177,20 +187,16 @@ class RemoteTable(Dataset):
     def _row_dtype(self) -> np.dtype:
         """The columns as one structured dtype, from the members' own metadata (checked)."""
         fields = []
-        kinds = [column.get("kind") for column in self.description["schema_dict"]["columns"]]
-        for name, kind in zip(self.columns, kinds, strict=True):
+        described = described_dtypes(self.relpath, self.description["schema_dict"])
+        for name in self.columns:
             meta = self._member_meta(self.description["members"][name])
             dtype = str_to_dtype(meta.get("dtype", ""))
             if dtype.fields is not None or dtype.hasobject or len(meta.get("shape", [])) != 1:
                 raise BadRequest(f"{self.logical}: column {name!r} is no plain 1-D array")
-            try:
-                described = np.dtype(kind)
-            except TypeError:
-                described = None
-            if described != dtype:
-                raise BadRequest(
-                    f"The publisher describes the table {self.relpath} wrongly: column {name!r} "
-                    f"is {kind!r} in its schema, {dtype} in its array"
+            if described.get(name) != dtype:
+                raise _wrong(
+                    self.relpath,
+                    f"column {name!r} is {described.get(name)} in its schema, {dtype} in its array",
                 )
             fields.append((name, dtype))
         return np.dtype(fields)

@@ -308,3 +308,52 @@ def test_a_remote_result_over_the_size_limit_is_refused_before_its_rows_are_fetc
         np.testing.assert_array_equal(
             as_records(blosc2.ctable_from_cframe(small.content)), as_records(want)
         )
+
+
+@dataclass
+class NamedRow:
+    """A row with a fixed-width string column (stored as a plain `<U8` array)."""
+
+    n: int = blosc2.field(blosc2.int64())
+    name: str = blosc2.field(blosc2.string(max_length=8))
+
+
+def test_a_remote_table_with_a_string_column_filters_and_sorts_as_blosc2(tmp_path):
+    rng = np.random.default_rng(5)
+    values = np.empty(200, dtype=[("n", "<i8"), ("name", "<U8")])
+    values["n"] = np.arange(200)
+    values["name"] = rng.choice(["ann", "bob", "cy", "dee"], 200)
+    with remote_table(tmp_path, VALUES) as found, cat2.Client(found.url) as client:
+        path = found.rootdir / "tables" / "names.b2z"
+        blosc2.CTable(NamedRow, new_data=values, urlpath=str(path), mode="w").close()
+        found.remote.sync(ROOT)
+        table = client.get(f"{ROOT}/tables/names.b2z")
+        local = blosc2.open(str(path), mode="r")
+        got = as_records(table.where("name == 'bob'", sort_by="n", ascending=False))
+        want = local.where("name == 'bob'").sort_by(["n"], ascending=False, view=True)
+        np.testing.assert_array_equal(got, as_records(want))
+        got = as_records(table.sort_by(["name", "n"], rows=slice(0, 30)))
+        want = local.sort_by(["name", "n"], view=True).slice(0, 30)
+        np.testing.assert_array_equal(got, as_records(want))
+
+
+@dataclass
+class TextRow:
+    """A row with a variable-length text column (no plain array: the table stays a file)."""
+
+    a: int = blosc2.field(blosc2.int64())
+    text: str = blosc2.field(blosc2.utf8())
+
+
+def test_a_remote_table_with_a_text_column_stays_a_file_and_refuses_a_sort_clearly(tmp_path):
+    with remote_table(tmp_path, VALUES) as found, cat2.Client(found.url) as client:
+        path = found.rootdir / "tables" / "texts.b2z"
+        rows = [(1, "one"), (2, "two, longer")]
+        blosc2.CTable(TextRow, new_data=rows, urlpath=str(path), mode="w").close()
+        found.remote.sync(ROOT)
+        assert "texts.b2z" in api(found.url, "list", "tables").json()
+        local = client.download(f"{ROOT}/tables/texts.b2z", tmp_path / "copy.b2z")
+        assert blosc2.open(str(local), mode="r")["text"][:].tolist() == ["one", "two, longer"]
+        refused = api(found.url, "fetch", "tables/texts.b2z", sort_by="a")
+        assert refused.status_code == 400
+        assert "serves as a file only" in refused.json()["detail"]
