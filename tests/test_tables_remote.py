@@ -357,3 +357,21 @@ def test_a_remote_table_with_a_text_column_stays_a_file_and_refuses_a_sort_clear
         refused = api(found.url, "fetch", "tables/texts.b2z", sort_by="a")
         assert refused.status_code == 400
         assert "serves as a file only" in refused.json()["detail"]
+
+
+def test_a_remote_table_with_deleted_rows_answers_its_live_rows_as_blosc2(tmp_path):
+    with remote_table(tmp_path, VALUES) as found, cat2.Client(found.url) as client:
+        path = found.rootdir / TABLE
+        edited = blosc2.open(str(path), mode="a")
+        edited.delete(list(range(0, NROWS, 7)))  # a row in seven is gone, its slot kept
+        edited.close()
+        found.remote.sync(ROOT)
+        local = blosc2.open(str(path), mode="r")
+        table = client.get(f"{ROOT}/{TABLE}")
+        assert table.nrows == local.nrows < NROWS
+        np.testing.assert_array_equal(
+            table.slice(slice(140, 160), as_blosc2=False), as_records(local.slice(140, 160))
+        )
+        got = as_records(table.where("a < 30", sort_by="b", ascending=False))
+        want = local.where("a < 30").sort_by(["b"], ascending=False, view=True)
+        np.testing.assert_array_equal(got, as_records(want))
