@@ -188,11 +188,14 @@ class RemoteTable(Dataset):
         """The columns as one structured dtype, from the members' own metadata (checked)."""
         fields = []
         described = described_dtypes(self.relpath, self.description["schema_dict"])
+        mask = self._member_meta(TABLE_VALID_ROWS)
+        if mask.get("dtype") != "bool" or len(mask.get("shape", [])) != 1:
+            raise _wrong(self.relpath, "its live-row mask is no 1-D boolean array")
         for name in self.columns:
             meta = self._member_meta(self.description["members"][name])
             dtype = str_to_dtype(meta.get("dtype", ""))
-            if dtype.fields is not None or dtype.hasobject or len(meta.get("shape", [])) != 1:
-                raise BadRequest(f"{self.logical}: column {name!r} is no plain 1-D array")
+            if dtype.fields is not None or dtype.hasobject or meta.get("shape") != mask["shape"]:
+                raise _wrong(self.relpath, f"column {name!r} is no array as long as its mask")
             if described.get(name) != dtype:
                 raise _wrong(
                     self.relpath,

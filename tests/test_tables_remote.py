@@ -375,3 +375,13 @@ def test_a_remote_table_with_deleted_rows_answers_its_live_rows_as_blosc2(tmp_pa
         got = as_records(table.where("a < 30", sort_by="b", ascending=False))
         want = local.where("a < 30").sort_by(["b"], ascending=False, view=True)
         np.testing.assert_array_equal(got, as_records(want))
+
+
+def test_a_column_not_as_long_as_the_mask_is_a_clear_400(tmp_path):
+    with remote_table(tmp_path, VALUES) as found:
+        column = f"{TABLE}/_cols/b"
+        etag, meta = found.remote.store.dataset(ROOT, column)
+        found.remote.store.put_dataset(ROOT, column, etag, {**meta, "shape": [NROWS - 1]})
+        answer = api(found.url, "fetch", sort_by="a")
+        assert answer.status_code == 400
+        assert "no array as long as its mask" in answer.json()["detail"]
