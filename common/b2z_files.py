@@ -20,6 +20,11 @@ B2Z_SUFFIX = ".b2z"
 TABLE_MARKER = "_meta.b2f"
 """The member every CTable has at its top (blosc2 4.x): its schema and row count."""
 
+TABLE_VALID_ROWS = "_valid_rows"
+"""A CTable's live-row mask member: a boolean array as long as every column."""
+TABLE_DESCRIPTION = "table"
+"""Where a publisher's metadata of a table's `TABLE_VALID_ROWS` member describes the table."""
+
 B2zKind = Literal["ctable", "group"]
 
 

@@ -5,9 +5,10 @@ a dataset of its own, `dir/x.b2z/<inner path>` (`dir/x.b2z/a/v`), versioned by
 the container file's version (so all are announced again when it changes, and
 removed when it goes).  A leaf's info and chunks are the leaf's own, read in
 place from the zip (big leaves) or from its `embed.b2e` (small ones), never
-recompressed.  A `.b2z` holding a CTable, or one that is no readable zip, stays
-a plain file.  Subscribers tell a container by its name: a path component named
-`*.b2z` with datasets below it.
+recompressed.  A `.b2z` holding a CTable of plain columns is served the same way,
+as its member arrays plus a description (`b2z_tables`); any other table, or a
+file that is no readable zip, stays a plain file.  Subscribers tell a container
+by its name: a path component named `*.b2z` with datasets below it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..common.b2z_files import B2Z_SUFFIX, b2z_kind
 from ..common.errors import BadRequest, NotFound, ServiceUnavailable
 from ..common.paths import check_remote_path
 from ..common.stored_chunks import Identity, file_identity
+from . import b2z_tables
 
 KEPT_STORES = 32
 """Group containers kept open between requests (opening one reads its zip index)."""
@@ -71,6 +73,7 @@ class OpenStore:
     store: Any
     leaves: list[str]
     arrays: dict[str, Any] = field(default_factory=dict)
+    table: dict | None = None  # the description of a CTable (`b2z_tables.describe`)
 
 
 class B2zGroups:
@@ -83,13 +86,17 @@ class B2zGroups:
         # are not safe to share between threads (as `DirectoryRoot._locked` for files).
         self._readers: dict[str, threading.Lock] = {}
 
-    @staticmethod
-    def is_group(path: Path) -> bool:
-        """Whether a file is a TreeStore/DictStore `.b2z` (not a table, not a broken zip)."""
+    def is_group(self, path: Path) -> bool:
+        """Whether a `.b2z` is served as its members: a TreeStore/DictStore, or a CTable of
+        plain columns (not another table, not a broken zip)."""
         try:
-            return b2z_kind(path) == "group"
-        except BadRequest:
+            kind = b2z_kind(path)
+            if kind == "group":
+                return True
+            opened = self.opened(path, path.stat())
+        except (BadRequest, OSError):
             return False
+        return opened is not None and opened.table is not None
 
     def opened(self, path: Path, st: os.stat_result) -> OpenStore | None:
         """The open store of the file as `st` describes it; None when blosc2 cannot open it."""
@@ -101,7 +108,9 @@ class B2zGroups:
                 self._kept.move_to_end(key)
                 return kept
         try:
-            store = blosc2.open(key, mode="r")
+            is_table = b2z_kind(path) == "ctable"
+            # A table's members are read as those of any store; blosc2.open gives a CTable.
+            store = blosc2.DictStore(key, mode="r") if is_table else blosc2.open(key, mode="r")
         except FileNotFoundError:
             raise
         except Exception:  # blosc2 raises several kinds for a damaged store
@@ -109,7 +118,12 @@ class B2zGroups:
         if not isinstance(store, blosc2.DictStore):
             return None
         try:
-            found = OpenStore(ident, store, _leaf_keys(store))
+            if is_table:
+                table = b2z_tables.describe(path, store)
+                members = [] if table is None else [table["valid_rows"], *table["members"].values()]
+                found = OpenStore(ident, store, sorted(members), table=table)
+            else:
+                found = OpenStore(ident, store, _leaf_keys(store))
         except Exception:
             return None
         with self._lock:
@@ -128,6 +142,11 @@ class B2zGroups:
         except OSError:
             return []
         return list(opened.leaves) if opened is not None else []
+
+    def table(self, path: Path, st: os.stat_result) -> dict | None:
+        """The description of a table file as `st` describes it; None for a group container."""
+        opened = self.opened(path, st)
+        return opened.table if opened is not None else None
 
     def leaf(self, path: Path, st: os.stat_result, inner: str) -> Any:
         """The leaf array at `inner` of the file's version `st`; 404 when it has none."""

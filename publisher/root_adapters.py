@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 import blosc2
 
 from ..common import b2files, b2meta
+from ..common.b2z_files import TABLE_DESCRIPTION, TABLE_VALID_ROWS
 from ..common.errors import BadRequest, Caterva2Error, NotFound, ServiceUnavailable
 from ..common.paths import CONTAINER_SUFFIXES, check_relpath, check_remote_path
 from ..common.stored_chunks import Identity, file_identity, file_version, read_chunk
@@ -459,7 +460,10 @@ class DirectoryRoot(RootAdapter):
             st, meta = self._groups.read_leaf(
                 *leaf, lambda obj: b2meta.container_meta(obj, relpath, None)
             )
-            return _dataset_stat(st), {**meta, "mtime": b2meta.iso_mtime(st.st_mtime)}
+            meta = {**meta, "mtime": b2meta.iso_mtime(st.st_mtime)}
+            if leaf[1] == TABLE_VALID_ROWS and (table := self._groups.table(leaf[0], st)):
+                meta[TABLE_DESCRIPTION] = table  # a table's description rides on its mask
+            return _dataset_stat(st), meta
         with self._locked(relpath):
             try:
                 st, obj, stored = self._open(relpath)

@@ -481,6 +481,11 @@ class RemoteRoots:
                 return self.whole_file(root, relpath)
         return self._read(root, relpath, lambda pinned: selection_plan(pinned, key, field))
 
+    def values(self, root: str, relpath: str, key: Key, if_match: str) -> Any:
+        """Values of a selection of version `if_match` of an array, read through the cache."""
+        plan = lambda pinned: selection_plan(pinned, key, None)  # noqa: E731
+        return self._read(root, relpath, plan, if_match)[0].values
+
     def chunk(
         self, root: str, relpath: str, nchunk: int, if_match: str | None = None
     ) -> tuple[bytes, str | None]:

@@ -20,11 +20,13 @@ from ..common.b2z_files import B2Z_SUFFIX, b2z_kind
 from ..common.errors import BadRequest, NotFound
 from ..common.paths import is_hdf5, join_logical
 from ..common.slices import Key
-from . import containers, remote_containers
+from . import containers, remote_containers, remote_tables
+from .compute_budget import Runner
 from .ctables import TableDataset
 from .datasets import CONTAINERS, RawHDF5Dataset, StoredDataset, require_file
 from .hdf5_shells import ShellDataset
 from .local_roots import LocalRoots, Location
+from .remote_tables import RemoteTable
 from .root_interface import Dataset, Download, FetchResult, Root, TableQuery, WholeFile
 from .store import User
 
@@ -217,11 +219,14 @@ class ContainerFile(Dataset):
 class RemoteDataset(Dataset):
     """A dataset of a remote root, read through the chunk cache."""
 
-    def __init__(self, remote: RemoteRoots, root: str, relpath: str) -> None:
+    def __init__(
+        self, remote: RemoteRoots, root: str, relpath: str, runner: Runner | None = None
+    ) -> None:
         self.remote = remote
         self.root = root
         self.relpath = relpath
         self.logical = join_logical(root, relpath)
+        self.runner = runner
 
     def group_info(self) -> dict | None:
         """The info of a container or a group inside one; None for any other path."""
@@ -230,7 +235,19 @@ class RemoteDataset(Dataset):
         paths = self.remote.dataset_paths(self.root)[0]  # follows the root first
         return remote_containers.group_of(self.remote.store, self.root, self.relpath, paths)
 
+    def table(self) -> RemoteTable | None:
+        """The table a publisher serves as its columns at this path; None for anything else."""
+        if not self.relpath.lower().endswith(B2Z_SUFFIX):
+            return None
+        self.remote.ensure_followed(self.root)
+        found = remote_tables.description_of(self.remote, self.root, self.relpath)
+        if found is None:
+            return None
+        return RemoteTable(self.remote, self.root, self.relpath, found, self.runner)
+
     def info(self) -> tuple[dict, str | None]:
+        if (table := self.table()) is not None:
+            return table.info()
         group = self.group_info()
         if group is not None:
             return group, None
@@ -244,28 +261,42 @@ class RemoteDataset(Dataset):
     def fetch(
         self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
     ) -> FetchResult:
+        if (table := self.table()) is not None:
+            return table.fetch(key, field, filter_, blocks)
         self._not_a_group()
         if filter_:
             self._no_remote_tables()
         return self.remote.fetch(self.root, self.relpath, key, field, filter_, blocks)
 
     def query_table(self, key: Key, query: TableQuery) -> FetchResult:
+        if (table := self.table()) is not None:
+            return table.query_table(key, query)
         self._no_remote_tables()
         return super().query_table(key, query)
 
+    def table_window(self, start: int, stop: int, query: TableQuery) -> tuple[np.ndarray, int]:
+        if (table := self.table()) is not None:
+            return table.table_window(start, stop, query)
+        return super().table_window(start, stop, query)
+
     def _no_remote_tables(self) -> None:
-        """Tables of remote roots come as their files only (see the README's "Tables")."""
+        """A table its publisher serves as a file (strings, nullable columns...) is not queried."""
         if self.relpath.endswith(B2Z_SUFFIX):
+            self.remote.dataset(self.root, self.relpath)  # 404 when there is none
             raise BadRequest(
-                f"{self.logical} is in a remote root, where tables are served as files only "
-                "(no filter or sort yet): download it, or copy it to a local root"
+                f"{self.logical} is a table its publisher serves as a file only (it has "
+                "columns other than plain arrays): download it, or copy it to a local root"
             )
 
     def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
+        if (table := self.table()) is not None:
+            return table.chunk(nchunk, if_match)
         self._not_a_group()
         return self.remote.chunk(self.root, self.relpath, nchunk, if_match)
 
     def download(self) -> Download:
+        if (table := self.table()) is not None:
+            return table.download()
         self._not_a_group()
         return self.remote.download(self.root, self.relpath)
 
@@ -275,12 +306,15 @@ class RemoteRoot(Root):
 
     local = False
 
-    def __init__(self, remote: RemoteRoots, name: str) -> None:
+    def __init__(self, remote: RemoteRoots, name: str, runner: Runner | None = None) -> None:
         self.remote = remote
         self.name = name
+        self.runner = runner  # the computing pool, where table queries run
 
     def listing(self, relpath: str) -> list[str]:
+        if relpath and self.dataset(relpath).table() is not None:
+            return [relpath.rsplit("/", 1)[-1]]  # a table is one dataset, not its members
         return self.remote.listing(self.name, relpath)
 
     def dataset(self, relpath: str) -> RemoteDataset:
-        return RemoteDataset(self.remote, self.name, relpath)
+        return RemoteDataset(self.remote, self.name, relpath, self.runner)

@@ -34,7 +34,8 @@ class RootRegistry:
     def root(self, name: str, user: User | None) -> Root:
         """The root `name` for `user` (an unknown name is refused at its first use: 404)."""
         if self.is_remote(name):
-            return RemoteRoot(self.remote, name)
+            runner = self.expressions.runner if self.expressions is not None else None
+            return RemoteRoot(self.remote, name, runner)
         return LocalRoot(self.local, name, user, self.expressions)
 
     def dataset(self, path: str, user: User | None) -> Dataset:

@@ -38,6 +38,7 @@ SMALL = np.arange(10, dtype=np.int32)
 CUBE = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
 TREE_LEAVES = ["a/b/cube", "a/big", "a/small", "top"]
 BIG_LEAF = "dir/tree.b2z/a/big"
+TABLE_MEMBERS = ["_cols/a", "_cols/b", "_cols/ok", "_valid_rows"]  # a table of `table_values`
 
 
 def write_tree(path: Path, big: np.ndarray) -> None:
@@ -112,13 +113,14 @@ def get(url: str, route: str, path: str, **params) -> httpx.Response:
 # -- the publisher ---------------------------------------------------------------
 
 
-def test_the_publisher_serves_a_group_container_as_its_leaves_and_a_table_as_a_file(tmp_path):
+def test_the_publisher_serves_a_group_container_as_its_leaves_and_a_table_as_its_columns(tmp_path):
     rootdir = tmp_path / "root"
     rootdir.mkdir()
     write_files(rootdir)
     adapter = DirectoryRoot(rootdir, tmp_path / "cache")
     expected = [f"dir/tree.b2z/{leaf}" for leaf in TREE_LEAVES]
-    expected += ["dir/bad.b2z", "dir/dict.b2z/p", "dir/dict.b2z/q/r", "dir/table.b2z"]
+    expected += ["dir/bad.b2z", "dir/dict.b2z/p", "dir/dict.b2z/q/r"]
+    expected += [f"dir/table.b2z/{member}" for member in TABLE_MEMBERS]
     expected += ["runs.h5/run.b2nd"]
     assert adapter.datasets() == sorted(expected)
     assert adapter.scan()[0] == sorted(expected)

@@ -7,10 +7,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...common.b2z_files import TABLE_VALID_ROWS
 from ...common.errors import BadRequest, NotFound
 from ...common.paths import join_logical, split_logical_path, stored_name
 from ...common.slices import Key
-from .. import containers, remote_containers
+from .. import containers, remote_containers, remote_tables
 from ..auth import check_follow
 from ..fetch_values import values_of
 from ..file_ops import FileOps
@@ -255,6 +256,8 @@ class Access:
         inside = remote_containers.in_container(relpath)
         if relpath in etags:
             return Node(path, root, relpath, "file", False, in_container=inside)
+        if f"{relpath}/{TABLE_VALID_ROWS}" in etags and self._is_table(root, relpath):
+            return Node(path, root, relpath, "file", False)  # a table: one dataset, as locally
         prefix = relpath + "/" if relpath else ""
         below = sorted(p for p in etags if p.startswith(prefix))
         if relpath and not below:
@@ -276,6 +279,10 @@ class Access:
         for p in below:
             name = p[len(prefix) :]
             split = remote_containers.split_container(name)
+            if split is not None and self._is_table(root, prefix + split[0]):
+                if not node.entries or node.entries[-1].relpath != split[0]:
+                    node.entries.append(Entry(split[0], None, "file"))
+                continue
             if split is not None:
                 if split[0] not in trees:
                     trees[split[0]] = []
@@ -289,6 +296,10 @@ class Access:
         for entry in node.entries:
             if entry.relpath in trees and len(trees) <= MAX_TREES:
                 entry.tree = leaf_tree(trees[entry.relpath])
+
+    def _is_table(self, root: str, relpath: str) -> bool:
+        """Whether a remote path is a table its publisher serves as its columns."""
+        return remote_tables.announced_table(self.remote.store, root, relpath)
 
     def info(self, path: str, user: User | None) -> dict:
         """The `/api/info` object of a dataset."""

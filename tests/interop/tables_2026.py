@@ -22,9 +22,9 @@ def plain(rows: list) -> list:
     return [[value.item() if hasattr(value, "item") else value for value in row] for row in rows]
 
 
-def main(url: str, path: str) -> None:
+def main(url: str, path: str, root: str = "@public") -> None:
     client = cat2.Client(url)
-    table = client.get("@public")[path]
+    table = client.get(root)[path]
     got = {
         "version": cat2.__version__,
         "type": type(table).__name__,
@@ -42,4 +42,4 @@ def main(url: str, path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])  # url, path in the root, and the root (@public unless given)
