@@ -216,7 +216,18 @@ def open_table(path: Path, found: os.stat_result | None = None) -> blosc2.CTable
     return obj
 
 
-class TableDataset(Dataset):
+class TableReads(Dataset):
+    """What every table answers a plain fetch with: its rows, through `query_table`."""
+
+    def fetch(
+        self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
+    ) -> bytes:
+        if field:
+            raise BadRequest("A table has columns, not fields: use filter or a row slice")
+        return self.query_table(key, TableQuery(filter=filter_))
+
+
+class TableDataset(TableReads):
     """A CTable `.b2z` file of a local root: rows fetched, filtered and sorted here."""
 
     def __init__(self, loc: Location, runner: Runner | None) -> None:
@@ -232,13 +243,6 @@ class TableDataset(Dataset):
         table = open_table(path, self.loc.found)
         st = path.stat()
         return table_info(table, st.st_mtime, st.st_size), None
-
-    def fetch(
-        self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
-    ) -> bytes:
-        if field:
-            raise BadRequest("A table has columns, not fields: use filter or a row slice")
-        return self.query_table(key, TableQuery(filter=filter_))
 
     def query_table(self, key: Key, query: TableQuery) -> bytes:
         """The rows `query` keeps within the row range `key`, as a CTable cframe."""

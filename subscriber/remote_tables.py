@@ -35,7 +35,7 @@ from ..common.paths import check_remote_path, join_logical
 from ..common.slices import Key
 from . import ctables, field_filters
 from .compute_budget import DEFAULT_MAX_BYTES, Budget, Runner, check_result_size
-from .root_interface import Dataset, Download, TableQuery
+from .root_interface import Download, TableQuery
 
 if TYPE_CHECKING:
     from .remote_roots import RemoteRoots
@@ -154,7 +154,7 @@ def in_memory_table(schema: dict, valid: np.ndarray, columns: dict[str, np.ndarr
     return table
 
 
-class RemoteTable(Dataset):
+class RemoteTable(ctables.TableReads):
     """A CTable `.b2z` of a remote root, queried here over its cached column chunks."""
 
     def __init__(
@@ -279,13 +279,6 @@ class RemoteTable(Dataset):
             return in_memory_table(self.description["schema_dict"], valid, columns).to_cframe()
 
         return self._run(work)
-
-    def fetch(
-        self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
-    ) -> bytes:
-        if field:
-            raise BadRequest("A table has columns, not fields: use filter or a row slice")
-        return self.query_table(key, TableQuery(filter=filter_))
 
     def table_window(self, start: int, stop: int, query: TableQuery) -> tuple[np.ndarray, int]:
         """Rows [start, stop) of what `query` keeps, as values, and how many rows it keeps."""

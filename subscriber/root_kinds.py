@@ -68,18 +68,12 @@ def plain_dataset(loc: Location, user: User | None, expressions: Expressions | N
     return StoredDataset(loc)
 
 
-class LocalDataset(Dataset):
-    """A file of a local root, its kind found at the first read (see the module's note)."""
-
-    def __init__(self, loc: Location, user: User | None, expressions: Expressions | None):
-        self.loc = loc
-        self.logical = loc.logical
-        self.user = user
-        self.expressions = expressions
+class DeferredDataset(Dataset):
+    """A dataset whose kind is found at its first read (rights first); every read goes to it."""
 
     @functools.cached_property
     def kind(self) -> Dataset:
-        return local_dataset(self.loc, self.user, self.expressions)
+        raise NotImplementedError
 
     def info(self) -> tuple[dict, str | None]:
         return self.kind.info()
@@ -100,6 +94,20 @@ class LocalDataset(Dataset):
 
     def download(self) -> Download:
         return self.kind.download()
+
+
+class LocalDataset(DeferredDataset):
+    """A file of a local root, its kind found at the first read (see the module's note)."""
+
+    def __init__(self, loc: Location, user: User | None, expressions: Expressions | None):
+        self.loc = loc
+        self.logical = loc.logical
+        self.user = user
+        self.expressions = expressions
+
+    @functools.cached_property
+    def kind(self) -> Dataset:
+        return local_dataset(self.loc, self.user, self.expressions)
 
 
 class LocalRoot(Root):
@@ -154,7 +162,7 @@ class LocalRoot(Root):
         return LocalDataset(self.locate(relpath), self.user, self.expressions)
 
 
-class ContainerMember(Dataset):
+class ContainerMember(DeferredDataset):
     """A group or leaf inside a container file, found at its first read (rights first)."""
 
     def __init__(self, loc: Location, inner: str) -> None:
@@ -168,20 +176,6 @@ class ContainerMember(Dataset):
         if container is None:
             raise NotFound(f"{self.loc.logical} is not a container")
         return container.node(self.inner)
-
-    def info(self) -> tuple[dict, str | None]:
-        return self.kind.info()
-
-    def fetch(
-        self, key: Key, field: str | None = None, filter_: str | None = None, blocks: bool = False
-    ) -> FetchResult:
-        return self.kind.fetch(key, field, filter_, blocks)
-
-    def chunk(self, nchunk: int, if_match: str | None = None) -> tuple[bytes, str | None]:
-        return self.kind.chunk(nchunk, if_match)
-
-    def download(self) -> Download:
-        return self.kind.download()
 
 
 class ContainerFile(Dataset):

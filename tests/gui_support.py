@@ -52,6 +52,26 @@ def chromium() -> Iterator:
             browser.close()
 
 
+@contextlib.contextmanager
+def browser_tab(browser, base_url: str) -> Iterator:
+    """A fresh tab (own cookies) of `browser` on `base_url`; fails on any JavaScript error."""
+    context = browser.new_context(viewport=LAPTOP, base_url=base_url)
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+@contextlib.contextmanager
+def chromium_tab(base_url: str) -> Iterator:
+    """A tab of a Chromium of its own on `base_url` (see `browser_tab`)."""
+    with chromium() as browser, browser_tab(browser, base_url) as tab:
+        yield tab
+
+
 def shot(tab, name: str) -> None:
     """Save a screenshot as a build artefact (and in doc/ when asked)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

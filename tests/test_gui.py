@@ -19,7 +19,7 @@ import pytest
 
 from caterva2.subscriber.store import Store
 
-from .gui_support import LAPTOP, PHONE, chromium, shot, table_cell, wait_until
+from .gui_support import LAPTOP, PHONE, browser_tab, chromium, shot, table_cell, wait_until
 from .services import SECRET, SubscriberProcess, populate_from_examples
 
 
@@ -32,14 +32,8 @@ def browser() -> Iterator:
 @pytest.fixture
 def page(browser, sub):
     """A fresh browser tab (own cookies) on the subscriber; fails on any JavaScript error."""
-    context = browser.new_context(viewport=LAPTOP, base_url=sub.urlbase)
-    tab = context.new_page()
-    tab.set_default_timeout(10_000)
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield tab
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    with browser_tab(browser, sub.urlbase) as tab:
+        yield tab
 
 
 def login(tab, creds: tuple[str, str]) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from .app_support import serving
-from .gui_support import LAPTOP, chromium, shot, table_cell
+from .gui_support import chromium_tab, shot, table_cell
 
 GRID = np.arange(6 * 8, dtype=np.int32).reshape(6, 8) * 10
 
@@ -31,15 +31,8 @@ def url(tmp_path_factory):
 
 @pytest.fixture
 def tab(url):
-    with chromium() as browser:
-        context = browser.new_context(viewport=LAPTOP, base_url=url)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with chromium_tab(url) as page:
         yield page
-        context.close()
-        assert not errors, f"JavaScript errors: {errors}"
 
 
 def test_a_container_shows_its_tree_and_a_leaf_its_values(tab):

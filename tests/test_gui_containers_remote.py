@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .gui_support import LAPTOP, chromium, table_cell
+from .gui_support import chromium_tab, table_cell
 from .inprocess_publisher import ROOT
 from .test_containers_remote import BIG, remote_root
 
@@ -18,15 +18,8 @@ def url(tmp_path_factory):
 
 @pytest.fixture
 def tab(url):
-    with chromium() as browser:
-        context = browser.new_context(viewport=LAPTOP, base_url=url)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with chromium_tab(url) as page:
         yield page
-        context.close()
-        assert not errors, f"JavaScript errors: {errors}"
 
 
 def test_a_remote_container_shows_its_tree_and_a_leaf_its_values(tab):

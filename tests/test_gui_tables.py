@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from .app_support import serving
-from .gui_support import LAPTOP, chromium, shot, wait_until
+from .gui_support import chromium_tab, shot, wait_until
 from .table_support import numpy_query, table_values, write_table
 
 VALUES = table_values(3000, seed=11)
@@ -31,15 +31,8 @@ def url(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture
 def tab(url):
-    with chromium() as browser:
-        context = browser.new_context(viewport=LAPTOP, base_url=url)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with chromium_tab(url) as page:
         yield page
-        context.close()
-        assert not errors, f"JavaScript errors: {errors}"
 
 
 def shown_rows(tab) -> np.ndarray:
@@ -65,7 +58,7 @@ def assert_shown(tab, want: np.ndarray) -> None:
 
 def wait_for_matches(tab, text: str) -> None:
     script = "(t) => (document.querySelector('#matches')?.innerText || '').includes(t)"
-    wait_until(tab, script, text)
+    wait_until(tab, script, text, timeout=30)  # a query under a loaded suite can take seconds
 
 
 def click_header(tab, column: str, text: str) -> None:
