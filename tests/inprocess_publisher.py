@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +19,12 @@ import numpy as np
 from caterva2.common.daemon import http_server
 from caterva2.publisher.api import Stats, create_app
 from caterva2.publisher.root_adapters import DirectoryRoot
+from caterva2.subscriber.app import create_subscriber
 from caterva2.subscriber.remote_roots import RemoteRoots
+from caterva2.subscriber.settings import SubscriberSettings
 from caterva2.subscriber.store import Store
 
+from .app_support import served
 from .services import free_port
 
 ROOT = "budget"
@@ -87,3 +90,40 @@ def subscriber(
 
 def read_row(remote: RemoteRoots, row: int) -> np.ndarray:
     return remote.fetch(ROOT, "a.b2nd", (slice(row, row + 1),), None, None).values[0]
+
+
+@dataclass
+class FollowedRoot:
+    """A publisher's root followed by a subscriber that is served over HTTP (both in-process)."""
+
+    url: str
+    publisher: Publisher
+    remote: RemoteRoots
+    rootdir: Path
+
+    def transfers(self, relpath: str) -> set[int]:
+        """The chunks of the dataset `relpath` the publisher has sent."""
+        return {n for (path, n) in self.publisher.stats.chunks if path == relpath}
+
+
+@contextmanager
+def followed_root(
+    tmp_path: Path,
+    fill: Callable[[Path], object],
+    kind: type[FollowedRoot] = FollowedRoot,
+    **settings: object,
+) -> Iterator[FollowedRoot]:
+    """`fill(rootdir)` published, followed and served (`settings`: the subscriber's)."""
+    with running_publisher(tmp_path) as publisher:
+        rootdir = publisher.file.parent
+        fill(rootdir)
+        remote = subscriber(tmp_path / "sub", publisher, None)
+        app = create_subscriber(
+            SubscriberSettings(statedir=tmp_path / "sub", login=False, **settings),
+            lambda _s: remote,
+        )
+        try:
+            with served(app.app) as base:
+                yield kind(base, publisher, remote, rootdir)
+        finally:
+            app.close()

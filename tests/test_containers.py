@@ -20,26 +20,13 @@ import caterva2 as cat2
 from caterva2.subscriber import hdf5_shells
 
 from .app_support import USER, in_process_subscriber, served
+from .container_support import B2Z_LEAVES, BIG, CUBE, SMALL, TREE_LEAVES, write_stores
 from .upstream_client import run_driver
-
-BIG = np.arange(300 * 400, dtype=np.float64).reshape(300, 400)
-SMALL = np.arange(10, dtype=np.int32)
-CUBE = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
-TREE_LEAVES = ["a/b/cube", "a/big", "a/small", "top"]
 
 
 def write_files(public) -> None:
     folder = public / "dir"
-    folder.mkdir(parents=True)
-    # threshold: leaves under 1000 bytes are packed into the store's embed.b2e.
-    with blosc2.TreeStore(str(folder / "tree.b2z"), mode="w", threshold=1000) as tree:
-        tree["/a/big"] = blosc2.asarray(BIG, chunks=(100, 100), blocks=(20, 50))
-        tree["/a/small"] = SMALL
-        tree["/a/b/cube"] = CUBE
-        tree["/top"] = np.arange(5.0)
-    with blosc2.DictStore(str(folder / "dict.b2z"), mode="w", threshold=1000) as store:
-        store["/p"] = SMALL
-        store["/q/r"] = BIG
+    write_stores(folder)
     with h5py.File(folder / "data.h5", "w") as f:
         f.create_dataset("grp/big", data=BIG, chunks=(50, 80))
         f.create_dataset("grp/sub/cube", data=CUBE)
@@ -113,11 +100,7 @@ def test_containers_and_inner_groups_are_groups_in_their_info(url, path, nfiles)
 
 
 LEAVES = {
-    "tree big (external)": ("dir/tree.b2z/a/big", BIG),
-    "tree small (embedded)": ("dir/tree.b2z/a/small", SMALL),
-    "tree nested": ("dir/tree.b2z/a/b/cube", CUBE),
-    "dict big": ("dir/dict.b2z/q/r", BIG),
-    "dict small": ("dir/dict.b2z/p", SMALL),
+    **B2Z_LEAVES,
     "hdf5 big": ("dir/data.h5/grp/big", BIG),
     "hdf5 nested": ("dir/data.h5/grp/sub/cube", CUBE),
 }

@@ -9,11 +9,8 @@ counters prove only the chunks a read touches travel.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import blosc2
@@ -24,75 +21,31 @@ import pytest
 import caterva2 as cat2
 from caterva2 import cli
 from caterva2.publisher.root_adapters import DirectoryRoot
-from caterva2.subscriber.app import create_subscriber
-from caterva2.subscriber.remote_roots import RemoteRoots
-from caterva2.subscriber.settings import SubscriberSettings
 
-from .app_support import served
-from .inprocess_publisher import ROOT, Publisher, running_publisher, subscriber
+from .container_support import B2Z_LEAVES, BIG, CUBE, SMALL, TREE_LEAVES, write_stores, write_tree
+from .inprocess_publisher import ROOT, FollowedRoot, followed_root
 from .table_support import table_values, write_table
 from .upstream_client import run_driver
 
-BIG = np.arange(300 * 400, dtype=np.float64).reshape(300, 400)
-SMALL = np.arange(10, dtype=np.int32)
-CUBE = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
-TREE_LEAVES = ["a/b/cube", "a/big", "a/small", "top"]
 BIG_LEAF = "dir/tree.b2z/a/big"
 TABLE_MEMBERS = ["_cols/a", "_cols/b", "_cols/ok", "_valid_rows"]  # a table of `table_values`
 
 
-def write_tree(path: Path, big: np.ndarray) -> None:
-    """A TreeStore at `path` (swapped in whole): big leaves in the zip, small ones embedded."""
-    tmp = path.with_name("tmp-" + path.name)
-    # threshold: leaves under 1000 bytes are packed into the store's embed.b2e.
-    with blosc2.TreeStore(str(tmp), mode="w", threshold=1000) as tree:
-        tree["/a/big"] = blosc2.asarray(big, chunks=(100, 100), blocks=(20, 50))
-        tree["/a/small"] = SMALL
-        tree["/a/b/cube"] = CUBE
-        tree["/top"] = np.arange(5.0)
-    os.replace(tmp, path)
-
-
 def write_files(rootdir: Path) -> None:
     folder = rootdir / "dir"
-    folder.mkdir()
-    write_tree(folder / "tree.b2z", BIG)
-    with blosc2.DictStore(str(folder / "dict.b2z"), mode="w", threshold=1000) as store:
-        store["/p"] = SMALL
-        store["/q/r"] = blosc2.asarray(BIG, chunks=(150, 400))
+    write_stores(folder)
     write_table(folder / "table.b2z", table_values(50, seed=1))
     (folder / "bad.b2z").write_bytes(b"not a zip at all" * 10)
     (rootdir / "runs.h5").mkdir()  # a folder named like a container, an array in it
     blosc2.asarray(SMALL, urlpath=str(rootdir / "runs.h5" / "run.b2nd"))
 
 
-@dataclass
-class Remote:
-    url: str
-    publisher: Publisher
-    remote: RemoteRoots
-    rootdir: Path
-
-    def transfers(self, relpath: str) -> set[int]:
-        """The chunks of a dataset the publisher has sent."""
-        return {n for (path, n), count in self.publisher.stats.chunks.items() if path == relpath}
+Remote = FollowedRoot
 
 
-@contextmanager
-def remote_root(tmp_path: Path) -> Iterator[Remote]:
+def remote_root(tmp_path: Path):
     """A publisher of containers, followed by a subscriber served over HTTP."""
-    with running_publisher(tmp_path) as publisher:
-        rootdir = publisher.file.parent
-        write_files(rootdir)
-        remote = subscriber(tmp_path / "sub", publisher, None)
-        app = create_subscriber(
-            SubscriberSettings(statedir=tmp_path / "sub", login=False), lambda _s: remote
-        )
-        try:
-            with served(app.app) as base:
-                yield Remote(base, publisher, remote, rootdir)
-        finally:
-            app.close()
+    return followed_root(tmp_path, write_files)
 
 
 @pytest.fixture(scope="module")
@@ -223,13 +176,7 @@ def test_remote_containers_and_inner_groups_are_groups_in_their_info(url, path, 
     assert meta["mtime"]
 
 
-LEAVES = {
-    "tree big (external)": ("dir/tree.b2z/a/big", BIG),
-    "tree small (embedded)": ("dir/tree.b2z/a/small", SMALL),
-    "tree nested": ("dir/tree.b2z/a/b/cube", CUBE),
-    "dict big": ("dir/dict.b2z/q/r", BIG),
-    "dict small": ("dir/dict.b2z/p", SMALL),
-}
+LEAVES = B2Z_LEAVES
 
 
 @pytest.mark.parametrize("path, values", LEAVES.values(), ids=LEAVES.keys())

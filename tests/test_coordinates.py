@@ -17,13 +17,11 @@ import pytest
 import caterva2 as cat2
 from caterva2.common.coordinates import encode_indices
 from caterva2.subscriber.api_data import FetchResource
-from caterva2.subscriber.app import create_subscriber
 from caterva2.subscriber.coordinate_gather import gather
 from caterva2.subscriber.root_registry import RootRegistry
-from caterva2.subscriber.settings import SubscriberSettings
 
-from .app_support import in_process_subscriber, served, serving
-from .inprocess_publisher import ROOT, ROWS, running_publisher, subscriber
+from .app_support import in_process_subscriber, serving
+from .inprocess_publisher import ROOT, followed_root
 from .upstream_client import run_driver
 
 VALUES = np.arange(7 * 11 * 13, dtype=np.float64).reshape(7, 11, 13)
@@ -185,20 +183,13 @@ def test_the_client_refuses_what_has_no_spelling():
 
 
 def test_coordinates_on_a_remote_root_read_only_the_chunks_they_touch(tmp_path):
-    with running_publisher(tmp_path) as publisher:
-        remote = subscriber(tmp_path / "sub", publisher, None)
-        app = create_subscriber(
-            SubscriberSettings(statedir=tmp_path / "sub", login=False), lambda _s: remote
-        )
-        try:
-            with served(app.app) as base, cat2.Client(base) as client:
-                rows, cols = [20, 17, 20, 23], [5, 32767, 0, 1000]
-                got = client.get(f"{ROOT}/a.b2nd")[rows, cols]
-            np.testing.assert_array_equal(got, publisher.data[rows, cols])
-            fetched = {n for n in range(ROWS) if publisher.transfers(n)}
-            assert fetched == {17, 20, 23}  # one chunk a row: the rows of the points only
-        finally:
-            app.close()
+    rows, cols = [20, 17, 20, 23], [5, 32767, 0, 1000]
+    with followed_root(tmp_path, lambda _rootdir: None) as found:
+        with cat2.Client(found.url) as client:
+            got = client.get(f"{ROOT}/a.b2nd")[rows, cols]
+        np.testing.assert_array_equal(got, found.publisher.data[rows, cols])
+        # One chunk a row: the rows of the points only.
+        assert found.transfers("a.b2nd") == {17, 20, 23}
 
 
 def test_the_newest_upstream_client_gathers_coordinates_from_us(url):

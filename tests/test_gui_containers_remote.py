@@ -5,9 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from .container_support import BIG
 from .gui_support import chromium_tab, table_cell
 from .inprocess_publisher import ROOT
-from .test_containers_remote import BIG, remote_root
+from .test_containers_remote import remote_root
 
 
 @pytest.fixture(scope="module")

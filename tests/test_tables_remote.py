@@ -12,7 +12,6 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,9 @@ import numpy as np
 import pytest
 
 import caterva2 as cat2
-from caterva2.subscriber.app import create_subscriber
-from caterva2.subscriber.remote_roots import RemoteRoots
-from caterva2.subscriber.settings import SubscriberSettings
 from caterva2.tables import Table, as_records
 
-from .app_support import served
-from .inprocess_publisher import ROOT, Publisher, running_publisher, subscriber
+from .inprocess_publisher import ROOT, FollowedRoot, followed_root
 from .table_support import table_values
 from .upstream_client import run_driver
 
@@ -57,39 +52,23 @@ def write_chunked_table(path: Path, values: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-@dataclass
-class Remote:
-    url: str
-    publisher: Publisher
-    remote: RemoteRoots
-    rootdir: Path
+class Remote(FollowedRoot):
+    """A followed root holding the table `TABLE`."""
 
-    def transfers(self, column: str) -> set[int]:
+    def column_transfers(self, column: str) -> set[int]:
         """The chunks of a column of the table the publisher has sent."""
-        member = f"{TABLE}/_cols/{column}"
-        return {n for (path, n) in self.publisher.stats.chunks if path == member}
+        return self.transfers(f"{TABLE}/_cols/{column}")
 
     def local(self) -> blosc2.CTable:
         """The table as blosc2 opens it on the publisher's side (the reference answers)."""
         return blosc2.open(str(self.rootdir / TABLE), mode="r")
 
 
-@contextmanager
-def remote_table(tmp_path: Path, values: np.ndarray, **settings: Any) -> Iterator[Remote]:
+def remote_table(tmp_path: Path, values: np.ndarray, **settings: Any):
     """A publisher with a chunked table, followed by a subscriber served over HTTP."""
-    with running_publisher(tmp_path) as publisher:
-        rootdir = publisher.file.parent
-        write_chunked_table(rootdir / TABLE, values)
-        remote = subscriber(tmp_path / "sub", publisher, None)
-        app = create_subscriber(
-            SubscriberSettings(statedir=tmp_path / "sub", login=False, **settings),
-            lambda _s: remote,
-        )
-        try:
-            with served(app.app) as base:
-                yield Remote(base, publisher, remote, rootdir)
-        finally:
-            app.close()
+    return followed_root(
+        tmp_path, lambda rootdir: write_chunked_table(rootdir / TABLE, values), Remote, **settings
+    )
 
 
 VALUES = table_values(NROWS, seed=4)
@@ -171,7 +150,7 @@ def test_a_row_slice_fetches_one_chunk_per_column(tmp_path):
     with remote_table(tmp_path, VALUES) as found, cat2.Client(found.url) as client:
         got = client.get(f"{ROOT}/{TABLE}").slice(slice(310, 320), as_blosc2=False)
         np.testing.assert_array_equal(got, VALUES[310:320])
-        assert {col: found.transfers(col) for col in ("a", "b", "ok")} == {
+        assert {col: found.column_transfers(col) for col in ("a", "b", "ok")} == {
             "a": {3},
             "b": {3},
             "ok": {3},
@@ -185,11 +164,11 @@ def test_a_filter_reads_its_columns_whole_and_only_the_rows_returned_of_the_othe
         got = as_records(table.where("b < 0.05", rows=slice(0, 3)))
         want = as_records(found.local().where("b < 0.05").slice(0, 3))
         np.testing.assert_array_equal(got, want)
-        assert found.transfers("b") == set(range(NROWS // CHUNK))
+        assert found.column_transfers("b") == set(range(NROWS // CHUNK))
         # The other columns: only the chunks holding the three rows returned.
         rows = np.flatnonzero(VALUES["b"] < 0.05)[:3]
-        assert found.transfers("a") == found.transfers("ok") == set(rows // CHUNK)
-        assert len(found.transfers("a")) < NROWS // CHUNK
+        assert found.column_transfers("a") == found.column_transfers("ok") == set(rows // CHUNK)
+        assert len(found.column_transfers("a")) < NROWS // CHUNK
 
 
 def test_a_replaced_remote_table_answers_its_new_rows(tmp_path):
@@ -301,7 +280,9 @@ def test_a_remote_result_over_the_size_limit_is_refused_before_its_rows_are_fetc
         whole = api(found.url, "fetch", sort_by="b")
         assert whole.status_code == 400
         assert "compute_max_size" in whole.json()["detail"]
-        assert found.transfers("a") == found.transfers("ok") == set()  # no row was gathered
+        assert (
+            found.column_transfers("a") == found.column_transfers("ok") == set()
+        )  # no row was gathered
         small = api(found.url, "fetch", filter="a < 5", sort_by="b")
         assert small.status_code == 200
         want = found.local().where("a < 5").sort_by(["b"], view=True)
