@@ -25,6 +25,14 @@ B2Z_LEAVES = {
     "dict small": ("dir/dict.b2z/p", SMALL),
 }
 """Test id → (path below the root, the leaf's values), for `write_stores(root / "dir")`."""
+B2Z_LISTINGS = [
+    ("dir/tree.b2z", TREE_LEAVES),
+    ("dir/tree.b2z/a", ["b/cube", "big", "small"]),
+    ("dir/tree.b2z/a/b", ["cube"]),
+    ("dir/tree.b2z/a/small", ["small"]),
+    ("dir/dict.b2z", ["p", "q/r"]),
+]
+"""(a container, inner group or leaf below the root, what `/api/list` of it answers)."""
 
 
 def write_tree(path: Path, big: np.ndarray = BIG) -> None:

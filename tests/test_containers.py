@@ -20,7 +20,7 @@ import caterva2 as cat2
 from caterva2.subscriber import hdf5_shells
 
 from .app_support import USER, in_process_subscriber, served
-from .container_support import B2Z_LEAVES, BIG, CUBE, SMALL, TREE_LEAVES, write_stores
+from .container_support import B2Z_LEAVES, B2Z_LISTINGS, BIG, CUBE, SMALL, TREE_LEAVES, write_stores
 from .upstream_client import run_driver
 
 
@@ -75,11 +75,7 @@ def test_listing_the_root_names_container_files_not_their_leaves(url):
 @pytest.mark.parametrize(
     "path, leaves",
     [
-        ("dir/tree.b2z", TREE_LEAVES),
-        ("dir/tree.b2z/a", ["b/cube", "big", "small"]),
-        ("dir/tree.b2z/a/b", ["cube"]),
-        ("dir/tree.b2z/a/small", ["small"]),
-        ("dir/dict.b2z", ["p", "q/r"]),
+        *B2Z_LISTINGS,
         ("dir/data.h5", ["grp/big", "grp/sub/cube", "top"]),
         ("dir/data.h5/grp", ["big", "sub/cube"]),
     ],

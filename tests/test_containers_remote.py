@@ -22,7 +22,16 @@ import caterva2 as cat2
 from caterva2 import cli
 from caterva2.publisher.root_adapters import DirectoryRoot
 
-from .container_support import B2Z_LEAVES, BIG, CUBE, SMALL, TREE_LEAVES, write_stores, write_tree
+from .container_support import (
+    B2Z_LEAVES,
+    B2Z_LISTINGS,
+    BIG,
+    CUBE,
+    SMALL,
+    TREE_LEAVES,
+    write_stores,
+    write_tree,
+)
 from .inprocess_publisher import ROOT, FollowedRoot, followed_root
 from .table_support import table_values, write_table
 from .upstream_client import run_driver
@@ -152,16 +161,7 @@ def test_listing_the_remote_root_names_container_files_not_their_leaves(url):
     assert get(url, "list", "dir").json() == ["bad.b2z", "dict.b2z", "table.b2z", "tree.b2z"]
 
 
-@pytest.mark.parametrize(
-    "path, leaves",
-    [
-        ("dir/tree.b2z", TREE_LEAVES),
-        ("dir/tree.b2z/a", ["b/cube", "big", "small"]),
-        ("dir/tree.b2z/a/b", ["cube"]),
-        ("dir/tree.b2z/a/small", ["small"]),
-        ("dir/dict.b2z", ["p", "q/r"]),
-    ],
-)
+@pytest.mark.parametrize("path, leaves", B2Z_LISTINGS)
 def test_listing_a_remote_container_or_group_names_its_leaves(url, path, leaves):
     assert get(url, "list", path).json() == leaves
 
