@@ -137,3 +137,21 @@ def container_meta(obj: Any, urlpath: str | None, mtime: float | None) -> dict:
     if isinstance(obj, blosc2.SChunk):
         return schunk_meta(obj, urlpath, mtime)
     raise TypeError(f"not a Blosc2 container: {type(obj).__name__}")
+
+
+def ctable_meta(table: Any) -> dict:
+    """What describes a Blosc2 CTable (upstream's `CTableMetadata` fields, `kind` aside)."""
+    schema = table.schema_dict()
+    vlmeta = table.vlmeta[:]
+    return {
+        "nrows": int(table.nrows),
+        "ncols": int(table.ncols),
+        "chunks": list(table.chunks),
+        "blocks": list(table.blocks),
+        "schema_dict": schema,
+        "columns": [column["name"] for column in schema.get("columns", [])],
+        "nbytes": int(table.nbytes),
+        "cbytes": int(table.cbytes),
+        "cratio": float(table.cratio),
+        "vlmeta": to_jsonable(dict(vlmeta) if vlmeta else {}),
+    }

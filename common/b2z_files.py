@@ -10,11 +10,14 @@ the file and costs one read, so telling the kinds apart never decompresses data.
 
 from __future__ import annotations
 
+import functools
+import os
 import zipfile
 from pathlib import Path
 from typing import Literal
 
 from .errors import BadRequest
+from .stored_chunks import Identity, file_identity
 
 B2Z_SUFFIX = ".b2z"
 TABLE_MARKER = "_meta.b2f"
@@ -43,5 +46,19 @@ def table_at(members: list[str] | set[str], prefix: str = "") -> bool:
 
 
 def b2z_kind(path: str | Path) -> B2zKind:
-    """`"ctable"` for a table file, `"group"` for a TreeStore or DictStore container."""
+    """`"ctable"` for a table file, `"group"` for a TreeStore or DictStore container.
+
+    Asked at every request for a `.b2z` (and several times for one leaf chunk on a
+    publisher), so each version of a file has its zip index read once.
+    """
+    try:
+        identity = file_identity(os.stat(path))
+    except OSError:
+        return _kind_of(os.fspath(path), None)  # zip_members says what is wrong
+    return _kind_of(os.fspath(path), identity)
+
+
+@functools.lru_cache(maxsize=4096)
+def _kind_of(path: str, identity: Identity | None) -> B2zKind:
+    # A file that is no readable zip raises: not cached, read again when asked again.
     return "ctable" if table_at(zip_members(path)) else "group"

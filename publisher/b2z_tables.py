@@ -62,24 +62,8 @@ def describe(path: Path, store: Any) -> dict | None:
         return None
     if not isinstance(table, blosc2.CTable):
         return None
-    schema = table.schema_dict()
-    names = [column["name"] for column in schema.get("columns", [])]
-    members = _plain_members(store, names)
+    meta = b2meta.ctable_meta(table)
+    members = _plain_members(store, meta["columns"])
     if members is None:
         return None
-    vlmeta = table.vlmeta[:]
-    return {
-        "nrows": int(table.nrows),
-        "ncols": int(table.ncols),
-        "chunks": list(table.chunks),
-        "blocks": list(table.blocks),
-        "schema_dict": schema,
-        "columns": names,
-        "nbytes": int(table.nbytes),
-        "cbytes": int(table.cbytes),
-        "cratio": float(table.cratio),
-        "vlmeta": b2meta.to_jsonable(dict(vlmeta) if vlmeta else {}),
-        "size": path.stat().st_size,
-        "members": members,
-        "valid_rows": VALID_ROWS,
-    }
+    return {**meta, "size": path.stat().st_size, "members": members, "valid_rows": VALID_ROWS}

@@ -78,19 +78,9 @@ def row_dtype(table: blosc2.CTable) -> np.dtype:
 
 def table_info(table: blosc2.CTable, mtime: float, size: int) -> dict:
     """The `/api/info` object of a table: upstream's `CTableMetadata` plus the file's size."""
-    schema = table.schema_dict()
     return {
         "kind": "ctable",
-        "nrows": int(table.nrows),
-        "ncols": int(table.ncols),
-        "chunks": list(table.chunks),
-        "blocks": list(table.blocks),
-        "schema_dict": schema,
-        "columns": [column["name"] for column in schema.get("columns", [])],
-        "nbytes": int(table.nbytes),
-        "cbytes": int(table.cbytes),
-        "cratio": float(table.cratio),
-        "vlmeta": b2meta.to_jsonable(dict(table.vlmeta[:]) if table.vlmeta[:] else {}),
+        **b2meta.ctable_meta(table),
         "mtime": b2meta.iso_mtime(mtime),
         "size": size,
     }

@@ -44,3 +44,14 @@ def test_a_file_that_is_not_a_zip_is_a_bad_request(tmp_path):
     (tmp_path / "fake.b2z").write_bytes(b"not a zip at all")
     with pytest.raises(BadRequest, match="not a readable .b2z"):
         b2z_kind(tmp_path / "fake.b2z")
+
+
+def test_a_file_replaced_by_another_kind_is_told_anew(tmp_path):
+    path = tmp_path / "x.b2z"
+    with blosc2.TreeStore(str(path), mode="w") as tree:
+        tree["/a"] = np.arange(3)
+    assert b2z_kind(path) == "group"
+    table = blosc2.CTable(Row, new_data=[(1, 2.0)], urlpath=str(tmp_path / "t.b2z"), mode="w")
+    table.close()
+    (tmp_path / "t.b2z").replace(path)  # another inode: another version
+    assert b2z_kind(path) == "ctable"
