@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import blosc2
@@ -60,8 +61,11 @@ def _wrong(relpath: str, why: str) -> BadRequest:
     return BadRequest(f"The publisher describes the table {relpath} wrongly: {why}")
 
 
-def checked_description(relpath: str, found: Any, paths: set[str]) -> dict:
-    """A table description from a publisher, checked (it is untrusted input); 400 if bad."""
+def checked_description(relpath: str, found: Any, announced: Callable[[str], bool]) -> dict:
+    """A table description from a publisher, checked (it is untrusted input); 400 if bad.
+
+    `announced(path)`: whether the publisher announced a dataset at `path`.
+    """
     if not isinstance(found, dict):
         raise _wrong(relpath, "not an object")
     for key, kind in INFO_FIELDS.items():
@@ -84,7 +88,7 @@ def checked_description(relpath: str, found: Any, paths: set[str]) -> dict:
         if not isinstance(member, str) or member == TABLE_VALID_ROWS:
             raise _wrong(relpath, f"bad member {member!r}")
         check_remote_path(f"{relpath}/{member}")
-        if f"{relpath}/{member}" not in paths:
+        if not announced(f"{relpath}/{member}"):
             raise _wrong(relpath, f"its member {member!r} is not announced")
     if found["nrows"] < 0:
         raise _wrong(relpath, "a negative row count")
@@ -104,8 +108,12 @@ def description_of(remote: RemoteRoots, root: str, relpath: str) -> dict | None:
     found = remote.store.dataset(root, f"{relpath}/{TABLE_VALID_ROWS}")
     if found is None or TABLE_DESCRIPTION not in found[1]:
         return None
-    paths = set(remote.dataset_paths(root)[0])
-    description = checked_description(relpath, found[1][TABLE_DESCRIPTION], paths)
+    # One lookup a member (not a set of the root's every path, at every request).
+    description = checked_description(
+        relpath,
+        found[1][TABLE_DESCRIPTION],
+        lambda path: remote.store.dataset(root, path) is not None,
+    )
     return {**description, "mtime": found[1].get("mtime")}
 
 
